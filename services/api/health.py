@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from services.kit.errors import ProblemError, problem_response
+from services.kit.migrate import current_revision, head_revision
+from services.kit.runtime import Runtime
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="Database and Redis reachable, schema at the newest migration",
+    responses={503: {"description": "A dependency is not ready; the body says which"}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    runtime: Runtime = request.app.state.runtime
+    checks: dict[str, Any] = {}
+    try:
+        async with runtime.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+        current, head = await current_revision(runtime.engine), head_revision()
+        checks["migrations"] = "ok" if current == head else f"at {current}, head is {head}"
+    except Exception as exc:
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+        checks["migrations"] = "unknown"
+    checks["redis"] = "ok" if await runtime.queue.ping() else "unreachable"
+    if all(value == "ok" for value in checks.values()):
+        return JSONResponse({"status": "ready", "checks": checks})
+    failing = ", ".join(f"{name}: {value}" for name, value in checks.items() if value != "ok")
+    problem = ProblemError(failing, status=503, code="not-ready", title="Not ready", checks=checks)
+    return problem_response(problem, request.url.path)

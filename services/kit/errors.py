@@ -1,0 +1,179 @@
+"""One error type and one handler: every failure leaves the API as RFC 9457 problem+json.
+
+Expected failures are raised as :class:`ProblemError` (or a subclass) with their HTTP status and a
+stable ``code``; the handler renders them. Request validation errors and unhandled exceptions are
+rendered in the same shape, so a client parses exactly one error format.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+_TYPE_BASE = "https://cerdas.id/problems/"
+
+log = logging.getLogger(__name__)
+
+
+class ProblemError(Exception):
+    """An expected failure with its HTTP status, a stable code and what was wrong where."""
+
+    status: int = 400
+    code: str = "bad-request"
+    title: str = "Bad request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        title: str | None = None,
+        errors: Sequence[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+        if title is not None:
+            self.title = title
+        self.errors = list(errors or [])
+        self.headers = headers or {}
+        self.extensions = extensions
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": _TYPE_BASE + self.code,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
+        if instance:
+            body["instance"] = instance
+        if self.errors:
+            body["errors"] = self.errors
+        body.update(self.extensions)
+        return body
+
+
+class NotFound(ProblemError):
+    status = 404
+    code = "not-found"
+    title = "Not found"
+
+
+class Unauthorized(ProblemError):
+    status = 401
+    code = "unauthorized"
+    title = "Authentication required"
+
+
+class Forbidden(ProblemError):
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class Conflict(ProblemError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class Unprocessable(ProblemError):
+    status = 422
+    code = "validation-failed"
+    title = "Validation failed"
+
+
+class PayloadTooLarge(ProblemError):
+    status = 413
+    code = "payload-too-large"
+    title = "Payload too large"
+
+
+class UnsupportedMediaType(ProblemError):
+    status = 415
+    code = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
+def problem_response(problem: ProblemError, instance: str | None = None) -> JSONResponse:
+    headers = dict(problem.headers)
+    if problem.status == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    return JSONResponse(
+        problem.to_problem(instance),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def _pointer(loc: Sequence[int | str]) -> str:
+    """A validation location as a JSON pointer into the request part it names."""
+    return "/" + "/".join(str(part).replace("~", "~0").replace("/", "~1") for part in loc)
+
+
+def validation_problem(exc: RequestValidationError) -> ProblemError:
+    errors = []
+    for err in exc.errors():
+        loc = list(err.get("loc", ()))
+        where = str(loc[0]) if loc else "body"
+        errors.append(
+            {"in": where, "pointer": _pointer(loc[1:]), "detail": err.get("msg", "invalid")}
+        )
+    first = errors[0] if errors else {"in": "body", "pointer": "/", "detail": "invalid"}
+    return Unprocessable(
+        f"{first['in']} {first['pointer']}: {first['detail']}"
+        + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
+        errors=errors,
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def on_problem(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ProblemError)
+        return problem_response(exc, request.url.path)
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return problem_response(validation_problem(exc), request.url.path)
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        problem = ProblemError(
+            str(exc.detail),
+            status=exc.status_code,
+            code="not-found" if exc.status_code == 404 else f"http-{exc.status_code}",
+            title="Not found" if exc.status_code == 404 else "HTTP error",
+            headers=dict(exc.headers or {}),
+        )
+        return problem_response(problem, request.url.path)
+
+    async def on_unhandled(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        problem = ProblemError(
+            "The server failed to handle this request; it has been logged.",
+            status=500,
+            code="internal-error",
+            title="Internal server error",
+        )
+        return problem_response(problem, request.url.path)
+
+    app.add_exception_handler(ProblemError, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unhandled)

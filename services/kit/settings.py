@@ -1,0 +1,110 @@
+"""Process settings, read once from the environment.
+
+Plain ``DATABASE_URL``, ``REDIS_URL`` and ``PORT`` follow the twelve-factor convention that hosting
+platforms set; everything else is ``CERDAS_*``. When the URLs are unset the CLI starts embedded
+servers (see :mod:`services.kit.embedded`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg"}
+_REDIS_SCHEMES = {"redis", "rediss", "unix"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CERDAS_", extra="ignore", frozen=True)
+
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "CERDAS_DATABASE_URL")
+    )
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "CERDAS_REDIS_URL")
+    )
+    port: int = Field(default=8000, ge=1, le=65535, validation_alias=AliasChoices("PORT"))
+    host: str = "127.0.0.1"
+    data_dir: Path = Path(".cerdas")
+    evidence_dir: Path | None = None
+    evidence_max_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in _POSTGRES_SCHEMES:
+            raise ValueError(
+                f"expected a postgresql:// URL, got {value!r} "
+                "(unset it to use the embedded Postgres)"
+            )
+        return to_asyncpg_url(value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if urlsplit(value).scheme not in _REDIS_SCHEMES:
+            raise ValueError(
+                f"expected a redis:// or unix:// URL, got {value!r} "
+                "(unset it to use the embedded Redis)"
+            )
+        return value
+
+    @property
+    def evidence_path(self) -> Path:
+        return self.evidence_dir or self.data_dir / "evidence"
+
+
+# The environment variable each field is read from, for error messages.
+_ENV_NAMES = {
+    "database_url": "DATABASE_URL",
+    "redis_url": "REDIS_URL",
+    "port": "PORT",
+    "DATABASE_URL": "DATABASE_URL",
+    "CERDAS_DATABASE_URL": "CERDAS_DATABASE_URL",
+    "REDIS_URL": "REDIS_URL",
+    "CERDAS_REDIS_URL": "CERDAS_REDIS_URL",
+    "PORT": "PORT",
+}
+
+
+class SettingsError(Exception):
+    """A setting could not be used; the message names the environment variable."""
+
+
+def to_asyncpg_url(url: str) -> str:
+    """Hosting platforms hand out ``postgres://`` URLs; SQLAlchemy needs the asyncpg driver."""
+    scheme, rest = url.split("://", 1)
+    if scheme in {"postgres", "postgresql"}:
+        return f"postgresql+asyncpg://{rest}"
+    return url
+
+
+def load_settings() -> Settings:
+    """Read the settings, turning a validation failure into one line per bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            env = _ENV_NAMES.get(field, f"CERDAS_{field.upper()}")
+            message = err["msg"].removeprefix("Value error, ")
+            lines.append(f"invalid setting {env}: {message}")
+        raise SettingsError("; ".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

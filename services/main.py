@@ -1,0 +1,89 @@
+"""The composition root: builds the ASGI app from the gateway and ingest routers.
+
+Gateway, ingest and scoring never import each other; this module is where they meet, together
+with the process lifecycle (migrate on start, the in-process worker of ``cerdas serve``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from services.api.health import router as health_router
+from services.api.regions.router import router as regions_router
+from services.api.regions.seed import seed_regions
+from services.kit.errors import install_problem_handlers
+from services.kit.migrate import upgrade_to_head
+from services.kit.runtime import Runtime
+from services.kit.settings import Settings
+from services.scoring.worker import build_worker
+
+log = logging.getLogger(__name__)
+
+API_DESCRIPTION = """
+Cerdas serves Indonesia's smart-city evaluation (Gerakan Menuju 100 Smart City) and SPBE
+evaluation as a live system: super-apps push metrics and evidence, assessors verify, a worker
+recomputes indices, dashboards and ministry systems read JSON.
+
+Errors are RFC 9457 `application/problem+json`; list endpoints paginate with opaque cursors.
+"""
+
+
+async def prepare_database(runtime: Runtime) -> None:
+    """Migrate to head and load reference data; idempotent, safe on every start."""
+    await upgrade_to_head(runtime.engine)
+    async with runtime.sessionmaker() as session, session.begin():
+        count = await seed_regions(session)
+    log.info("schema at head; %d regions loaded", count)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    runtime: Runtime | None = None,
+    migrate: bool = False,
+    in_process_worker: bool = False,
+) -> FastAPI:
+    """The Cerdas ASGI app.
+
+    ``runtime`` lets a caller (tests, benchmarks) hand in open connections; otherwise the app
+    opens its own from ``settings`` on startup and closes them on shutdown.
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = runtime is None
+        current = runtime or await Runtime.open(settings)
+        app.state.runtime = current
+        app.state.sessionmaker = current.sessionmaker
+        worker_task: asyncio.Task[None] | None = None
+        try:
+            if migrate:
+                await prepare_database(current)
+            if in_process_worker:
+                worker = build_worker(current, handle_signals=False)
+                worker_task = asyncio.create_task(worker.async_run(), name="arq-worker")
+            yield
+        finally:
+            if worker_task is not None:
+                await worker.close()
+                worker_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker_task
+            if owned:
+                await current.close()
+
+    app = FastAPI(
+        title="Cerdas",
+        version="0.1.0",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.include_router(health_router)
+    app.include_router(regions_router)
+    return app

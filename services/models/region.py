@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from services.models.base import Base, TimestampMixin
+
+REGION_KINDS = ("provinsi", "kabupaten", "kota")
+
+
+class Region(TimestampMixin, Base):
+    """A Kemendagri region: a province, or a kabupaten/kota under its province."""
+
+    __tablename__ = "region"
+    __table_args__ = (
+        CheckConstraint("kind IN ('provinsi', 'kabupaten', 'kota')", name="kind"),
+        CheckConstraint(
+            "(kind = 'provinsi') = (province_code IS NULL)", name="province_of_kab_kota"
+        ),
+        Index("ix_region_province_code_code", "province_code", "code"),
+    )
+
+    code: Mapped[str] = mapped_column(String(13), primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
+    province_code: Mapped[str | None] = mapped_column(
+        String(13), ForeignKey("region.code", ondelete="RESTRICT"), nullable=True
+    )

@@ -1,0 +1,1 @@
+"""The scoring engine: frameworks as data, exact decimal arithmetic, no I/O."""
