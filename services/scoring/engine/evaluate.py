@@ -1,0 +1,315 @@
+"""Scoring: a framework and a set of inputs in, an explained result tree out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from types import MappingProxyType
+from typing import Any
+
+from services.scoring.engine.errors import InputError
+from services.scoring.engine.model import Band, Framework, Node, Scale
+from services.scoring.engine.numbers import NotANumber, exact, round_exact
+from services.scoring.engine.result import NodeResult, Result, Source
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """What a region gave: values by node id, pushed metrics by key, linked results by ref.
+
+    ``values`` maps a node id to a number (an int, a Decimal or a decimal string), or a list of
+    numbers for an ``items`` leaf. A value given for an inner node stands in for its children.
+    ``linked`` maps ``"<framework>/<node>"`` to that node's value in the linked framework.
+    """
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    linked: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Computed:
+    exact: Fraction | None
+    source: Source
+    inputs: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    items: tuple[Fraction, ...] = ()
+    note: str | None = None
+    contribution: Fraction | None = None
+
+
+def evaluate(framework: Framework, inputs: Inputs, *, strict: bool = False) -> Result:
+    """Score ``inputs`` on ``framework``.
+
+    Raises :class:`InputError` for a value on an unknown node or off its node's scale; with
+    ``strict``, also when a required input is missing. Without ``strict`` a missing required
+    input leaves the nodes above it without a value and lists it in their ``missing``.
+    """
+    known = {node.id: node for node in framework.nodes()}
+    for node_id in inputs.values:
+        if node_id not in known:
+            raise InputError(f"unknown node {node_id!r} in {framework.id}", node_id)
+    evaluation = _Evaluation(framework, inputs)
+    for root in framework.roots:
+        evaluation.visit(root)
+    result = evaluation.result()
+    if strict and result.missing:
+        shown = ", ".join(result.missing[:10]) + (" …" if len(result.missing) > 10 else "")
+        raise InputError(f"missing required value for {shown}", result.missing[0])
+    return result
+
+
+class _Evaluation:
+    def __init__(self, framework: Framework, inputs: Inputs) -> None:
+        self.framework = framework
+        self.inputs = inputs
+        self.computed: dict[str, _Computed] = {}
+        self.parents: dict[str, str | None] = {}
+
+    def visit(self, node: Node, parent: Node | None = None) -> _Computed:
+        self.parents[node.id] = parent.id if parent else None
+        children = [self.visit(child, node) for child in node.children]
+        given = self.inputs.values.get(node.id)
+        if given is not None and not (node.is_leaf and node.input == "assessed"):
+            computed = self._given(node, given)  # a published score standing in
+        elif node.is_leaf:
+            computed = self._leaf(node)
+        else:
+            computed = self._aggregate(node, children)
+        if not node.is_leaf and computed.exact is not None:
+            self._contributions(node)
+        self.computed[node.id] = computed
+        return computed
+
+    # -- leaves -------------------------------------------------------------------------------
+
+    def _given(self, node: Node, raw: Any) -> _Computed:
+        value = self._number(node, raw, node.scale)
+        return _Computed(value, "input", inputs=(f"value:{node.id}",))
+
+    def _leaf(self, node: Node) -> _Computed:
+        if node.input == "metric":
+            return self._metric(node)
+        if node.input == "linked":
+            return self._linked(node)
+        raw = self.inputs.values.get(node.id)
+        if raw is None:
+            return self._absent(node)
+        if node.items:
+            if not isinstance(raw, Sequence) or isinstance(raw, str):
+                raise InputError(f"{node.id}: expected a list of values, got {raw!r}", node.id)
+            items = tuple(self._number(node, item, node.scale) for item in raw)
+            if not items:
+                return self._absent(node, note="no items given")
+            return _Computed(
+                sum(items, Fraction(0)) / len(items), "input", inputs=(f"value:{node.id}",),
+                items=items,
+            )  # fmt: skip
+        return _Computed(self._number(node, raw, node.scale), "input", (f"value:{node.id}",))
+
+    def _metric(self, node: Node) -> _Computed:
+        rule = node.metric
+        assert rule is not None
+        sources = tuple(f"metric:{key}" for key in rule.metric_keys)
+        raws = [self.inputs.metrics.get(key) for key in rule.metric_keys]
+        if any(raw is None for raw in raws):
+            absent = [key for key, raw in zip(rule.metric_keys, raws, strict=True) if raw is None]
+            return self._absent(node, note="no value for metric " + ", ".join(absent))
+        values = [self._metric_number(node, key, raw)
+                  for key, raw in zip(rule.metric_keys, raws, strict=True)]  # fmt: skip
+        if rule.key is not None:
+            value = values[0] * rule.multiplier
+        elif values[1] == 0:
+            return self._absent(node, note=f"metric {rule.denominator} is 0", inputs=sources)
+        else:
+            value = values[0] / values[1] * rule.multiplier
+        if rule.bands:
+            value = _band_level(rule.bands, value, node)
+        if rule.clamp and node.scale is not None:
+            value = min(max(value, node.scale.min), node.scale.max)
+        if node.scale is not None and not node.scale.contains(value):
+            raise InputError(
+                f"{node.id}: metric-driven value {_plain(value)} is off the scale "
+                f"{node.scale.describe()} (metrics {', '.join(rule.metric_keys)})",
+                node.id,
+            )
+        return _Computed(value, "metric", inputs=sources)
+
+    def _linked(self, node: Node) -> _Computed:
+        rule = node.link
+        assert rule is not None
+        raw = self.inputs.linked.get(rule.ref)
+        if raw is None:
+            return self._absent(node, note=f"no result yet for {rule.ref}")
+        source_value = self._number(node, raw, rule.scale, what=f"linked value {rule.ref}")
+        value = source_value if node.scale is None else rule.scale.rescale(source_value, node.scale)
+        return _Computed(value, "linked", inputs=(f"linked:{rule.ref}",))
+
+    def _absent(
+        self, node: Node, note: str | None = None, inputs: tuple[str, ...] = ()
+    ) -> _Computed:
+        missing = (node.id,) if node.required else ()
+        return _Computed(None, "missing", inputs=inputs, missing=missing, note=note)
+
+    # -- inner nodes --------------------------------------------------------------------------
+
+    def _aggregate(self, node: Node, children: list[_Computed]) -> _Computed:
+        missing = tuple(m for child in children for m in child.missing)
+        if node.aggregation == "none":
+            return _Computed(None, "group", missing=missing)
+        pairs = [
+            (child_node, child)
+            for child_node, child in zip(node.children, children, strict=True)
+            if child.exact is not None
+        ]
+        used = tuple(child_node.id for child_node, _ in pairs)
+        blocked = any(
+            child.exact is None and child_node.required
+            for child_node, child in zip(node.children, children, strict=True)
+        )
+        if blocked or not pairs:
+            return _Computed(None, "missing", inputs=used, missing=missing)
+        value = self._combine(node, pairs)
+        if value is None:
+            return _Computed(None, "missing", inputs=used, missing=missing,
+                             note=f"{node.denominator} is 0")  # fmt: skip
+        return _Computed(value * node.multiplier, "computed", inputs=used, missing=missing)
+
+    def _combine(self, node: Node, pairs: list[tuple[Node, _Computed]]) -> Fraction | None:
+        values = [child.exact for _, child in pairs]
+        assert all(value is not None for value in values)
+        numbers: list[Fraction] = [v for v in values if v is not None]
+        aggregation = node.aggregation
+        if aggregation == "weighted_mean":
+            total = sum((child_node.weight for child_node, _ in pairs), Fraction(0))
+            if total == 0:
+                return None
+            return (
+                sum(
+                    (
+                        child_node.weight * number
+                        for (child_node, _), number in zip(pairs, numbers, strict=True)
+                    ),
+                    Fraction(0),
+                )
+                / total
+            )
+        if aggregation == "mean":
+            return sum(numbers, Fraction(0)) / len(numbers)
+        if aggregation == "sum":
+            return sum(numbers, Fraction(0))
+        if aggregation == "min":
+            return min(numbers)
+        if aggregation == "max":
+            return max(numbers)
+        if aggregation == "pooled_mean":
+            items = [item for _, child in pairs for item in child.items]
+            return sum(items, Fraction(0)) / len(items) if items else None
+        if aggregation == "ratio":
+            by_id = {
+                child_node.id: number
+                for (child_node, _), number in zip(pairs, numbers, strict=True)
+            }
+            denominator = by_id.get(node.denominator or "")
+            numerator = by_id.get(node.numerator or "")
+            if denominator is None or numerator is None or denominator == 0:
+                return None
+            return numerator / denominator
+        raise AssertionError(f"aggregation {aggregation} not handled")  # validated on load
+
+    def _contributions(self, node: Node) -> None:
+        """What each child adds to ``node``'s value, in ``node``'s units."""
+        present = [(child, self.computed[child.id]) for child in node.children
+                   if self.computed[child.id].exact is not None]  # fmt: skip
+        if node.aggregation == "weighted_mean":
+            total = sum((child.weight for child, _ in present), Fraction(0))
+            for child, computed in present:
+                assert computed.exact is not None
+                computed.contribution = child.weight * computed.exact / total if total else None
+        elif node.aggregation in ("mean", "sum"):
+            count = len(present) if node.aggregation == "mean" else 1
+            for _, computed in present:
+                assert computed.exact is not None
+                computed.contribution = computed.exact / count
+
+    # -- checks and output --------------------------------------------------------------------
+
+    def _number(
+        self, node: Node, raw: Any, scale: Scale | None, *, what: str = "value"
+    ) -> Fraction:
+        try:
+            value = exact(raw)
+        except NotANumber as exc:
+            raise InputError(f"{node.id}: {exc}", node.id) from None
+        if scale is not None and not scale.contains(value):
+            raise InputError(
+                f"{node.id}: {what} {raw} is off the scale {scale.describe()}", node.id
+            )
+        return value
+
+    def _metric_number(self, node: Node, key: str, raw: Any) -> Fraction:
+        try:
+            return exact(raw)
+        except NotANumber as exc:
+            raise InputError(f"{node.id}: metric {key}: {exc}", node.id) from None
+
+    def result(self) -> Result:
+        framework = self.framework
+        nodes: dict[str, NodeResult] = {}
+        for node in framework.nodes():
+            computed = self.computed[node.id]
+            value = None
+            if computed.exact is not None:
+                places = 0 if node.scale is not None and node.scale.integer else (
+                    framework.precision
+                )  # fmt: skip
+                value = round_exact(computed.exact, places, framework.rounding)
+            contribution = None
+            if computed.contribution is not None:
+                contribution = round_exact(
+                    computed.contribution, framework.contribution_precision, framework.rounding
+                )
+            nodes[node.id] = NodeResult(
+                id=node.id,
+                name=node.name,
+                path=node.path,
+                parent=self.parents[node.id],
+                value=value,
+                scale=node.scale,
+                weight=round_exact(
+                    node.weight, framework.contribution_precision, "half_up"
+                ).normalize(),
+                contribution=contribution,
+                predicate=_predicate(node, value),
+                source=computed.source,
+                inputs=computed.inputs,
+                missing=computed.missing,
+                note=computed.note,
+            )
+        return Result(framework, MappingProxyType(nodes))
+
+
+def _predicate(node: Node, value: Decimal | None) -> str | None:
+    """The band of the published (rounded) value, or the scale's label of a level."""
+    if value is None:
+        return None
+    rounded = Fraction(value)
+    for band in node.predicates:
+        if band.holds(rounded):
+            return band.predicate
+    if node.scale is not None and node.scale.labels and rounded.denominator == 1:
+        return node.scale.labels.get(int(rounded))
+    return None
+
+
+def _band_level(bands: tuple[Band, ...], value: Fraction, node: Node) -> Fraction:
+    for band in bands:
+        if band.holds(value) and band.level is not None:
+            return band.level
+    raise InputError(f"{node.id}: metric-driven value {_plain(value)} falls in no band", node.id)
+
+
+def _plain(value: Fraction) -> str:
+    return format(round_exact(value, 4, "half_up").normalize(), "f")

@@ -1,0 +1,170 @@
+"""A compiled framework: an immutable tree of nodes, built by :mod:`.loader` from a file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Literal
+
+from services.scoring.engine.numbers import RoundingMode
+
+Aggregation = Literal["weighted_mean", "mean", "sum", "ratio", "min", "max", "pooled_mean", "none"]
+AGGREGATIONS: tuple[str, ...] = (
+    "weighted_mean", "mean", "sum", "ratio", "min", "max", "pooled_mean", "none",
+)  # fmt: skip
+InputKind = Literal["assessed", "metric", "linked"]
+INPUT_KINDS: tuple[str, ...] = ("assessed", "metric", "linked")
+
+
+@dataclass(frozen=True, slots=True)
+class Scale:
+    """The range a node's value lives in; ``integer`` for maturity levels."""
+
+    min: Fraction
+    max: Fraction
+    integer: bool = False
+    labels: Mapping[int, str] = field(default_factory=dict)
+    unit: str | None = None
+
+    def contains(self, value: Fraction) -> bool:
+        if self.integer and value.denominator != 1:
+            return False
+        return self.min <= value <= self.max
+
+    def describe(self) -> str:
+        kind = "whole numbers " if self.integer else ""
+        return f"{kind}{_plain(self.min)}–{_plain(self.max)}"
+
+    def rescale(self, value: Fraction, target: Scale) -> Fraction:
+        """``value`` on this scale, mapped linearly onto ``target``."""
+        share = (value - self.min) / (self.max - self.min)
+        return target.min + share * (target.max - target.min)
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    """``lower`` ≤ value < ``upper`` (``upper`` None: up to the scale's end, inclusive)."""
+
+    lower: Fraction
+    upper: Fraction | None
+    predicate: str | None = None
+    level: Fraction | None = None
+
+    def holds(self, value: Fraction) -> bool:
+        return value >= self.lower and (self.upper is None or value < self.upper)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRule:
+    """How a metric-driven leaf gets its value from pushed metrics."""
+
+    key: str | None = None  # the value of one metric
+    numerator: str | None = None  # or a ratio of two metrics
+    denominator: str | None = None
+    multiplier: Fraction = Fraction(1)
+    clamp: bool = False  # cap at the node's scale (e.g. 112% of target counts as 100%)
+    bands: tuple[Band, ...] = ()  # then banded into a level (U4SSC: % of target → 1–4)
+
+    @property
+    def metric_keys(self) -> tuple[str, ...]:
+        keys = (self.key,) if self.key else (self.numerator, self.denominator)
+        return tuple(key for key in keys if key)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRule:
+    """A leaf whose value is another framework's node for the same region and period."""
+
+    framework: str
+    node: str
+    scale: Scale  # the source node's scale, rescaled onto this node's scale
+
+    @property
+    def ref(self) -> str:
+        return f"{self.framework}/{self.node}"
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    id: str
+    name: str
+    path: str
+    weight: Fraction
+    scale: Scale | None
+    required: bool
+    children: tuple[Node, ...] = ()
+    aggregation: Aggregation | None = None  # inner nodes
+    numerator: str | None = None  # ratio aggregation
+    denominator: str | None = None
+    multiplier: Fraction = Fraction(1)
+    input: InputKind | None = None  # leaves
+    items: bool = False  # an assessed leaf taking a list (programme scores)
+    metric: MetricRule | None = None
+    link: LinkRule | None = None
+    predicates: tuple[Band, ...] = ()
+    description: str | None = None
+
+    @property
+    def is_leaf(self) -> bool:
+        return not self.children
+
+    def walk(self) -> Iterator[Node]:
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+@dataclass(frozen=True, slots=True)
+class Framework:
+    """A scoring framework: metadata, rounding rules and the trees of nodes.
+
+    ``roots`` holds the index tree first; further roots are views that are computed and reported
+    but do not feed the index (the GMSC dimensions and programme completion).
+    """
+
+    id: str
+    name: str
+    version: str
+    source: str | None
+    description: str | None
+    precision: int
+    contribution_precision: int
+    rounding: RoundingMode
+    roots: tuple[Node, ...]
+    content_hash: str
+    file: str
+
+    @property
+    def index(self) -> Node:
+        return self.roots[0]
+
+    def nodes(self) -> Iterator[Node]:
+        for root in self.roots:
+            yield from root.walk()
+
+    def node(self, node_id: str) -> Node:
+        for node in self.nodes():
+            if node.id == node_id:
+                return node
+        raise KeyError(node_id)
+
+    @property
+    def links(self) -> tuple[LinkRule, ...]:
+        return tuple(node.link for node in self.nodes() if node.link is not None)
+
+    @property
+    def metric_keys(self) -> tuple[str, ...]:
+        keys: dict[str, None] = {}
+        for node in self.nodes():
+            if node.metric is not None:
+                keys.update(dict.fromkeys(node.metric.metric_keys))
+        return tuple(keys)
+
+
+def _plain(value: Fraction) -> str:
+    if value.denominator == 1:
+        return str(value.numerator)
+    from decimal import Decimal
+
+    return str(Decimal(value.numerator) / Decimal(value.denominator))

@@ -1,0 +1,64 @@
+"""Exact numbers: inputs arrive as decimals, arithmetic is rational, rounding happens once.
+
+Scores are computed in exact rational arithmetic (:class:`fractions.Fraction`) so that a roll-up
+through intermediate quotients (an SPBE aspect divides by 4.5) equals the flat official formula to
+the last digit; a fixed-precision Decimal context would leave 3.1249999… where the exact value is
+3.125 and round it the wrong way. Binary floats are refused at the door.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from typing import Literal
+
+RoundingMode = Literal["half_up", "half_even", "half_down", "down", "up"]
+ROUNDING_MODES: tuple[str, ...] = ("half_up", "half_even", "half_down", "down", "up")
+
+
+class NotANumber(ValueError):
+    """A value that is not an exact number (a float, a non-numeric string, NaN)."""
+
+
+def exact(value: object) -> Fraction:
+    """``value`` as an exact fraction; ints, Decimals and decimal strings only."""
+    if isinstance(value, bool):
+        raise NotANumber(f"{value!r} is not a number")
+    if isinstance(value, int | Fraction):
+        return Fraction(value)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise NotANumber(f"{value} is not a finite number")
+        return Fraction(value)
+    if isinstance(value, str):
+        try:
+            parsed = Decimal(value.strip())
+        except InvalidOperation:
+            raise NotANumber(f"{value!r} is not a number") from None
+        return exact(parsed)
+    if isinstance(value, float):
+        raise NotANumber(f"{value!r} is a binary float; pass numbers as decimal strings")
+    raise NotANumber(f"{value!r} is not a number")
+
+
+def round_exact(value: Fraction, places: int, mode: RoundingMode = "half_up") -> Decimal:
+    """Round ``value`` to ``places`` decimals by ``mode``, exactly (integer arithmetic).
+
+    ``half_up`` rounds halves away from zero, as the official methodologies (and Excel's ROUND)
+    do: 3.125 → 3.13, -3.125 → -3.13.
+    """
+    sign = -1 if value < 0 else 1
+    scaled = abs(value) * 10**places
+    quotient, remainder = divmod(scaled.numerator, scaled.denominator)
+    twice = 2 * remainder
+    denominator = scaled.denominator
+    if remainder:
+        if mode == "up":
+            quotient += 1
+        elif mode == "half_up":
+            quotient += twice >= denominator
+        elif mode == "half_down":
+            quotient += twice > denominator
+        elif mode == "half_even":
+            quotient += twice > denominator or (twice == denominator and quotient % 2 == 1)
+    return Decimal(sign * quotient).scaleb(-places)

@@ -1,0 +1,102 @@
+"""The result of scoring: an immutable tree of node results, serialisable to JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal
+
+from services.scoring.engine.model import Framework, Scale
+
+Source = Literal["input", "computed", "metric", "linked", "group", "missing"]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeResult:
+    """One node of a scored framework.
+
+    ``value`` is rounded by the framework's rules (parents use the unrounded value); ``source``
+    says where it came from; ``inputs`` names what it was computed from (child ids,
+    ``metric:<key>``, ``linked:<framework>/<node>``, ``value:<id>`` for a given value) and
+    ``missing`` the required inputs below it that were not given.
+    """
+
+    id: str
+    name: str
+    path: str
+    parent: str | None
+    value: Decimal | None
+    scale: Scale | None
+    weight: Decimal
+    contribution: Decimal | None
+    predicate: str | None
+    source: Source
+    inputs: tuple[str, ...]
+    missing: tuple[str, ...]
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "parent": self.parent,
+            "value": _text(self.value),
+            "scale": None if self.scale is None else {
+                "min": _fraction_text(self.scale.min), "max": _fraction_text(self.scale.max),
+                "integer": self.scale.integer,
+            },
+            "weight": _text(self.weight),
+            "contribution": _text(self.contribution),
+            "predicate": self.predicate,
+            "source": self.source,
+            "inputs": list(self.inputs),
+            "missing": list(self.missing),
+            "note": self.note,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    framework: Framework
+    nodes: Mapping[str, NodeResult]
+
+    @property
+    def index(self) -> NodeResult:
+        return self.nodes[self.framework.index.id]
+
+    @property
+    def complete(self) -> bool:
+        return self.index.value is not None
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """Required inputs not given, over every tree (index and views)."""
+        seen: dict[str, None] = {}
+        for root in self.framework.roots:
+            seen.update(dict.fromkeys(self.nodes[root.id].missing))
+        return tuple(seen)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "framework": self.framework.id,
+            "version": self.framework.version,
+            "framework_hash": self.framework.content_hash,
+            "index": _text(self.index.value),
+            "predicate": self.index.predicate,
+            "complete": self.complete,
+            "missing": list(self.missing),
+            "nodes": {node_id: node.to_dict() for node_id, node in self.nodes.items()},
+        }
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def _fraction_text(value: Any) -> str:
+    return (
+        str(value.numerator)
+        if value.denominator == 1
+        else format(Decimal(value.numerator) / Decimal(value.denominator), "f")
+    )
