@@ -13,12 +13,16 @@ import typer
 
 from services.kit.embedded import EmbeddedServers
 from services.kit.settings import Settings, SettingsError, load_settings
+from services.scoring.cli import frameworks_app, score
 
 app = typer.Typer(
     help="Cerdas: the live backend of the smart-city and SPBE evaluations.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+app.command()(score)
+app.add_typer(frameworks_app, name="frameworks")
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

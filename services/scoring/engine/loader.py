@@ -268,7 +268,7 @@ class _Compiler:
                     f"{kind}: gap between {_show(before.upper)} and {_show(after.lower)} "
                     f"({_label(before)} ends, {_label(after)} starts)",
                 )
-        if bands[-1].upper is not None and (scale is None or bands[-1].upper < scale.max):
+        if bands[-1].upper is not None:
             self.problem(path, f"{kind}: the last band must be open-ended (no 'to')")
         if scale is not None and bands[0].lower > scale.min:
             self.problem(

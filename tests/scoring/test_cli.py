@@ -1,0 +1,103 @@
+"""`cerdas score` and `cerdas frameworks validate` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CERDAS = [sys.executable, "-m", "services.cli"]
+
+
+def cerdas(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CERDAS, *args], input=stdin, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def write(tmp_path: Path, document: object, name: str = "input.json") -> str:
+    path = tmp_path / name
+    path.write_text(document if isinstance(document, str) else json.dumps(document))
+    return str(path)
+
+
+def test_score_prints_the_bekasi_result_as_json(tmp_path: Path) -> None:
+    # Numbers as JSON numbers: read as decimals, never as binary floats.
+    path = write(tmp_path, '{"values": {"baseline": 3.48, "output": 2.34, "outcome": 3.00, '
+                           '"impact": 2.70, "quickwin": 2.75}}')  # fmt: skip
+    run = cerdas("score", "--framework", "gmsc-2023", "--input", path)
+    assert run.returncode == 0, run.stderr
+    output = json.loads(run.stdout)
+    assert output["framework"] == "gmsc-2023"
+    assert output["index"] == "2.81"
+    assert output["predicate"] is None
+    assert output["nodes"]["outcome"]["value"] == "3.00"
+    assert output["nodes"]["outcome"]["contribution"] == "0.9000"
+
+
+def test_score_accepts_a_framework_file_path(tmp_path: Path) -> None:
+    framework = Path("services/scoring/frameworks/spbe-2020.yaml").resolve()
+    path = write(tmp_path, {"values": {f"I{n}": 3 for n in range(1, 48)}})
+    run = cerdas("score", "--framework", str(framework), "--input", path)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["index"] == "3.00"
+    assert json.loads(run.stdout)["predicate"] == "Baik"
+
+
+def test_explain_prints_a_table_of_the_tree(tmp_path: Path) -> None:
+    path = write(tmp_path, {"values": {"baseline": "3.48", "output": "2.34", "outcome": "3",
+                                       "impact": "2.7", "quickwin": "2.75"}})  # fmt: skip
+    run = cerdas("score", "--framework", "gmsc-2023", "--input", path, "--explain")
+    assert run.returncode == 0, run.stderr
+    assert "Quick Win (Program Percepatan)" in run.stdout
+    assert "0.5500" in run.stdout
+    assert "index 2.81" in run.stdout
+
+
+@pytest.mark.parametrize(
+    ("framework", "document", "message"),
+    [
+        ("spbe-2020", {"values": {"I48": 3}}, "unknown node 'I48' in spbe-2020"),
+        ("spbe-2020", {"values": {"I1": 6}}, "I1: value 6 is off the scale whole numbers 1–5"),
+        ("spbe-2020", {"values": {"I1": "2.5"}}, "I1: value 2.5 is off the scale"),
+        ("gmsc-2023", {"values": {"baseline": 3}},
+         "missing required value for output, outcome, impact, quickwin"),
+        ("gmsc-2023", {"values": {"baseline": "high"}}, "baseline: 'high' is not a number"),
+        ("gmsc-2023", {"scores": {}}, "unknown key 'scores'"),
+        ("gmsc-2024", {"values": {}}, "unknown framework 'gmsc-2024'"),
+        ("gmsc-2023", "{not json", "is not valid JSON"),
+    ],
+)  # fmt: skip
+def test_bad_input_exits_2_with_one_line_on_stderr(
+    tmp_path: Path, framework: str, document: object, message: str
+) -> None:
+    run = cerdas("score", "--framework", framework, "--input", write(tmp_path, document))
+    assert run.returncode == 2
+    assert run.stdout == ""
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert message in lines[0]
+
+
+def test_unreadable_input_file_exits_2(tmp_path: Path) -> None:
+    run = cerdas("score", "--framework", "gmsc-2023", "--input", str(tmp_path / "absent.json"))
+    assert run.returncode == 2
+    assert "cannot read input file" in run.stderr
+
+
+def test_frameworks_validate(tmp_path: Path) -> None:
+    shipped = sorted(str(p) for p in Path("services/scoring/frameworks").glob("*.yaml"))
+    run = cerdas("frameworks", "validate", *shipped)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("ok: ") == 3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(Path(shipped[-1]).read_text().replace("weight: 2.50", "weight: 2.40", 1))
+    run = cerdas("frameworks", "validate", str(bad))
+    assert run.returncode == 1
+    assert (
+        "bad.yaml: spbe/D2/A2: weights of the children add up to 9.9 (2.4 + 2.5 + 2.5 + 2.5), "
+        "declared weights_total 10"
+    ) in run.stderr
