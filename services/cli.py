@@ -144,5 +144,57 @@ def migrate() -> None:
     typer.echo("cerdas: database at the newest migration")
 
 
+keys_app = typer.Typer(help="API keys for machine clients.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def create_key(
+    role: Annotated[str, typer.Option(help="super-app, region-operator, assessor, ministry-admin")],
+    name: Annotated[str, typer.Option(help="Who holds the key, e.g. 'Bogor Single Window'")],
+    region: Annotated[
+        list[str] | None, typer.Option(help="Region code the key may write (repeatable)")
+    ] = None,
+) -> None:
+    """Create a key and print it once; only its hash is stored."""
+    from sqlalchemy import select
+
+    from services.kit.auth import REGIONAL_ROLES
+    from services.kit.auth import create_key as make_key
+    from services.kit.runtime import Runtime
+    from services.models import ROLES, Region
+
+    regions = region or []
+    if role not in ROLES:
+        raise fail(f"unknown role {role!r} (one of {', '.join(ROLES)})")
+    if role in REGIONAL_ROLES and not regions:
+        raise fail(f"a {role} key needs --region (the region(s) it writes for)")
+    settings = _settings()
+
+    async def run(ready: Settings) -> str:
+        runtime = await Runtime.open(ready)
+        try:
+            async with runtime.sessionmaker() as session, session.begin():
+                found = set((await session.scalars(
+                    select(Region.code).where(Region.code.in_(regions)))).all())  # fmt: skip
+                missing = sorted(set(regions) - found)
+                if missing:
+                    raise fail(f"unknown region {missing[0]!r} (a Kemendagri code, e.g. 32.71)")
+                _, secret = await make_key(session, name=name, role=role, regions=regions)
+                return secret
+        finally:
+            await runtime.close()
+
+    with resolved(settings) as ready:
+        secret = asyncio.run(run(ready))
+    typer.echo(secret)
+    typer.echo(
+        f"cerdas: created {role} key {name!r}"
+        + (f" for {', '.join(regions)}" if regions else "")
+        + "; it is shown only this once",
+        err=True,
+    )
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

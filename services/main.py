@@ -16,8 +16,10 @@ from fastapi import FastAPI
 from services.api.health import router as health_router
 from services.api.regions.router import router as regions_router
 from services.api.regions.seed import seed_regions
+from services.ingest.metrics.router import router as metrics_router
 from services.kit.errors import install_problem_handlers
 from services.kit.migrate import upgrade_to_head
+from services.kit.requests import RequestIdMiddleware
 from services.kit.runtime import Runtime
 from services.kit.settings import Settings
 from services.scoring.worker import build_worker
@@ -84,6 +86,8 @@ def create_app(
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router)
     app.include_router(regions_router)
+    app.include_router(metrics_router)
     return app

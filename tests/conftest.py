@@ -97,12 +97,15 @@ async def session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterat
 
 @pytest.fixture
 async def queue(runtime: Runtime) -> Queue:
+    """The queue, emptied first: jobs enqueued by an earlier test's rolled-back writes would
+    otherwise wait for the next worker that starts."""
+    await runtime.queue.redis.flushdb()
     return runtime.queue
 
 
 @pytest.fixture
 async def client(
-    runtime: Runtime, sessionmaker: async_sessionmaker[AsyncSession]
+    runtime: Runtime, sessionmaker: async_sessionmaker[AsyncSession], queue: Queue
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client for the app, its writes confined to the test's transaction."""
     test_runtime = Runtime(runtime.settings, runtime.engine, sessionmaker, runtime.queue)
@@ -111,3 +114,19 @@ async def client(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://cerdas.test") as c:
             yield c
+
+
+@pytest.fixture
+def make_key(session: AsyncSession):  # type: ignore[no-untyped-def]
+    """Create an API key in the test's transaction; returns the Authorization header."""
+    from services.kit.auth import create_key
+
+    async def make(role: str, *regions: str, name: str | None = None) -> dict[str, str]:
+        _, secret = await create_key(
+            session, name=name or f"{role} {' '.join(regions)}".strip(), role=role,
+            regions=list(regions),
+        )  # fmt: skip
+        await session.commit()
+        return {"Authorization": f"Bearer {secret}"}
+
+    return make

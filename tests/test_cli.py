@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.kit.queue import Queue
 from services.kit.settings import Settings
 
 CERDAS = [sys.executable, "-m", "services.cli"]
@@ -53,7 +54,7 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_serve_answers_health_docs_and_regions_with_an_in_process_worker(
-    settings: Settings, tmp_path: Path
+    settings: Settings, queue: Queue, tmp_path: Path
 ) -> None:
     port = _free_port()
     env = clean_env(

@@ -1,0 +1,208 @@
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+
+from services.ingest.metrics import repository, service
+from services.ingest.metrics.catalogue import catalogue
+from services.ingest.metrics.schemas import ImportSummaryOut, MetricBatch, MetricPage
+from services.kit.auth import CurrentPrincipal, Principal, require_role
+from services.kit.db import DbSession
+from services.kit.errors import Unprocessable, UnsupportedMediaType
+from services.kit.idempotency import remember, replay, request_fingerprint
+from services.kit.pagination import decode_cursor, encode_cursor
+
+router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
+WRITERS = ("super-app", "region-operator", "ministry-admin")
+CSV_COLUMNS = ("region", "metric", "period", "timestamp", "value", "unit", "dimensions")
+
+AtomicQuery = Annotated[
+    bool, Query(description="All-or-nothing (default): any rejected point stores nothing")
+]
+DryRunQuery = Annotated[bool, Query(description="Validate and report; store nothing")]
+
+
+def _respond(summary: service.ImportSummary) -> JSONResponse:
+    body = summary.public()
+    if summary.status == "error":
+        rejected, received = summary.rejected, summary.received
+        return JSONResponse(
+            {
+                "type": "https://cerdas.id/problems/batch-rejected",
+                "title": "Batch rejected",
+                "status": 422,
+                "code": "batch-rejected",
+                "detail": f"{rejected} of {received} points were rejected; nothing was stored "
+                "(atomic batch: fix them, or send atomic=false to store the valid points).",
+                **body,
+            },
+            status_code=422,
+            media_type="application/problem+json",
+        )
+    return JSONResponse(body)
+
+
+@router.post(
+    ":batch",
+    response_model=ImportSummaryOut,
+    summary="Push up to 5,000 metric points",
+    responses={
+        403: {"description": "A point is for a region the key may not write; nothing stored"},
+        422: {"description": "Rejected points (atomic), or an Idempotency-Key reused"},
+    },
+)
+async def push_batch(
+    request: Request,
+    batch: MetricBatch,
+    session: DbSession,
+    principal: CurrentPrincipal,
+    atomic: AtomicQuery = True,
+    dry_run: DryRunQuery = False,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    """Import summary with created / updated / unchanged / rejected counts, and per rejected
+    point its index and reason. A point with the same value as stored is unchanged; a new value
+    is an update, recorded in the audit trail. `Idempotency-Key` makes a retry safe."""
+    require_role(principal, *WRITERS)
+    service.check_regions(principal, (point.get("region") for point in batch.points))
+    fingerprint = request_fingerprint(
+        json.dumps(batch.model_dump(mode="json"), sort_keys=True), str(atomic), str(dry_run)
+    )
+    if idempotency_key and not dry_run:
+        replayed = await replay(session, principal.audit_id, idempotency_key, fingerprint)
+        if replayed is not None:
+            status, body = replayed
+            return JSONResponse(body, status_code=status, headers={"Idempotent-Replayed": "true"})
+
+    async def points() -> AsyncIterator[tuple[int, Any]]:
+        for index, point in enumerate(batch.points):
+            yield index, point
+
+    summary = await service.import_points(
+        session, principal, points(), atomic=atomic, dry_run=dry_run,
+        queue=request.app.state.runtime.queue, request_id=request.state.request_id,
+    )  # fmt: skip
+    if idempotency_key and not dry_run and summary.status != "error":
+        remember(session, principal.audit_id, idempotency_key, fingerprint, 200, summary.public())
+    return _respond(summary)
+
+
+@router.post(
+    ":import",
+    response_model=ImportSummaryOut,
+    summary="Bulk load metric points from CSV (streamed)",
+    openapi_extra={
+        "requestBody": {
+            "content": {"text/csv": {"schema": {"type": "string"}, "example":
+                "region,metric,period,value,dimensions\n"
+                "32.71,integrated_apps,2024-12,148,\n"
+                "32.16,service_transactions,2024-11,5230,service=adminduk\n"}},
+            "required": True,
+        }
+    },
+)  # fmt: skip
+async def import_csv(
+    request: Request,
+    session: DbSession,
+    principal: CurrentPrincipal,
+    atomic: AtomicQuery = True,
+    dry_run: DryRunQuery = False,
+) -> JSONResponse:
+    """The same points as a CSV body with a header row (region, metric, period or timestamp,
+    value, and optional unit and dimensions as `name=value;name=value`). The body is read as a
+    stream and loaded with COPY, so large files use bounded memory. Fields hold no newlines."""
+    require_role(principal, *WRITERS)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in {"text/csv", "application/csv"}:
+        raise UnsupportedMediaType(f"Send the points as text/csv, not {content_type or 'nothing'}.")
+    summary = await service.import_points(
+        session, principal, _csv_points(request, principal), atomic=atomic, dry_run=dry_run,
+        queue=request.app.state.runtime.queue, request_id=request.state.request_id,
+    )  # fmt: skip
+    return _respond(summary)
+
+
+async def _csv_lines(request: Request) -> AsyncIterator[str]:
+    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
+    pending = ""
+    try:
+        async for chunk in request.stream():
+            pending += decoder.decode(chunk)
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                yield line.rstrip("\r")
+        pending += decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise Unprocessable("The CSV body is not UTF-8 text.") from None
+    if pending.strip():
+        yield pending.rstrip("\r")
+
+
+async def _csv_points(request: Request, principal: Principal) -> AsyncIterator[tuple[int, Any]]:
+    header: list[str] | None = None
+    row_number = 0
+    async for line in _csv_lines(request):
+        if not line.strip():
+            continue
+        fields = next(csv.reader([line]))
+        if header is None:
+            header = [name.strip().lower() for name in fields]
+            unknown = sorted(set(header) - set(CSV_COLUMNS))
+            if unknown or not {"region", "metric", "value"} <= set(header):
+                raise Unprocessable(
+                    f"CSV header must name region, metric, period or timestamp, value "
+                    f"(optional unit, dimensions); got {', '.join(header)}",
+                )
+            continue
+        row_number += 1
+        yield row_number, _csv_point(header, fields)
+    if header is None:
+        raise Unprocessable("The CSV body is empty: expected a header row and points.")
+
+
+def _csv_point(header: list[str], fields: list[str]) -> dict[str, Any] | str:
+    if len(fields) != len(header):
+        return f"row has {len(fields)} fields, the header {len(header)}"
+    point: dict[str, Any] = {
+        name: value.strip() for name, value in zip(header, fields, strict=True) if value.strip()
+    }
+    dimensions = point.pop("dimensions", None)
+    if dimensions:
+        pairs = [pair.split("=", 1) for pair in dimensions.split(";") if pair]
+        point["dimensions"] = {pair[0].strip(): pair[-1].strip() for pair in pairs}
+    return point
+
+
+@router.get("", response_model=MetricPage, summary="Stored metric points")
+async def list_metrics(
+    session: DbSession,
+    principal: CurrentPrincipal,
+    region: Annotated[str | None, Query(examples=["32.71"])] = None,
+    metric: Annotated[str | None, Query(examples=["integrated_apps"])] = None,
+    year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> MetricPage:
+    after = int(decode_cursor(cursor, 1)[0]) if cursor else None
+    rows = await repository.list_points(
+        session, region=region, metric=metric, year=year, after_id=after, limit=limit + 1
+    )
+    items = [
+        {"id": row.id, "region": row.region_code, "metric": row.metric, "period": row.period,
+         "dimensions": row.dimensions, "value": format(row.value.normalize(), "f"),
+         "updated_at": row.updated_at.isoformat()}
+        for row in rows[:limit]
+    ]  # fmt: skip
+    next_cursor = encode_cursor(items[-1]["id"]) if len(rows) > limit else None
+    return MetricPage.model_validate({"items": items, "next_cursor": next_cursor})
+
+
+@router.get("/catalogue", summary="The metrics that may be pushed")
+async def metric_catalogue() -> list[dict[str, Any]]:
+    return [definition.public() for definition in catalogue().values()]

@@ -1,0 +1,70 @@
+"""``Idempotency-Key`` for writes: a repeat returns the first response and stores nothing twice.
+
+The key is scoped to the caller. Requests with the same key are serialised by an advisory lock,
+so two concurrent retries cannot both run. The same key with a different request is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.kit.errors import Unprocessable
+from services.models import IdempotencyRecord
+
+
+def request_fingerprint(*parts: bytes | str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode() if isinstance(part, str) else part)
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+async def replay(
+    session: AsyncSession, principal: str, key: str, fingerprint: str
+) -> tuple[int, dict[str, Any]] | None:
+    """The stored response for this key, or None (after taking the key's lock)."""
+    if not 1 <= len(key) <= 200:
+        raise Unprocessable(
+            "header Idempotency-Key: must be 1 to 200 characters",
+            errors=[{"in": "header", "pointer": "/Idempotency-Key", "detail": "bad length"}],
+        )
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:lock, 0))"),
+        {"lock": f"idempotency:{principal}:{key}"},
+    )
+    record = await session.scalar(
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.principal == principal, IdempotencyRecord.key == key
+        )
+    )
+    if record is None:
+        return None
+    if record.request_hash != fingerprint:
+        raise Unprocessable(
+            f"Idempotency-Key {key!r} was already used with a different request.",
+            code="idempotency-key-reused",
+            errors=[{"in": "header", "pointer": "/Idempotency-Key",
+                     "detail": "reused with a different body"}],
+        )  # fmt: skip
+    return record.status_code, record.response
+
+
+def remember(
+    session: AsyncSession,
+    principal: str,
+    key: str,
+    fingerprint: str,
+    status_code: int,
+    response: dict[str, Any],
+) -> None:
+    session.add(
+        IdempotencyRecord(
+            principal=principal, key=key, request_hash=fingerprint, status_code=status_code,
+            response=response,
+        )
+    )  # fmt: skip

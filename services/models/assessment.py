@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    Numeric,
+    String,
+    UniqueConstraint,
+    Uuid,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from services.models.base import Base, TimestampMixin
+
+ASSESSMENT_STATES = (
+    "draft", "submitted", "in_review", "evidence_requested", "verified", "published",
+)  # fmt: skip
+
+
+class Assessment(TimestampMixin, Base):
+    """A region's evaluation on one framework for one period (year and stage)."""
+
+    __tablename__ = "assessment"
+    __table_args__ = (
+        UniqueConstraint("region_code", "framework_id", "period", "stage"),
+        CheckConstraint(
+            "state IN ('draft', 'submitted', 'in_review', 'evidence_requested', 'verified', "
+            "'published')",
+            name="state",
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    region_code: Mapped[str] = mapped_column(
+        String(13), ForeignKey("region.code", ondelete="RESTRICT"), nullable=False
+    )
+    framework_id: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    period: Mapped[int] = mapped_column(Integer, nullable=False)
+    stage: Mapped[str] = mapped_column(String(16), nullable=False, default="final")
+    state: Mapped[str] = mapped_column(String(32), nullable=False, default="draft")
+    # Bumped by every change to the assessment's inputs (values, metrics, linked results).
+    input_revision: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+
+
+class AssessmentInput(Base):
+    """A leaf's (or stand-in node's) value: the region's own and the assessor's verified one."""
+
+    __tablename__ = "assessment_input"
+
+    assessment_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("assessment.id", ondelete="CASCADE"), primary_key=True
+    )
+    node_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    self_value: Mapped[Any | None] = mapped_column(JSONB)
+    verified_value: Mapped[Any | None] = mapped_column(JSONB)
+    note: Mapped[str | None] = mapped_column(String(2000))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+
+
+class RecomputeRequest(Base):
+    """Outbox: an assessment whose inputs changed, written in the same transaction as the change.
+
+    The worker deletes it once results at ``revision`` or newer are stored; the sweeper
+    re-enqueues rows that wait too long, so nothing depends on Redis having kept a job.
+    """
+
+    __tablename__ = "recompute_request"
+
+    assessment_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("assessment.id", ondelete="CASCADE"), primary_key=True
+    )
+    revision: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    requested_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False, index=True
+    )
+
+
+class ResultState(Base):
+    """What the stored results of an assessment were computed from."""
+
+    __tablename__ = "result_state"
+
+    assessment_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("assessment.id", ondelete="CASCADE"), primary_key=True
+    )
+    input_revision: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    framework_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    index_value: Mapped[Decimal | None] = mapped_column(Numeric)
+    predicate: Mapped[str | None] = mapped_column(String(64))
+    complete: Mapped[bool] = mapped_column(nullable=False)
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class ResultNode(Base):
+    """One node of an assessment's computed result; the whole set is replaced per recompute."""
+
+    __tablename__ = "result_node"
+
+    assessment_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("assessment.id", ondelete="CASCADE"), primary_key=True
+    )
+    node_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    parent_id: Mapped[str | None] = mapped_column(String(64))
+    value: Mapped[Decimal | None] = mapped_column(Numeric)
+    weight: Mapped[Decimal | None] = mapped_column(Numeric)
+    contribution: Mapped[Decimal | None] = mapped_column(Numeric)
+    predicate: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16), nullable=False)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    input_revision: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
