@@ -16,12 +16,14 @@ from fastapi import FastAPI
 from services.api.health import router as health_router
 from services.api.regions.router import router as regions_router
 from services.api.regions.seed import seed_regions
+from services.ingest.evidence.router import router as evidence_router
 from services.ingest.metrics.router import router as metrics_router
 from services.kit.errors import install_problem_handlers
 from services.kit.migrate import upgrade_to_head
 from services.kit.requests import RequestIdMiddleware
 from services.kit.runtime import Runtime
 from services.kit.settings import Settings
+from services.kit.storage import LocalStorage
 from services.scoring.worker import build_worker
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ def create_app(
         current = runtime or await Runtime.open(settings)
         app.state.runtime = current
         app.state.sessionmaker = current.sessionmaker
+        app.state.storage = LocalStorage(current.settings.evidence_path)
         worker_task: asyncio.Task[None] | None = None
         try:
             if migrate:
@@ -90,4 +93,5 @@ def create_app(
     app.include_router(health_router)
     app.include_router(regions_router)
     app.include_router(metrics_router)
+    app.include_router(evidence_router)
     return app

@@ -9,8 +9,10 @@ behaves as in production and nothing leaks into the next test.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import httpx
@@ -104,16 +106,31 @@ async def queue(runtime: Runtime) -> Queue:
 
 
 @pytest.fixture
-async def client(
+def client_for(
     runtime: Runtime, sessionmaker: async_sessionmaker[AsyncSession], queue: Queue
+) -> Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]:
+    """Clients for the app with some settings changed, writes confined to the test."""
+
+    @contextlib.asynccontextmanager
+    async def make(**overrides: object) -> AsyncIterator[httpx.AsyncClient]:
+        settings = runtime.settings.model_copy(update=overrides)
+        test_runtime = Runtime(settings, runtime.engine, sessionmaker, runtime.queue)
+        app = create_app(settings, runtime=test_runtime)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://cerdas.test") as c:
+                yield c
+
+    return make
+
+
+@pytest.fixture
+async def client(
+    client_for: Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]],
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client for the app, its writes confined to the test's transaction."""
-    test_runtime = Runtime(runtime.settings, runtime.engine, sessionmaker, runtime.queue)
-    app = create_app(runtime.settings, runtime=test_runtime)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://cerdas.test") as c:
-            yield c
+    async with client_for() as c:
+        yield c
 
 
 @pytest.fixture

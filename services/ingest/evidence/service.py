@@ -1,0 +1,159 @@
+"""Storing evidence: checks, de-duplication by content, revisions, links to framework nodes."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import uuid
+from pathlib import PurePosixPath, PureWindowsPath
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.ingest.evidence.sniff import ALLOWED, sniff
+from services.ingest.evidence.upload import ReceivedUpload
+from services.kit import audit
+from services.kit.auth import Principal
+from services.kit.errors import Forbidden, NotFound, Unprocessable, UnsupportedMediaType
+from services.kit.storage import Storage, object_key
+from services.models import Assessment, EvidenceItem, EvidenceObject, EvidenceRevision
+from services.scoring.frameworks import registry
+
+UPLOADERS = ("region-operator", "super-app", "ministry-admin")
+_UNSAFE = re.compile(r"[^\w.\- ()]+")
+
+
+def safe_filename(raw: str | None, kind: str) -> str:
+    """A filename that is only a name: no directories, control characters or NULs."""
+    name = (raw or "").replace("\x00", "")
+    name = PureWindowsPath(PurePosixPath(name).name).name  # drop ../ and C:\\ parts
+    name = unicodedata.normalize("NFC", name)
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    name = _UNSAFE.sub("_", name).strip(" ._")[:200]
+    if not name:
+        name = "evidence"
+    if not name.lower().endswith(f".{kind}") and not (
+        kind == "jpeg" and name.lower().endswith(".jpg")
+    ):
+        name = f"{name}.{kind}"
+    return name
+
+
+def _invalid(name: str, detail: str, message: str) -> Unprocessable:
+    """A problem with form field ``name``, pointing at it."""
+    return Unprocessable(message, errors=[{"in": "body", "pointer": f"/{name}", "detail": detail}])
+
+
+def _field(received: ReceivedUpload, name: str) -> str | None:
+    values = received.fields.get(name)
+    return values[-1].strip() if values else None
+
+
+def _uuid(received: ReceivedUpload, name: str, *, required: bool) -> uuid.UUID | None:
+    value = _field(received, name)
+    if not value:
+        if required:
+            raise _invalid(name, "missing", f"form field {name!r} is required")
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise _invalid(name, "not a uuid", f"form field {name!r} is not an id: {value!r}") from None
+
+
+async def store(
+    session: AsyncSession, principal: Principal, received: ReceivedUpload, storage: Storage
+) -> EvidenceItem:
+    """Record an upload; the caller commits. Raises (and the caller discards the file) on error."""
+    if principal.role not in UPLOADERS:
+        raise Forbidden(f"The role {principal.role!r} may not upload evidence.")
+    assessment_id = _uuid(received, "assessment_id", required=True)
+    assessment = await session.get(Assessment, assessment_id)
+    if assessment is None:
+        raise NotFound(f"No assessment {assessment_id}.")
+    if not principal.may_write_region(assessment.region_code):
+        raise Forbidden(
+            f"The key {principal.name!r} may not upload evidence for region "
+            f"{assessment.region_code!r}."
+        )
+    node_ids = [
+        node.strip()
+        for value in received.fields.get("node_ids", [])
+        for node in value.split(",")
+        if node.strip()
+    ]
+    item_id = _uuid(received, "item_id", required=False)
+    if not node_ids and item_id is None:
+        raise _invalid(
+            "node_ids", "missing", "form field 'node_ids' is required: the nodes it supports"
+        )
+    framework = registry().get(assessment.framework_id)
+    known = {node.id for node in framework.nodes()} if framework else set()
+    unknown = [node for node in node_ids if node not in known]
+    if unknown:
+        raise _invalid(
+            "node_ids", f"unknown {unknown[0]}",
+            f"unknown node {unknown[0]!r} in {assessment.framework_id}",
+        )  # fmt: skip
+    upload, sha256 = received.upload, received.sha256
+    if upload is None or sha256 is None:
+        raise _invalid("file", "missing", "form field 'file' is required")
+    if upload.size == 0:
+        raise _invalid("file", "empty", "The file is empty.")
+    kind = sniff(upload.path)
+    if kind is None:
+        raise UnsupportedMediaType(
+            "The file's content is not an allowed type (PDF, PNG, JPEG, DOCX, XLSX, ODT, ODS), "
+            "whatever its name says."
+        )
+    filename = safe_filename(received.filename, kind)
+
+    stored = await session.get(EvidenceObject, sha256)
+    if stored is None:
+        key = object_key(sha256)
+        await storage.commit(upload, key)
+        session.add(EvidenceObject(sha256=sha256, size=upload.size, content_type=ALLOWED[kind],
+                                   storage_key=key))  # fmt: skip
+    else:
+        upload.discard()  # the same bytes are already stored
+
+    if item_id is not None:
+        item = await session.get(EvidenceItem, item_id, with_for_update=True)
+        if item is None or item.assessment_id != assessment.id:
+            raise NotFound(f"No evidence item {item_id} in this assessment.")
+        item.latest_revision += 1
+        if node_ids:
+            item.node_ids = sorted(set(item.node_ids) | set(node_ids))
+    else:
+        title = _field(received, "title") or filename
+        item = EvidenceItem(
+            assessment_id=assessment.id, node_ids=sorted(set(node_ids)), title=title,
+            latest_revision=1,
+        )  # fmt: skip
+        session.add(item)
+        await session.flush()
+    session.add(EvidenceRevision(item_id=item.id, revision=item.latest_revision, sha256=sha256,
+                                 filename=filename, uploaded_by=principal.key_id))  # fmt: skip
+    audit.record(
+        session, principal, action="evidence.upload", entity="evidence_item",
+        entity_id=str(item.id),
+        after={"revision": item.latest_revision, "sha256": sha256, "filename": filename,
+               "node_ids": item.node_ids, "assessment_id": str(assessment.id)},
+    )  # fmt: skip
+    await session.flush()
+    return item
+
+
+async def revisions(
+    session: AsyncSession, item_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[tuple[EvidenceRevision, EvidenceObject]]]:
+    rows = await session.execute(
+        select(EvidenceRevision, EvidenceObject)
+        .join(EvidenceObject, EvidenceObject.sha256 == EvidenceRevision.sha256)
+        .where(EvidenceRevision.item_id.in_(item_ids))
+        .order_by(EvidenceRevision.item_id, EvidenceRevision.revision)
+    )
+    grouped: dict[uuid.UUID, list[tuple[EvidenceRevision, EvidenceObject]]] = {}
+    for revision, stored in rows:
+        grouped.setdefault(revision.item_id, []).append((revision, stored))
+    return grouped

@@ -1,0 +1,241 @@
+"""Evidence uploads: streamed, sniffed, content-addressed, revised; hostile input leaves nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.kit.settings import Settings
+from services.models import Assessment, EvidenceItem, EvidenceObject, EvidenceRevision
+
+MakeKey = Callable[..., Awaitable[dict[str, str]]]
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+PDF_V2 = PDF.replace(b"1.4", b"1.7")
+ELF = b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 200
+
+
+def office(kind: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        if kind == "ods":
+            archive.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+            archive.writestr("content.xml", "<office:document-content/>")
+        else:
+            archive.writestr("[Content_Types].xml", "<Types/>")
+            archive.writestr("word/document.xml" if kind == "docx" else "xl/workbook.xml", "<x/>")
+    return buffer.getvalue()
+
+
+def files_in(settings: Settings) -> list[Path]:
+    root = settings.evidence_path
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+@pytest.fixture
+async def bogor(session: AsyncSession) -> Assessment:
+    assessment = Assessment(region_code="32.71", framework_id="gmsc-2023", period=2024)
+    session.add(assessment)
+    await session.commit()
+    return assessment
+
+
+@pytest.fixture
+async def operator(make_key: MakeKey) -> dict[str, str]:
+    return await make_key("region-operator", "32.71", name="Diskominfo Kota Bogor")
+
+
+async def upload(
+    client: httpx.AsyncClient, key: dict[str, str], content: bytes, *,
+    filename: str = "perwali-smart-city.pdf", **fields: Any,
+) -> httpx.Response:  # fmt: skip
+    return await client.post(
+        "/v1/evidence", headers=key, data={k: str(v) for k, v in fields.items()},
+        files={"file": (filename, content, "application/octet-stream")},
+    )  # fmt: skip
+
+
+async def rows(session: AsyncSession) -> tuple[int, int, int]:
+    counts = []
+    for model in (EvidenceItem, EvidenceRevision, EvidenceObject):
+        counts.append(int(await session.scalar(select(func.count()).select_from(model)) or 0))
+    return counts[0], counts[1], counts[2]
+
+
+async def test_upload_list_and_download(
+    client: httpx.AsyncClient, operator: dict[str, str], bogor: Assessment
+) -> None:
+    response = await upload(client, operator, PDF, assessment_id=bogor.id,
+                            node_ids="output,outcome", title="Perwali Smart City")  # fmt: skip
+    assert response.status_code == 201, response.text
+    item = response.json()
+    assert item["node_ids"] == ["outcome", "output"]
+    assert item["title"] == "Perwali Smart City"
+    [revision] = item["revisions"]
+    assert revision["sha256"] == hashlib.sha256(PDF).hexdigest()
+    assert (revision["size"], revision["content_type"]) == (len(PDF), "application/pdf")
+    listed = (await client.get("/v1/evidence", params={"assessment_id": str(bogor.id),
+                                                       "node_id": "outcome"},
+                               headers=operator)).json()  # fmt: skip
+    assert [entry["id"] for entry in listed] == [item["id"]]
+    download = await client.get(f"/v1/evidence/{item['id']}/download", headers=operator)
+    assert download.status_code == 200
+    assert download.content == PDF
+    assert download.headers["content-type"] == "application/pdf"
+    assert download.headers["content-disposition"].startswith(
+        'attachment; filename="perwali-smart-city.pdf"'
+    )
+
+
+async def test_the_same_bytes_twice_are_stored_once(
+    client: httpx.AsyncClient, operator: dict[str, str], bogor: Assessment,
+    session: AsyncSession, settings: Settings,
+) -> None:  # fmt: skip
+    before = len(files_in(settings))
+    for node in ("output", "impact"):
+        assert (await upload(client, operator, PDF, assessment_id=bogor.id,
+                             node_ids=node)).status_code == 201  # fmt: skip
+    assert await rows(session) == (2, 2, 1)
+    assert len(files_in(settings)) - before <= 1
+
+
+async def test_a_new_revision_keeps_the_old_ones(
+    client: httpx.AsyncClient, operator: dict[str, str], bogor: Assessment
+) -> None:
+    first = (await upload(client, operator, PDF, assessment_id=bogor.id, node_ids="output")).json()
+    second = await upload(client, operator, PDF_V2, assessment_id=bogor.id, item_id=first["id"],
+                          filename="perwali-revisi.pdf")  # fmt: skip
+    assert second.status_code == 201, second.text
+    assert second.json()["latest_revision"] == 2
+    assert [r["filename"] for r in second.json()["revisions"]] == [
+        "perwali-smart-city.pdf", "perwali-revisi.pdf"
+    ]  # fmt: skip
+    old = await client.get(f"/v1/evidence/{first['id']}/download", params={"revision": 1},
+                           headers=operator)  # fmt: skip
+    new = await client.get(f"/v1/evidence/{first['id']}/download", headers=operator)
+    assert (old.content, new.content) == (PDF, PDF_V2)
+
+
+@pytest.mark.parametrize(
+    ("kind", "content_type"),
+    [("docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+     ("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+     ("ods", "application/vnd.oasis.opendocument.spreadsheet")],
+)  # fmt: skip
+async def test_office_documents_are_recognised_by_content(
+    client: httpx.AsyncClient, operator: dict[str, str], bogor: Assessment,
+    kind: str, content_type: str,
+) -> None:  # fmt: skip
+    response = await upload(client, operator, office(kind), assessment_id=bogor.id,
+                            node_ids="impact", filename="laporan")  # fmt: skip
+    assert response.status_code == 201, response.text
+    revision = response.json()["revisions"][0]
+    assert revision["content_type"] == content_type
+    assert revision["filename"] == f"laporan.{kind}"
+
+
+async def test_oversize_is_cut_off_while_streaming_and_leaves_nothing(
+    client_for: Any, make_key: MakeKey, bogor: Assessment, session: AsyncSession,
+    settings: Settings,
+) -> None:  # fmt: skip
+    operator = await make_key("region-operator", "32.71")
+    before = files_in(settings)
+    async with client_for(evidence_max_bytes=1000) as small:
+        response = await upload(small, operator, PDF + b"0" * 5000, assessment_id=bogor.id,
+                                node_ids="output")  # fmt: skip
+    assert response.status_code == 413
+    assert response.json()["code"] == "payload-too-large"
+    assert files_in(settings) == before
+    assert await rows(session) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("content", "filename"),
+    [(ELF, "laporan.pdf"), (b"MZ\x90\x00" + b"\x00" * 100, "perwali.pdf"),
+     (b"<html><script>alert(1)</script>", "foto.png"), (office("docx")[:-30], "rusak.docx")],
+)  # fmt: skip
+async def test_content_that_is_not_an_allowed_type_is_415_whatever_its_name(
+    client: httpx.AsyncClient, operator: dict[str, str], bogor: Assessment,
+    session: AsyncSession, settings: Settings, content: bytes, filename: str,
+) -> None:  # fmt: skip
+    before = files_in(settings)
+    response = await upload(client, operator, content, assessment_id=bogor.id, node_ids="output",
+                            filename=filename)  # fmt: skip
+    assert response.status_code == 415
+    assert files_in(settings) == before
+    assert await rows(session) == (0, 0, 0)
+
+
+async def test_path_and_nul_in_the_filename_are_stored_and_served_safely(
+    client: httpx.AsyncClient, operator: dict[str, str], bogor: Assessment
+) -> None:
+    boundary = "cerdasboundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="assessment_id"\r\n\r\n'
+            f'{bogor.id}\r\n--{boundary}\r\nContent-Disposition: form-data; name="node_ids"'
+            f'\r\n\r\noutput\r\n--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="../../etc/pass\x00wd\x07.pdf"\r\n\r\n'
+        ).encode()
+        + PDF
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    headers = {**operator, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    response = await client.post("/v1/evidence", content=body, headers=headers)
+    assert response.status_code == 201, response.text
+    item = response.json()
+    assert item["revisions"][0]["filename"] == "passwd.pdf"
+    download = await client.get(f"/v1/evidence/{item['id']}/download", headers=operator)
+    disposition = download.headers["content-disposition"]
+    assert disposition == "attachment; filename=\"passwd.pdf\"; filename*=UTF-8''passwd.pdf"
+    assert download.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_empty_and_truncated_bodies_are_clear_4xx_and_leave_nothing(
+    client: httpx.AsyncClient, operator: dict[str, str], bogor: Assessment,
+    session: AsyncSession, settings: Settings,
+) -> None:  # fmt: skip
+    before = files_in(settings)
+    boundary = "cerdasboundary"
+    multipart = {**operator, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    empty = await client.post("/v1/evidence", content=b"", headers=multipart)
+    assert empty.status_code == 400
+    empty_file = await upload(client, operator, b"", assessment_id=bogor.id, node_ids="output")
+    assert empty_file.status_code == 422
+    truncated = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="assessment_id"\r\n\r\n'
+        f'{bogor.id}\r\n--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="a.pdf"\r\n\r\n'
+    ).encode() + PDF[:20]
+    cut = await client.post("/v1/evidence", content=truncated, headers=multipart)
+    assert cut.status_code == 400
+    assert "truncated" in cut.json()["detail"]
+    pdf_type = {**operator, "Content-Type": "application/pdf"}
+    not_multipart = await client.post("/v1/evidence", content=PDF, headers=pdf_type)
+    assert not_multipart.status_code == 415
+    assert files_in(settings) == before
+    assert await rows(session) == (0, 0, 0)
+
+
+async def test_uploads_for_another_region_or_unknown_nodes_are_refused(
+    client: httpx.AsyncClient, make_key: MakeKey, bogor: Assessment, session: AsyncSession,
+    settings: Settings,
+) -> None:  # fmt: skip
+    before = files_in(settings)
+    bebunge = await make_key("super-app", "32.16", name="Bebunge")
+    foreign = await upload(client, bebunge, PDF, assessment_id=bogor.id, node_ids="output")
+    assert foreign.status_code == 403
+    operator = await make_key("region-operator", "32.71")
+    unknown = await upload(client, operator, PDF, assessment_id=bogor.id, node_ids="I11")
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"] == "unknown node 'I11' in gmsc-2023"
+    assert files_in(settings) == before
+    assert await rows(session) == (0, 0, 0)
