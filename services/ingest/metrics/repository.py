@@ -14,16 +14,31 @@ from services.ingest.metrics.validation import ValidPoint
 from services.models import Assessment, MetricPoint, Region
 
 _STAGING_COLUMNS = (
-    "region_code", "metric", "period", "period_start", "year", "dimensions", "dimension_key",
-    "value",
+    "ord", "region_code", "metric", "period", "period_start", "year", "dimensions",
+    "dimension_key", "value",
 )  # fmt: skip
 
 _CREATE_STAGING = text(
     """
     CREATE TEMP TABLE IF NOT EXISTS metric_staging (
-        region_code text, metric text, period text, period_start date, year int,
+        ord int, region_code text, metric text, period text, period_start date, year int,
         dimensions jsonb, dimension_key text, value numeric
     ) ON COMMIT DROP
+    """
+)
+
+# A point sent twice in one request: every later copy is rejected, naming the first.
+_DUPLICATES = text(
+    """
+    WITH ranked AS (
+        SELECT ord, first_value(ord) OVER same AS first, row_number() OVER same AS copy
+        FROM metric_staging
+        WINDOW same AS (PARTITION BY region_code, metric, period, dimension_key ORDER BY ord)
+    ), removed AS (
+        DELETE FROM metric_staging s USING ranked r WHERE s.ord = r.ord AND r.copy > 1
+        RETURNING r.ord, r.first
+    )
+    SELECT ord, first FROM removed ORDER BY ord
     """
 )
 
@@ -95,7 +110,7 @@ async def open_staging(session: AsyncSession) -> None:
     await session.execute(text("TRUNCATE metric_staging"))
 
 
-async def copy_to_staging(session: AsyncSession, points: Sequence[ValidPoint]) -> None:
+async def copy_to_staging(session: AsyncSession, points: Sequence[tuple[int, ValidPoint]]) -> None:
     """COPY a batch into the staging table (binary protocol, no per-row statements)."""
     if not points:
         return
@@ -104,13 +119,18 @@ async def copy_to_staging(session: AsyncSession, points: Sequence[ValidPoint]) -
     driver = raw.driver_connection
     assert driver is not None
     records = [
-        (p.region_code, p.metric, p.period, p.period_start, p.year, json.dumps(p.dimensions),
-         p.dimension_key, p.value)
-        for p in points
+        (index, p.region_code, p.metric, p.period, p.period_start, p.year,
+         json.dumps(p.dimensions), p.dimension_key, p.value)
+        for index, p in points
     ]  # fmt: skip
     await driver.copy_records_to_table(
         "metric_staging", records=records, columns=list(_STAGING_COLUMNS)
     )
+
+
+async def remove_duplicates(session: AsyncSession) -> list[tuple[int, int]]:
+    """(index, index of the first copy) of every repeated point, removed from staging."""
+    return [(row.ord, row.first) for row in await session.execute(_DUPLICATES)]
 
 
 async def classify(session: AsyncSession) -> tuple[int, int, int]:

@@ -97,8 +97,7 @@ async def import_points(
     known_regions = await repository.region_codes(session)
     metrics = catalogue()
     today = today_wib()
-    seen: dict[tuple[str, str, str, str], int] = {}
-    batch: list[ValidPoint] = []
+    batch: list[tuple[int, ValidPoint]] = []
     await repository.open_staging(session)
     async for index, raw in points:
         summary.received += 1
@@ -108,15 +107,15 @@ async def import_points(
         if isinstance(checked, Rejection):
             summary.reject(checked)
             continue
-        first = seen.setdefault(checked.identity, index)
-        if first != index:
-            summary.reject(Rejection(index, "", f"duplicate of point {first} in this request"))
-            continue
-        batch.append(checked)
+        batch.append((index, checked))
         if len(batch) >= STAGING_BATCH:
             await repository.copy_to_staging(session, batch)
             batch.clear()
     await repository.copy_to_staging(session, batch)
+    # Duplicates are found in the database, so memory stays flat however large the load.
+    for index, first in await repository.remove_duplicates(session):
+        summary.reject(Rejection(index, "", f"duplicate of point {first} in this request"))
+    summary.rejections.sort(key=lambda rejection: rejection.index)
 
     summary.created, summary.updated, summary.unchanged = await repository.classify(session)
     if dry_run or (atomic and summary.rejected):

@@ -31,10 +31,6 @@ class ValidPoint:
     dimension_key: str
     value: Decimal
 
-    @property
-    def identity(self) -> tuple[str, str, str, str]:
-        return (self.region_code, self.metric, self.period, self.dimension_key)
-
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
