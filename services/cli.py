@@ -144,6 +144,57 @@ def migrate() -> None:
     typer.echo("cerdas: database at the newest migration")
 
 
+@app.command()
+def recompute(
+    all_: Annotated[bool, typer.Option("--all", help="Every assessment")] = False,
+    framework: Annotated[str | None, typer.Option(help="Only this framework id")] = None,
+    period: Annotated[int | None, typer.Option(help="Only this year")] = None,
+    region: Annotated[str | None, typer.Option(help="Only this region code")] = None,
+) -> None:
+    """Recompute assessments here and now, in batches, with a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from services.kit.outbox import create_recompute_run
+    from services.kit.runtime import Runtime
+    from services.scoring.service import run_step
+
+    if not (all_ or framework or period or region):
+        raise fail("say what to recompute: --all, or --framework/--period/--region")
+    settings = _settings()
+    _configure_logging(settings)
+
+    async def run(ready: Settings) -> tuple[int, int]:
+        runtime = await Runtime.open(ready)
+        try:
+            async with runtime.sessionmaker() as session, session.begin():
+                created = await create_recompute_run(
+                    session, framework_id=framework, period=period, region_code=region,
+                    requested_by="cerdas recompute",
+                )  # fmt: skip
+            with Progress(
+                "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            ) as progress:  # fmt: skip
+                task = progress.add_task("recomputing", total=created.total)
+                while (step := await run_step(runtime.sessionmaker, created.id, None)) is not None:
+                    progress.update(task, completed=step.done + step.failed)
+                progress.update(task, completed=created.total)
+            async with runtime.sessionmaker() as session:
+                from services.models import RecomputeRun
+
+                final = await session.get(RecomputeRun, created.id)
+                assert final is not None
+                return final.done, final.failed
+        finally:
+            await runtime.close()
+
+    with resolved(settings) as ready:
+        done, failed = asyncio.run(run(ready))
+    typer.echo(f"cerdas: recomputed {done} assessments" + (f", {failed} failed" if failed else ""))
+    if failed:
+        raise typer.Exit(1)
+
+
 keys_app = typer.Typer(help="API keys for machine clients.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from services.api.health import router as health_router
+from services.api.jobs.router import router as jobs_router
 from services.api.regions.router import router as regions_router
 from services.api.regions.seed import seed_regions
 from services.ingest.evidence.router import router as evidence_router
@@ -94,4 +95,5 @@ def create_app(
     app.include_router(regions_router)
     app.include_router(metrics_router)
     app.include_router(evidence_router)
+    app.include_router(jobs_router)
     return app

@@ -11,13 +11,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.db import after_commit
 from services.kit.queue import Queue
+from services.models import Assessment, RecomputeRun
 
 RECOMPUTE_JOB = "recompute_assessment"
+RUN_JOB = "run_recompute"
 
 _MARK = text(
     """
@@ -60,3 +62,60 @@ async def mark_dirty(
 
         after_commit(session, enqueue)
     return len(rows)
+
+
+async def ensure_assessments(
+    session: AsyncSession, framework_id: str, region_years: set[tuple[str, int]]
+) -> list[uuid.UUID]:
+    """The assessments of ``framework_id`` for these regions and years, created if missing."""
+    if not region_years:
+        return []
+    regions = [region for region, _ in region_years]
+    years = [year for _, year in region_years]
+    statement = text(
+        """
+        INSERT INTO assessment (id, region_code, framework_id, period, stage, state,
+                                input_revision, created_at)
+        SELECT gen_random_uuid(), r, :framework_id, y, 'final', 'draft', 0, now()
+        FROM unnest(CAST(:regions AS text[]), CAST(:years AS int[])) AS t(r, y)
+        ON CONFLICT (region_code, framework_id, period, stage) DO NOTHING
+        """
+    )
+    await session.execute(
+        statement, {"framework_id": framework_id, "regions": regions, "years": years}
+    )
+    found = await session.execute(
+        select(Assessment.id, Assessment.region_code, Assessment.period).where(
+            Assessment.framework_id == framework_id,
+            Assessment.stage == "final",
+            Assessment.region_code.in_(set(regions)),
+            Assessment.period.in_(set(years)),
+        )
+    )
+    return [row.id for row in found if (row.region_code, row.period) in region_years]
+
+
+async def create_recompute_run(
+    session: AsyncSession,
+    *,
+    framework_id: str | None,
+    period: int | None,
+    region_code: str | None,
+    requested_by: str,
+) -> RecomputeRun:
+    """A run row over the matching assessments, its total counted; the caller commits."""
+    query = select(func.count()).select_from(Assessment)
+    if framework_id:
+        query = query.where(Assessment.framework_id == framework_id)
+    if period:
+        query = query.where(Assessment.period == period)
+    if region_code:
+        query = query.where(Assessment.region_code == region_code)
+    recompute_run = RecomputeRun(
+        framework_id=framework_id, period=period, region_code=region_code, state="queued",
+        total=int(await session.scalar(query) or 0), done=0, failed=0, cursor_framework=0,
+        requested_by=requested_by,
+    )  # fmt: skip
+    session.add(recompute_run)
+    await session.flush()
+    return recompute_run

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     evidence_max_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    # The sweeper re-enqueues outbox rows older than this, checking as often.
+    sweep_seconds: int = Field(default=5, ge=1, le=60)
+    # Longest a job may run; a job whose worker died is retried this much (+10 s) later.
+    job_timeout_seconds: int = Field(default=120, ge=1, le=3600)
 
     @field_validator("database_url")
     @classmethod

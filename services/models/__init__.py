@@ -6,6 +6,7 @@ from services.models.assessment import (
     Assessment,
     AssessmentInput,
     RecomputeRequest,
+    RecomputeRun,
     ResultNode,
     ResultState,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "IdempotencyRecord",
     "MetricPoint",
     "RecomputeRequest",
+    "RecomputeRun",
     "Region",
     "ResultNode",
     "ResultState",

@@ -100,6 +100,8 @@ class ResultState(Base):
     index_value: Mapped[Decimal | None] = mapped_column(Numeric)
     predicate: Mapped[str | None] = mapped_column(String(64))
     complete: Mapped[bool] = mapped_column(nullable=False)
+    # Why inputs could not be scored (e.g. a value off a changed framework's scale), if so.
+    error: Mapped[str | None] = mapped_column(String(2000))
     computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
@@ -121,3 +123,30 @@ class ResultNode(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     input_revision: Mapped[int] = mapped_column(BigInteger, nullable=False)
     computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class RecomputeRun(Base):
+    """A recompute of many assessments (e.g. national, one framework and year), with progress."""
+
+    __tablename__ = "recompute_run"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    framework_id: Mapped[str | None] = mapped_column(String(64))
+    period: Mapped[int | None] = mapped_column(Integer)
+    region_code: Mapped[str | None] = mapped_column(String(13))
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default="queued")
+    total: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    failed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    error: Mapped[str | None] = mapped_column(String(2000))
+    requested_by: Mapped[str] = mapped_column(String(200), nullable=False)
+    # Where the run stands: the framework (index in link order) and the last assessment done.
+    cursor_framework: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    cursor_after: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

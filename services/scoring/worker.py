@@ -1,13 +1,22 @@
-"""The scoring worker: arq settings shared by ``cerdas worker`` and the in-process worker."""
+"""The scoring worker: arq settings shared by ``cerdas worker`` and the in-process worker.
+
+Jobs may run more than once (a worker dies, the sweeper re-enqueues); each one re-reads fresh
+state by id and is idempotent.
+"""
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
 from typing import Any
 
+from arq import cron, func
 from arq.worker import Worker
 
+from services.kit.outbox import RECOMPUTE_JOB, RUN_JOB
 from services.kit.queue import QUEUE_NAME, redis_settings
 from services.kit.runtime import Runtime
+from services.scoring import service
 
 
 async def ping(ctx: dict[str, Any]) -> str:
@@ -15,7 +24,31 @@ async def ping(ctx: dict[str, Any]) -> str:
     return "pong"
 
 
-FUNCTIONS: list[Any] = [ping]
+async def recompute_assessment(ctx: dict[str, Any], assessment_id: str) -> str:
+    runtime: Runtime = ctx["runtime"]
+    outcome = await service.recompute(runtime.sessionmaker, uuid.UUID(assessment_id), runtime.queue)
+    return outcome.outcome
+
+
+async def run_recompute(ctx: dict[str, Any], run_id: str) -> str:
+    """One batch of a recompute run, then the next step is enqueued (short, retryable jobs)."""
+    runtime: Runtime = ctx["runtime"]
+    recompute_run = await service.run_step(runtime.sessionmaker, uuid.UUID(run_id), runtime.queue)
+    if recompute_run is None:
+        return "finished"
+    await runtime.queue.enqueue(RUN_JOB, run_id, job_id=service.run_job_id(recompute_run))
+    return f"{recompute_run.done + recompute_run.failed} of {recompute_run.total}"
+
+
+async def sweep_outbox(ctx: dict[str, Any]) -> int:
+    runtime: Runtime = ctx["runtime"]
+    settings = runtime.settings
+    return await service.sweep(
+        runtime.sessionmaker,
+        runtime.queue,
+        older_than=timedelta(seconds=settings.sweep_seconds),
+        job_timeout=timedelta(seconds=settings.job_timeout_seconds),
+    )
 
 
 def build_worker(runtime: Runtime, *, handle_signals: bool) -> Worker:
@@ -25,14 +58,29 @@ def build_worker(runtime: Runtime, *, handle_signals: bool) -> Worker:
         ctx["runtime"] = runtime
 
     assert runtime.settings.redis_url
+    every = runtime.settings.sweep_seconds
+    timeout = runtime.settings.job_timeout_seconds
     return Worker(
-        functions=FUNCTIONS,
+        functions=[
+            func(ping, name="ping"),
+            func(recompute_assessment, name=RECOMPUTE_JOB, timeout=timeout, max_tries=5),
+            func(run_recompute, name=RUN_JOB, timeout=timeout, max_tries=5),
+        ],
+        cron_jobs=[
+            cron(
+                sweep_outbox,
+                second=set(range(0, 60, every)),
+                unique=True,
+                run_at_startup=True,
+                timeout=timeout,
+            ),
+        ],
         queue_name=QUEUE_NAME,
         redis_settings=redis_settings(runtime.settings.redis_url),
         on_startup=on_startup,
         handle_signals=handle_signals,
         max_jobs=10,
-        job_timeout=600,
-        keep_result=60,
+        keep_result=300,
         poll_delay=0.05,
+        retry_jobs=True,
     )

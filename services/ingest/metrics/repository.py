@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest.metrics.validation import ValidPoint
-from services.models import Assessment, MetricPoint, Region
+from services.models import MetricPoint, Region
 
 _STAGING_COLUMNS = (
     "ord", "region_code", "metric", "period", "period_start", "year", "dimensions",
@@ -152,37 +152,6 @@ async def apply(
          "role": role, "request_id": request_id},
     )  # fmt: skip
     return [Change(r.region_code, r.year, r.metric, r.created, r.updated) for r in rows]
-
-
-async def ensure_assessments(
-    session: AsyncSession, framework_id: str, region_years: set[tuple[str, int]]
-) -> list[uuid.UUID]:
-    """The assessments of ``framework_id`` for these regions and years, created if missing."""
-    if not region_years:
-        return []
-    regions = [region for region, _ in region_years]
-    years = [year for _, year in region_years]
-    statement = text(
-        """
-        INSERT INTO assessment (id, region_code, framework_id, period, stage, state,
-                                input_revision, created_at)
-        SELECT gen_random_uuid(), r, :framework_id, y, 'final', 'draft', 0, now()
-        FROM unnest(CAST(:regions AS text[]), CAST(:years AS int[])) AS t(r, y)
-        ON CONFLICT (region_code, framework_id, period, stage) DO NOTHING
-        """
-    )
-    await session.execute(
-        statement, {"framework_id": framework_id, "regions": regions, "years": years}
-    )
-    found = await session.execute(
-        select(Assessment.id, Assessment.region_code, Assessment.period).where(
-            Assessment.framework_id == framework_id,
-            Assessment.stage == "final",
-            Assessment.region_code.in_(set(regions)),
-            Assessment.period.in_(set(years)),
-        )
-    )
-    return [row.id for row in found if (row.region_code, row.period) in region_years]
 
 
 async def list_points(

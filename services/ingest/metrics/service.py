@@ -18,7 +18,7 @@ from services.ingest.metrics.catalogue import catalogue
 from services.ingest.metrics.validation import Rejection, ValidPoint, today_wib, validate_point
 from services.kit.auth import Principal
 from services.kit.errors import Forbidden
-from services.kit.outbox import mark_dirty
+from services.kit.outbox import ensure_assessments, mark_dirty
 from services.kit.queue import Queue
 from services.scoring.frameworks import registry
 
@@ -138,6 +138,6 @@ async def _mark_affected(
         used = set(framework.metric_keys)
         region_years = {(c.region_code, c.year) for c in changes if c.metric in used}
         if region_years:
-            ids = await repository.ensure_assessments(session, framework.id, region_years)
+            ids = await ensure_assessments(session, framework.id, region_years)
             marked += await mark_dirty(session, ids, queue)
     return marked

