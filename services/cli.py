@@ -79,6 +79,10 @@ def _exit_gracefully(signum: int, frame: object) -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (CERDAS_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (PORT, default 8000)")] = None,
+    demo: Annotated[
+        bool | None,
+        typer.Option(help="Load the seed cases on start (default: only on the embedded database)"),
+    ] = None,
 ) -> None:
     """Serve the gateway and ingest APIs with an in-process worker; migrates on start."""
     import uvicorn
@@ -87,8 +91,10 @@ def serve(
 
     settings = _settings()
     _configure_logging(settings)
+    # The embedded default is a fresh, local database: show real figures on first start.
+    load_demo = demo if demo is not None else not settings.database_url
     with resolved(settings) as ready:
-        api = create_app(ready, migrate=True, in_process_worker=True)
+        api = create_app(ready, migrate=True, in_process_worker=True, demo=load_demo)
         # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal to the
         # handler that was there before it; make that an orderly exit, so the embedded servers
         # are stopped on the way out.
@@ -193,6 +199,29 @@ def recompute(
     typer.echo(f"cerdas: recomputed {done} assessments" + (f", {failed} failed" if failed else ""))
     if failed:
         raise typer.Exit(1)
+
+
+@app.command("demo")
+def load_demo_data() -> None:
+    """Load the seed cases (Kabupaten Bekasi, Kota Bogor, Kota Bekasi, Kebumen) and score them."""
+    from services.demo import load
+    from services.kit.runtime import Runtime
+    from services.main import prepare_database
+
+    settings = _settings()
+    _configure_logging(settings)
+
+    async def run(ready: Settings) -> int:
+        runtime = await Runtime.open(ready)
+        try:
+            await prepare_database(runtime)
+            return await load(runtime)
+        finally:
+            await runtime.close()
+
+    with resolved(settings) as ready:
+        scored = asyncio.run(run(ready))
+    typer.echo(f"cerdas: seed cases loaded, {scored} assessments scored")
 
 
 keys_app = typer.Typer(help="API keys for machine clients.", no_args_is_help=True)

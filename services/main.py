@@ -13,10 +13,14 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from services import demo as demo_data
+from services.api.frameworks.router import router as frameworks_router
 from services.api.health import router as health_router
 from services.api.jobs.router import router as jobs_router
 from services.api.regions.router import router as regions_router
 from services.api.regions.seed import seed_regions
+from services.api.results.exports import router as exports_router
+from services.api.results.router import router as results_router
 from services.ingest.evidence.router import router as evidence_router
 from services.ingest.metrics.router import router as metrics_router
 from services.kit.errors import install_problem_handlers
@@ -52,6 +56,7 @@ def create_app(
     runtime: Runtime | None = None,
     migrate: bool = False,
     in_process_worker: bool = False,
+    demo: bool = False,
 ) -> FastAPI:
     """The Cerdas ASGI app.
 
@@ -70,6 +75,9 @@ def create_app(
         try:
             if migrate:
                 await prepare_database(current)
+            if demo and not await demo_data.is_loaded(current):
+                log.info("first start: loading the seed cases (%d scored)",
+                         await demo_data.load(current))  # fmt: skip
             if in_process_worker:
                 worker = build_worker(current, handle_signals=False)
                 worker_task = asyncio.create_task(worker.async_run(), name="arq-worker")
@@ -93,6 +101,9 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router)
     app.include_router(regions_router)
+    app.include_router(frameworks_router)
+    app.include_router(exports_router)
+    app.include_router(results_router)
     app.include_router(metrics_router)
     app.include_router(evidence_router)
     app.include_router(jobs_router)

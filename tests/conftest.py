@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.kit.embedded import EmbeddedServers
@@ -147,3 +148,33 @@ def make_key(session: AsyncSession):  # type: ignore[no-untyped-def]
         return {"Authorization": f"Bearer {secret}"}
 
     return make
+
+
+WRITTEN_TABLES = (
+    "assessment, assessment_input, recompute_request, result_state, result_node, recompute_run, "
+    "metric_point, idempotency_record, evidence_item, evidence_revision, evidence_object, "
+    "api_key, audit_event"
+)
+
+
+@pytest.fixture
+async def live(runtime: Runtime) -> AsyncIterator[Runtime]:
+    """The session's runtime for tests that must commit (a worker reads through its own
+    connections); everything they wrote is truncated afterwards."""
+    await runtime.queue.redis.flushdb()
+    try:
+        yield runtime
+    finally:
+        async with runtime.engine.begin() as connection:
+            await connection.execute(text(f"TRUNCATE {WRITTEN_TABLES} CASCADE"))
+        await runtime.queue.redis.flushdb()
+
+
+@contextlib.asynccontextmanager
+async def app_client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    """A client for the app on ``runtime``, whose writes commit."""
+    app = create_app(runtime.settings, runtime=runtime)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://cerdas.test") as c:
+            yield c

@@ -82,6 +82,8 @@ def test_serve_answers_health_docs_and_regions_with_an_in_process_worker(
         assert httpx.get(f"{base}/docs").status_code == 200
         regions = httpx.get(f"{base}/v1/regions", params={"limit": 1000}).json()
         assert len(regions["items"]) == 552
+        # A configured DATABASE_URL is somebody's real database: no demo data unless asked.
+        assert httpx.get(f"{base}/v1/assessments").json()["items"] == []
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=30)

@@ -98,6 +98,11 @@ class Unprocessable(ProblemError):
     title = "Validation failed"
 
 
+def invalid(where: str, pointer: str, detail: str, message: str) -> Unprocessable:
+    """A 422 naming the part of the request (query, header, body) and the pointer into it."""
+    return Unprocessable(message, errors=[{"in": where, "pointer": pointer, "detail": detail}])
+
+
 class PayloadTooLarge(ProblemError):
     status = 413
     code = "payload-too-large"

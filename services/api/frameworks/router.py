@@ -1,0 +1,93 @@
+"""Frameworks as dashboards need them: every node's id, name, weight, scale and bands."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from services.kit.errors import NotFound
+from services.kit.http import conditional_json
+from services.scoring.engine import Band, Framework, Node, Scale, round_exact
+from services.scoring.frameworks import registry
+
+router = APIRouter(prefix="/v1/frameworks", tags=["frameworks"])
+
+
+def _number(value: Fraction) -> str:
+    return format(round_exact(value, 6, "half_up").normalize(), "f")
+
+
+def scale_json(scale: Scale | None) -> dict[str, Any] | None:
+    if scale is None:
+        return None
+    return {
+        "min": _number(scale.min), "max": _number(scale.max), "integer": scale.integer,
+        "labels": {str(level): label for level, label in scale.labels.items()},
+        "unit": scale.unit,
+    }  # fmt: skip
+
+
+def bands_json(bands: tuple[Band, ...]) -> list[dict[str, Any]]:
+    return [
+        {"predicate": band.predicate, "level": None if band.level is None else _number(band.level),
+         "from": _number(band.lower), "to": None if band.upper is None else _number(band.upper)}
+        for band in bands
+    ]  # fmt: skip
+
+
+def node_json(node: Node) -> dict[str, Any]:
+    return {
+        "id": node.id,
+        "name": node.name,
+        "description": node.description,
+        "weight": _number(node.weight),
+        "scale": scale_json(node.scale),
+        "required": node.required,
+        "aggregation": node.aggregation,
+        "input": node.input,
+        "items": node.items,
+        "metric": None if node.metric is None else {
+            "keys": list(node.metric.metric_keys), "multiplier": _number(node.metric.multiplier),
+            "clamp": node.metric.clamp, "bands": bands_json(node.metric.bands),
+        },
+        "link": None if node.link is None else {
+            "framework": node.link.framework, "node": node.link.node,
+            "scale": scale_json(node.link.scale),
+        },
+        "predicates": bands_json(node.predicates),
+        "children": [node_json(child) for child in node.children],
+    }  # fmt: skip
+
+
+def framework_summary(framework: Framework) -> dict[str, Any]:
+    return {
+        "id": framework.id, "name": framework.name, "version": framework.version,
+        "source": framework.source, "description": framework.description,
+        "index_node": framework.index.id, "precision": framework.precision,
+        "rounding": framework.rounding, "content_hash": framework.content_hash,
+    }  # fmt: skip
+
+
+def get_or_404(framework_id: str) -> Framework:
+    framework = registry().get(framework_id)
+    if framework is None:
+        raise NotFound(f"No framework {framework_id!r} (known: {', '.join(sorted(registry()))}).")
+    return framework
+
+
+@router.get("", summary="The scoring frameworks")
+async def list_frameworks(request: Request) -> Response:
+    return conditional_json(request, [framework_summary(f) for f in registry().values()])
+
+
+@router.get("/{framework_id}", summary="A framework with its full node tree")
+async def get_framework(framework_id: str, request: Request) -> Response:
+    """Everything a dashboard needs to label results without hard-coding: ids, official names,
+    weights, scales (with level labels), aggregation, input kinds and predicate bands."""
+    framework = get_or_404(framework_id)
+    payload = framework_summary(framework) | {
+        "trees": [node_json(root) for root in framework.roots]
+    }
+    return conditional_json(request, payload)

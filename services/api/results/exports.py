@@ -1,0 +1,151 @@
+"""CSV and XLSX exports of rankings and results: the same decimals as the JSON, streamed."""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+from openpyxl import Workbook
+
+from services.api.frameworks.router import get_or_404
+from services.api.results import repository
+from services.api.results.router import (
+    FrameworkQuery,
+    PeriodQuery,
+    ProvinceQuery,
+    check_region,
+    ranking_items,
+)
+from services.kit.db import DbSession
+from services.kit.errors import NotFound
+
+router = APIRouter(tags=["exports"])
+Format = Annotated[Literal["csv", "xlsx"], Query(description="csv or xlsx")]
+Language = Annotated[Literal["en", "id"], Query(description="Column headers: en or id")]
+
+RANKING_COLUMNS = (
+    ("rank", "Rank", "Peringkat"),
+    ("region", "Region code", "Kode wilayah"),
+    ("name", "Region", "Nama wilayah"),
+    ("province_code", "Province code", "Kode provinsi"),
+    ("index", "Index", "Indeks"),
+    ("predicate", "Predicate", "Predikat"),
+    ("previous_rank", "Previous rank", "Peringkat sebelumnya"),
+    ("movement", "Movement", "Perubahan peringkat"),
+    ("previous_index", "Previous index", "Indeks sebelumnya"),
+    ("improvement", "Improvement", "Tingkat improvement"),
+)
+RESULT_COLUMNS = (
+    ("id", "Node", "Kode"),
+    ("name", "Name", "Nama"),
+    ("parent", "Parent", "Induk"),
+    ("value", "Value", "Nilai"),
+    ("predicate", "Predicate", "Predikat"),
+    ("weight", "Weight", "Bobot"),
+    ("contribution", "Contribution", "Kontribusi"),
+    ("source", "Source", "Sumber"),
+)
+MEDIA = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+NUMERIC = {"index", "previous_index", "improvement", "value", "weight", "contribution"}
+
+
+def _headers(columns: Sequence[tuple[str, str, str]], lang: str) -> list[str]:
+    return [english if lang == "en" else indonesian for _, english, indonesian in columns]
+
+
+async def _csv(columns: Sequence[tuple[str, str, str]], lang: str,
+               rows: Iterable[dict[str, Any]]) -> AsyncIterator[bytes]:  # fmt: skip
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(_headers(columns, lang))
+    for count, row in enumerate(rows, start=1):
+        writer.writerow(["" if row[key] is None else row[key] for key, _, _ in columns])
+        if count % 500 == 0:
+            yield buffer.getvalue().encode()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue().encode()
+
+
+async def _xlsx(columns: Sequence[tuple[str, str, str]], lang: str, title: str,
+                rows: Iterable[dict[str, Any]]) -> AsyncIterator[bytes]:  # fmt: skip
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet(title[:31])
+    sheet.append(_headers(columns, lang))
+    for row in rows:
+        # Numbers as numbers (Excel computes with them), written from the same decimal text.
+        sheet.append([
+            Decimal(row[key]) if key in NUMERIC and row[key] is not None else row[key]
+            for key, _, _ in columns
+        ])  # fmt: skip
+    with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
+        workbook.save(spool)
+        spool.seek(0)
+        while chunk := spool.read(64 * 1024):
+            yield chunk
+
+
+def _download(body: AsyncIterator[bytes], fmt: str, filename: str) -> StreamingResponse:
+    return StreamingResponse(
+        body, media_type=MEDIA[fmt],
+        headers={"Content-Disposition": f'attachment; filename="{filename}.{fmt}"'},
+    )  # fmt: skip
+
+
+@router.get("/v1/rankings/export", summary="A ranking as CSV or XLSX")
+async def export_ranking(
+    session: DbSession, framework: FrameworkQuery, period: PeriodQuery,
+    province: ProvinceQuery = None, format: Format = "csv", lang: Language = "en",
+) -> StreamingResponse:  # fmt: skip
+    get_or_404(framework)
+    await check_region(session, province, province=True)
+    items = await ranking_items(session, framework, period, province)
+    name = f"ranking-{framework}-{period}" + (f"-{province}" if province else "")
+    body = (_csv(RANKING_COLUMNS, lang, items) if format == "csv"
+            else _xlsx(RANKING_COLUMNS, lang, f"{framework} {period}", items))  # fmt: skip
+    return _download(body, format, name)
+
+
+@router.get("/v1/assessments/{assessment_id}/results/export", summary="Results as CSV or XLSX")
+async def export_results(
+    assessment_id: uuid.UUID, session: DbSession,
+    format: Format = "csv", lang: Language = "en",
+) -> StreamingResponse:  # fmt: skip
+    row = await repository.assessment(session, assessment_id)
+    if row is None:
+        raise NotFound(f"No assessment {assessment_id}.")
+    assessment = row[0]
+    framework = get_or_404(assessment.framework_id)
+    stored = {node.node_id: node for node in await repository.result_nodes(session, assessment_id)}
+
+    def text(value: Decimal | None) -> str | None:
+        return None if value is None else format_decimal(value)
+
+    rows = [
+        {"id": node.id, "name": node.name,
+         "parent": stored[node.id].parent_id if node.id in stored else None,
+         "value": text(stored[node.id].value) if node.id in stored else None,
+         "predicate": stored[node.id].predicate if node.id in stored else None,
+         "weight": text(stored[node.id].weight) if node.id in stored else None,
+         "contribution": text(stored[node.id].contribution) if node.id in stored else None,
+         "source": stored[node.id].source if node.id in stored else "missing"}
+        for node in framework.nodes()
+    ]  # fmt: skip
+    name = f"results-{assessment.framework_id}-{assessment.region_code}-{assessment.period}"
+    body = (_csv(RESULT_COLUMNS, lang, rows) if format == "csv"
+            else _xlsx(RESULT_COLUMNS, lang, name, rows))  # fmt: skip
+    return _download(body, format, name)
+
+
+def format_decimal(value: Decimal) -> str:
+    return format(value, "f")
