@@ -24,6 +24,7 @@ from services.api.results.router import router as results_router
 from services.ingest.evidence.router import router as evidence_router
 from services.ingest.metrics.router import router as metrics_router
 from services.kit.errors import install_problem_handlers
+from services.kit.http import ConditionalGetMiddleware
 from services.kit.migrate import upgrade_to_head
 from services.kit.requests import RequestIdMiddleware
 from services.kit.runtime import Runtime
@@ -98,6 +99,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    app.add_middleware(ConditionalGetMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router)
     app.include_router(regions_router)

@@ -1,4 +1,5 @@
-"""Conditional GET for polling dashboards: every read carries an ETag and honours If-None-Match."""
+"""Conditional GET for polling dashboards: every JSON read carries an ETag and honours
+If-None-Match, by one middleware, so no endpoint can forget it."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import hashlib
 import json
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import Response
 from fastapi.encoders import jsonable_encoder
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Results change whenever a recompute lands: clients may keep a copy but must revalidate.
 CACHE_CONTROL = "no-cache"
@@ -17,19 +20,64 @@ def etag_of(body: bytes) -> str:
     return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 
-def matches(request: Request, etag: str) -> bool:
-    header = request.headers.get("if-none-match")
+def if_none_match(header: str | None, etag: str) -> bool:
     if not header:
         return False
     candidates = {tag.strip().removeprefix("W/") for tag in header.split(",")}
     return etag in candidates or "*" in candidates
 
 
-def conditional_json(request: Request, payload: Any, *, status_code: int = 200) -> Response:
-    """``payload`` as JSON with an ETag; 304 and no body when the client has it already."""
-    body = json.dumps(jsonable_encoder(payload), ensure_ascii=False, separators=(",", ":")).encode()
-    etag = etag_of(body)
-    headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
-    if matches(request, etag):
-        return Response(status_code=304, headers=headers)
-    return Response(body, status_code=status_code, media_type="application/json", headers=headers)
+def json_response(payload: Any, *, status_code: int = 200) -> Response:
+    """``payload`` as compact JSON (Decimals as the strings the encoder gives them)."""
+    body = json.dumps(jsonable_encoder(payload), ensure_ascii=False, separators=(",", ":"))
+    return Response(body.encode(), status_code=status_code, media_type="application/json")
+
+
+class ConditionalGetMiddleware:
+    """ETag (a hash of the body) on every successful JSON GET; 304 when the client has it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        request_headers = Headers(scope=scope)
+        start: Message | None = None
+        chunks: list[bytes] = []
+        passthrough = False
+
+        async def buffered_send(message: Message) -> None:
+            nonlocal start, passthrough
+            if message["type"] == "http.response.start":
+                headers = Headers(raw=message["headers"])
+                is_json = headers.get("content-type", "").startswith("application/json")
+                if message["status"] != 200 or not is_json:
+                    passthrough = True  # errors, files and streamed exports go out untouched
+                    await send(message)
+                else:
+                    start = message
+                return
+            if passthrough:
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            assert start is not None
+            body = b"".join(chunks)
+            headers = MutableHeaders(raw=start["headers"])
+            etag = headers.get("etag") or etag_of(body)
+            headers["etag"] = etag
+            headers.setdefault("cache-control", CACHE_CONTROL)
+            if if_none_match(request_headers.get("if-none-match"), etag):
+                del headers["content-length"]
+                del headers["content-type"]
+                await send({**start, "status": 304})
+                await send({"type": "http.response.body", "body": b""})
+                return
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, buffered_send)

@@ -25,3 +25,18 @@ async def test_openapi_documents_the_region_endpoints(client: httpx.AsyncClient)
     docs = await client.get("/docs")
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()
+
+
+async def test_every_json_read_has_an_etag_and_answers_304(client: httpx.AsyncClient) -> None:
+    for path in ("/v1/regions?province=32", "/v1/regions/32.71", "/v1/frameworks",
+                 "/v1/frameworks/gmsc-2023", "/v1/metrics/catalogue"):  # fmt: skip
+        first = await client.get(path)
+        assert first.status_code == 200
+        etag = first.headers["etag"]
+        assert first.headers["cache-control"] == "no-cache"
+        again = await client.get(path, headers={"If-None-Match": f'W/"other", {etag}'})
+        assert again.status_code == 304, path
+        assert again.content == b""
+        assert again.headers["etag"] == etag
+    missing = await client.get("/v1/regions/99.99", headers={"If-None-Match": "*"})
+    assert missing.status_code == 404  # errors are never turned into 304

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 
 from services.kit.errors import NotFound
-from services.kit.http import conditional_json
+from services.kit.http import json_response
 from services.scoring.engine import Band, Framework, Node, Scale, round_exact
 from services.scoring.frameworks import registry
 
@@ -78,16 +78,16 @@ def get_or_404(framework_id: str) -> Framework:
 
 
 @router.get("", summary="The scoring frameworks")
-async def list_frameworks(request: Request) -> Response:
-    return conditional_json(request, [framework_summary(f) for f in registry().values()])
+async def list_frameworks() -> Response:
+    return json_response([framework_summary(f) for f in registry().values()])
 
 
 @router.get("/{framework_id}", summary="A framework with its full node tree")
-async def get_framework(framework_id: str, request: Request) -> Response:
+async def get_framework(framework_id: str) -> Response:
     """Everything a dashboard needs to label results without hard-coding: ids, official names,
     weights, scales (with level labels), aggregation, input kinds and predicate bands."""
     framework = get_or_404(framework_id)
     payload = framework_summary(framework) | {
         "trees": [node_json(root) for root in framework.roots]
     }
-    return conditional_json(request, payload)
+    return json_response(payload)

@@ -9,13 +9,13 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 
 from services.api.frameworks.router import get_or_404
 from services.api.results import repository
 from services.kit.db import DbSession
 from services.kit.errors import NotFound, invalid
-from services.kit.http import conditional_json
+from services.kit.http import json_response
 from services.kit.pagination import decode_cursor, encode_cursor
 from services.models import ASSESSMENT_STATES, Region
 from services.scoring.engine import Framework, round_exact
@@ -66,7 +66,6 @@ def assessment_json(row: Any) -> dict[str, Any]:
 
 @router.get("/v1/assessments", summary="Assessments, filtered")
 async def list_assessments(
-    request: Request,
     session: DbSession,
     framework: Annotated[str | None, Query()] = None,
     period: Annotated[int | None, Query(ge=2000, le=2100)] = None,
@@ -89,7 +88,7 @@ async def list_assessments(
     )  # fmt: skip
     items = [assessment_json(row) for row in rows[:limit]]
     next_cursor = encode_cursor(items[-1]["id"]) if len(rows) > limit else None
-    return conditional_json(request, {"items": items, "next_cursor": next_cursor})
+    return json_response({"items": items, "next_cursor": next_cursor})
 
 
 async def _assessment_or_404(session: DbSession, assessment_id: uuid.UUID) -> Any:
@@ -100,16 +99,12 @@ async def _assessment_or_404(session: DbSession, assessment_id: uuid.UUID) -> An
 
 
 @router.get("/v1/assessments/{assessment_id}", summary="One assessment")
-async def get_assessment(
-    assessment_id: uuid.UUID, request: Request, session: DbSession
-) -> Response:
-    return conditional_json(
-        request, assessment_json(await _assessment_or_404(session, assessment_id))
-    )
+async def get_assessment(assessment_id: uuid.UUID, session: DbSession) -> Response:
+    return json_response(assessment_json(await _assessment_or_404(session, assessment_id)))
 
 
 @router.get("/v1/assessments/{assessment_id}/results", summary="The full explained result tree")
-async def get_results(assessment_id: uuid.UUID, request: Request, session: DbSession) -> Response:
+async def get_results(assessment_id: uuid.UUID, session: DbSession) -> Response:
     """Every node in framework order: value, predicate, weight, contribution to its parent, where
     the value came from (inputs), what is missing, how much evidence supports it, and the input
     revision and time of the computation."""
@@ -141,7 +136,7 @@ async def get_results(assessment_id: uuid.UUID, request: Request, session: DbSes
         "stale": state is None or state.input_revision < assessment.input_revision,
         "nodes": nodes,
     }
-    return conditional_json(request, payload)
+    return json_response(payload)
 
 
 async def _ranks(
@@ -159,7 +154,7 @@ async def _ranks(
 
 
 @router.get("/v1/assessments/{assessment_id}/summary", summary="Index, predicate, parts, rank")
-async def get_summary(assessment_id: uuid.UUID, request: Request, session: DbSession) -> Response:
+async def get_summary(assessment_id: uuid.UUID, session: DbSession) -> Response:
     """The figures of a results letter: the final index and predicate, the index's parts (the
     five GMSC components, the four SPBE domains), national and provincial rank, improvement."""
     row = await _assessment_or_404(session, assessment_id)
@@ -185,7 +180,7 @@ async def get_summary(assessment_id: uuid.UUID, request: Request, session: DbSes
         "previous_index": text(previous),
         "improvement": None if index is None or previous is None else text(index - previous),
     }  # fmt: skip
-    return conditional_json(request, payload)
+    return json_response(payload)
 
 
 async def ranking_items(
@@ -207,7 +202,7 @@ async def ranking_items(
 
 @router.get("/v1/rankings", summary="Ranking of a framework and period, national or provincial")
 async def get_ranking(
-    request: Request, session: DbSession, framework: FrameworkQuery, period: PeriodQuery,
+    session: DbSession, framework: FrameworkQuery, period: PeriodQuery,
     province: ProvinceQuery = None,
 ) -> Response:  # fmt: skip
     """Equal indices share a rank and the next rank is skipped (1, 2, 2, 4), as competitions
@@ -215,14 +210,14 @@ async def get_ranking(
     get_or_404(framework)
     await check_region(session, province, province=True)
     items = await ranking_items(session, framework, period, province)
-    return conditional_json(
-        request, {"framework": framework, "period": period, "province": province, "items": items}
+    return json_response(
+        {"framework": framework, "period": period, "province": province, "items": items}
     )
 
 
 @router.get("/v1/trends", summary="A region's index per period, with improvement")
 async def get_trend(
-    request: Request, session: DbSession, framework: FrameworkQuery,
+    session: DbSession, framework: FrameworkQuery,
     region: Annotated[str, Query(examples=["32.75"])],
 ) -> Response:  # fmt: skip
     get_or_404(framework)
@@ -236,12 +231,12 @@ async def get_trend(
         items.append({"period": row.period, "index": text(row.index_value),
                       "predicate": row.predicate, "improvement": improvement})  # fmt: skip
         previous = row.index_value
-    return conditional_json(request, {"framework": framework, "region": region, "items": items})
+    return json_response({"framework": framework, "region": region, "items": items})
 
 
 @router.get("/v1/compare", summary="Regions side by side, node by node")
 async def compare(
-    request: Request, session: DbSession, framework: FrameworkQuery, period: PeriodQuery,
+    session: DbSession, framework: FrameworkQuery, period: PeriodQuery,
     regions: Annotated[str, Query(description="Comma-separated codes", examples=["32.71,32.75"])],
 ) -> Response:  # fmt: skip
     found = get_or_404(framework)
@@ -261,8 +256,8 @@ async def compare(
          "values": {code: values.get(node.id, {}).get(code) for code in codes}}
         for node in found.nodes()
     ]  # fmt: skip
-    return conditional_json(
-        request, {"framework": framework, "period": period, "regions": codes, "nodes": nodes}
+    return json_response(
+        {"framework": framework, "period": period, "regions": codes, "nodes": nodes}
     )
 
 
@@ -305,10 +300,10 @@ async def dashboard_payload(
 
 @router.get("/v1/dashboard", summary="Province or national figures for a framework and period")
 async def dashboard(
-    request: Request, session: DbSession, framework: FrameworkQuery, period: PeriodQuery,
+    session: DbSession, framework: FrameworkQuery, period: PeriodQuery,
     province: ProvinceQuery = None,
 ) -> Response:  # fmt: skip
     """Counts per predicate, mean and median index, the distribution of the index's parts
     (GMSC components, SPBE domains), and coverage: how many kabupaten/kota have results."""
     await check_region(session, province, province=True)
-    return conditional_json(request, await dashboard_payload(session, framework, period, province))
+    return json_response(await dashboard_payload(session, framework, period, province))
