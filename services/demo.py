@@ -21,7 +21,7 @@ from services.kit.outbox import ensure_assessments, mark_dirty
 from services.kit.runtime import Runtime
 from services.models import Assessment, AssessmentInput, MetricPoint
 from services.scoring.engine import link_order
-from services.scoring.frameworks import registry
+from services.scoring.frameworks import initial_state, registry
 from services.scoring.service import recompute
 
 SEED_FILE = Path(__file__).with_name("demo.yaml")
@@ -111,5 +111,7 @@ async def _metric(session: AsyncSession, point: dict[str, Any]) -> None:
     # The metric-driven assessment of the region and year, created if missing.
     for framework in registry().values():
         if point["metric"] in framework.metric_keys:
-            ids = await ensure_assessments(session, framework.id, {(point["region"], year)})
+            ids = await ensure_assessments(
+                session, framework.id, {(point["region"], year)}, state=initial_state(framework)
+            )
             await mark_dirty(session, ids, None)

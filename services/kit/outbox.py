@@ -65,9 +65,14 @@ async def mark_dirty(
 
 
 async def ensure_assessments(
-    session: AsyncSession, framework_id: str, region_years: set[tuple[str, int]]
+    session: AsyncSession,
+    framework_id: str,
+    region_years: set[tuple[str, int]],
+    *,
+    state: str = "draft",
 ) -> list[uuid.UUID]:
-    """The assessments of ``framework_id`` for these regions and years, created if missing."""
+    """The assessments of ``framework_id`` for these regions and years, created if missing
+    (in ``state``: computed views that nobody reviews are created published)."""
     if not region_years:
         return []
     regions = [region for region, _ in region_years]
@@ -76,13 +81,14 @@ async def ensure_assessments(
         """
         INSERT INTO assessment (id, region_code, framework_id, period, stage, state,
                                 input_revision, created_at)
-        SELECT gen_random_uuid(), r, :framework_id, y, 'final', 'draft', 0, now()
+        SELECT gen_random_uuid(), r, :framework_id, y, 'final', :state, 0, now()
         FROM unnest(CAST(:regions AS text[]), CAST(:years AS int[])) AS t(r, y)
         ON CONFLICT (region_code, framework_id, period, stage) DO NOTHING
         """
     )
     await session.execute(
-        statement, {"framework_id": framework_id, "regions": regions, "years": years}
+        statement,
+        {"framework_id": framework_id, "regions": regions, "years": years, "state": state},
     )
     found = await session.execute(
         select(Assessment.id, Assessment.region_code, Assessment.period).where(

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     sweep_seconds: int = Field(default=5, ge=1, le=60)
     # Longest a job may run; a job whose worker died is retried this much (+10 s) later.
     job_timeout_seconds: int = Field(default=120, ge=1, le=3600)
+    # First webhook retry after this many seconds, then 5× longer each time (8 attempts).
+    webhook_backoff_seconds: float = Field(default=5.0, gt=0, le=3600)
 
     @field_validator("database_url")
     @classmethod

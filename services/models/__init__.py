@@ -15,6 +15,12 @@ from services.models.base import Base
 from services.models.evidence import EvidenceItem, EvidenceObject, EvidenceRevision
 from services.models.metric import IdempotencyRecord, MetricPoint
 from services.models.region import REGION_KINDS, Region
+from services.models.workflow import (
+    AssessmentAssignment,
+    EvidenceRequest,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 
 __all__ = [
     "ASSESSMENT_STATES",
@@ -22,11 +28,13 @@ __all__ = [
     "ROLES",
     "ApiKey",
     "Assessment",
+    "AssessmentAssignment",
     "AssessmentInput",
     "AuditEvent",
     "Base",
     "EvidenceItem",
     "EvidenceObject",
+    "EvidenceRequest",
     "EvidenceRevision",
     "IdempotencyRecord",
     "MetricPoint",
@@ -35,4 +43,6 @@ __all__ = [
     "Region",
     "ResultNode",
     "ResultState",
+    "WebhookDelivery",
+    "WebhookSubscription",
 ]

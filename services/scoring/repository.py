@@ -63,7 +63,8 @@ async def latest_metrics(
 async def linked_value(
     session: AsyncSession, assessment: Assessment, framework_id: str, node_id: str
 ) -> Decimal | None:
-    """The published value of ``node_id`` in the same region and period on another framework."""
+    """The value of ``node_id`` in the same region and period on another framework, once that
+    assessment is published (a linked view never shows figures still under review)."""
     return await session.scalar(
         select(ResultNode.value)
         .join(Assessment, Assessment.id == ResultNode.assessment_id)
@@ -72,6 +73,7 @@ async def linked_value(
             Assessment.period == assessment.period,
             Assessment.stage == assessment.stage,
             Assessment.framework_id == framework_id,
+            Assessment.state == "published",
             ResultNode.node_id == node_id,
         )
     )

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.kit import webhooks
 from services.kit.db import run_after_commit
 from services.kit.outbox import (
     RECOMPUTE_JOB,
@@ -30,7 +31,7 @@ from services.kit.queue import Queue
 from services.models import Assessment, RecomputeRun
 from services.scoring import repository
 from services.scoring.engine import Framework, InputError, Inputs, Result, evaluate, link_order
-from services.scoring.frameworks import registry
+from services.scoring.frameworks import initial_state, registry
 
 log = logging.getLogger(__name__)
 RUN_BATCH = 100
@@ -108,6 +109,16 @@ async def _recompute_locked(
     )  # fmt: skip
     if state is None or state.index_value != index:
         await _mark_dependents(session, assessment, queue)
+        await webhooks.emit(
+            session, "result.changed",
+            {"assessment_id": str(assessment.id), "region": assessment.region_code,
+             "framework": assessment.framework_id, "period": assessment.period,
+             "index": None if index is None else str(index),
+             "previous_index": None if state is None or state.index_value is None
+             else str(state.index_value),
+             "predicate": result.index.predicate, "input_revision": revision},
+            queue,
+        )  # fmt: skip
     return Recomputed("computed", revision, index)
 
 
@@ -149,8 +160,9 @@ async def _mark_dependents(
     for framework in registry().values():
         if any(link.framework == assessment.framework_id for link in framework.links):
             ids = await ensure_assessments(
-                session, framework.id, {(assessment.region_code, assessment.period)}
-            )
+                session, framework.id, {(assessment.region_code, assessment.period)},
+                state=initial_state(framework),
+            )  # fmt: skip
             await mark_dirty(session, ids, queue)
 
 
@@ -191,6 +203,12 @@ async def sweep(
     for assessment_id, revision in stale:
         job_id = f"{recompute_job_id(assessment_id, revision)}:sweep{bucket}"
         if await queue.enqueue(RECOMPUTE_JOB, str(assessment_id), job_id=job_id) is not None:
+            enqueued += 1
+    async with sessionmaker() as session:
+        deliveries = await webhooks.due_deliveries(session, limit)
+    for delivery_id in deliveries:
+        job_id = f"webhook:{delivery_id}:sweep{bucket}"
+        if await queue.enqueue(webhooks.DELIVER_JOB, delivery_id, job_id=job_id) is not None:
             enqueued += 1
     for recompute_run in runs:
         job_id = f"{run_job_id(recompute_run)}:sweep{bucket}"

@@ -10,9 +10,11 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import httpx
 from arq import cron, func
 from arq.worker import Worker
 
+from services.kit import webhooks
 from services.kit.outbox import RECOMPUTE_JOB, RUN_JOB
 from services.kit.queue import QUEUE_NAME, redis_settings
 from services.kit.runtime import Runtime
@@ -51,11 +53,23 @@ async def sweep_outbox(ctx: dict[str, Any]) -> int:
     )
 
 
+async def deliver_webhook(ctx: dict[str, Any], delivery_id: int) -> str:
+    runtime: Runtime = ctx["runtime"]
+    return await webhooks.deliver(
+        runtime.sessionmaker, delivery_id, runtime.queue, client=ctx["http"],
+        backoff_seconds=runtime.settings.webhook_backoff_seconds,
+    )  # fmt: skip
+
+
 def build_worker(runtime: Runtime, *, handle_signals: bool) -> Worker:
     """A worker bound to ``runtime``'s database and Redis."""
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["runtime"] = runtime
+        ctx["http"] = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        await ctx["http"].aclose()
 
     assert runtime.settings.redis_url
     every = runtime.settings.sweep_seconds
@@ -65,6 +79,7 @@ def build_worker(runtime: Runtime, *, handle_signals: bool) -> Worker:
             func(ping, name="ping"),
             func(recompute_assessment, name=RECOMPUTE_JOB, timeout=timeout, max_tries=5),
             func(run_recompute, name=RUN_JOB, timeout=timeout, max_tries=5),
+            func(deliver_webhook, name=webhooks.DELIVER_JOB, timeout=timeout, max_tries=3),
         ],
         cron_jobs=[
             cron(
@@ -78,6 +93,7 @@ def build_worker(runtime: Runtime, *, handle_signals: bool) -> Worker:
         queue_name=QUEUE_NAME,
         redis_settings=redis_settings(runtime.settings.redis_url),
         on_startup=on_startup,
+        on_shutdown=on_shutdown,
         handle_signals=handle_signals,
         max_jobs=10,
         keep_result=300,

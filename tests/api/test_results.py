@@ -63,7 +63,8 @@ async def test_jawa_barat_spbe_ranking_with_movement(seeded: httpx.AsyncClient) 
 
 async def test_a_tie_shares_the_rank(seeded: httpx.AsyncClient, live: Runtime) -> None:
     async with live.sessionmaker() as session, session.begin():
-        bandung = Assessment(region_code="32.73", framework_id="spbe-2020", period=2024)
+        bandung = Assessment(region_code="32.73", framework_id="spbe-2020", period=2024,
+                             state="published")  # fmt: skip
         session.add(bandung)
         await session.flush()
         session.add(AssessmentInput(assessment_id=bandung.id, node_id="spbe", self_value="3.72"))

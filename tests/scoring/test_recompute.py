@@ -74,10 +74,12 @@ async def ministry_key(runtime: Runtime) -> dict[str, str]:
 async def seed_inputs(
     runtime: Runtime, framework_id: str, region: str, period: int, values: dict[str, Any]
 ) -> uuid.UUID:
-    """An assessment with values, marked dirty and enqueued as the API will do it."""
+    """A published assessment with values, marked dirty and enqueued as the API does it
+    (published, so that a linked view may use its figures)."""
     async with runtime.sessionmaker() as session:
         async with session.begin():
-            assessment = Assessment(region_code=region, framework_id=framework_id, period=period)
+            assessment = Assessment(region_code=region, framework_id=framework_id, period=period,
+                                    state="published")  # fmt: skip
             session.add(assessment)
             await session.flush()
             for node_id, value in values.items():

@@ -20,7 +20,7 @@ from services.kit.auth import Principal
 from services.kit.errors import Forbidden
 from services.kit.outbox import ensure_assessments, mark_dirty
 from services.kit.queue import Queue
-from services.scoring.frameworks import registry
+from services.scoring.frameworks import initial_state, registry
 
 STAGING_BATCH = 5_000
 MAX_REPORTED_REJECTIONS = 1_000
@@ -138,6 +138,8 @@ async def _mark_affected(
         used = set(framework.metric_keys)
         region_years = {(c.region_code, c.year) for c in changes if c.metric in used}
         if region_years:
-            ids = await ensure_assessments(session, framework.id, region_years)
+            ids = await ensure_assessments(
+                session, framework.id, region_years, state=initial_state(framework)
+            )
             marked += await mark_dirty(session, ids, queue)
     return marked

@@ -150,6 +150,12 @@ class Framework:
         raise KeyError(node_id)
 
     @property
+    def has_assessed_inputs(self) -> bool:
+        """Whether people enter values (and so review and publish them); a framework of only
+        metric-driven and linked leaves is a computed view."""
+        return any(node.is_leaf and node.input == "assessed" for node in self.nodes())
+
+    @property
     def links(self) -> tuple[LinkRule, ...]:
         return tuple(node.link for node in self.nodes() if node.link is not None)
 
