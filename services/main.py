@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from services import demo as demo_data
+from services.api.audit.router import router as audit_router
 from services.api.frameworks.router import router as frameworks_router
 from services.api.health import router as health_router
 from services.api.jobs.router import router as jobs_router
@@ -21,6 +22,8 @@ from services.api.regions.router import router as regions_router
 from services.api.regions.seed import seed_regions
 from services.api.results.exports import router as exports_router
 from services.api.results.router import router as results_router
+from services.api.webhooks.router import router as webhooks_router
+from services.api.workflow.router import router as workflow_router
 from services.ingest.evidence.router import router as evidence_router
 from services.ingest.metrics.router import router as metrics_router
 from services.kit.errors import install_problem_handlers
@@ -109,4 +112,7 @@ def create_app(
     app.include_router(metrics_router)
     app.include_router(evidence_router)
     app.include_router(jobs_router)
+    app.include_router(workflow_router)
+    app.include_router(webhooks_router)
+    app.include_router(audit_router)
     return app

@@ -90,6 +90,16 @@ async def authenticate(request: Request, session: DbSession) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
 
 
+async def optional_principal(request: Request, session: DbSession) -> Principal | None:
+    """The caller, or None for an anonymous read; a bad key is still a 401."""
+    if "authorization" not in request.headers:
+        return None
+    return await authenticate(request, session)
+
+
+MaybePrincipal = Annotated[Principal | None, Depends(optional_principal)]
+
+
 def require_role(principal: Principal, *roles: str) -> None:
     if principal.role not in roles:
         raise Forbidden(

@@ -16,6 +16,7 @@ from openpyxl import Workbook
 
 from services.api.frameworks.router import get_or_404
 from services.api.results import repository
+from services.api.results.repository import only_published
 from services.api.results.router import (
     FrameworkQuery,
     PeriodQuery,
@@ -23,6 +24,7 @@ from services.api.results.router import (
     check_region,
     ranking_items,
 )
+from services.kit.auth import MaybePrincipal
 from services.kit.db import DbSession
 from services.kit.errors import NotFound
 
@@ -104,12 +106,13 @@ def _download(body: AsyncIterator[bytes], fmt: str, filename: str) -> StreamingR
 
 @router.get("/v1/rankings/export", summary="A ranking as CSV or XLSX")
 async def export_ranking(
-    session: DbSession, framework: FrameworkQuery, period: PeriodQuery,
-    province: ProvinceQuery = None, format: Format = "csv", lang: Language = "en",
+    session: DbSession, principal: MaybePrincipal, framework: FrameworkQuery,
+    period: PeriodQuery, province: ProvinceQuery = None, format: Format = "csv",
+    lang: Language = "en",
 ) -> StreamingResponse:  # fmt: skip
     get_or_404(framework)
     await check_region(session, province, province=True)
-    items = await ranking_items(session, framework, period, province)
+    items = await ranking_items(session, framework, period, province, only_published(principal))
     name = f"ranking-{framework}-{period}" + (f"-{province}" if province else "")
     body = (_csv(RANKING_COLUMNS, lang, items) if format == "csv"
             else _xlsx(RANKING_COLUMNS, lang, f"{framework} {period}", items))  # fmt: skip
@@ -118,10 +121,10 @@ async def export_ranking(
 
 @router.get("/v1/assessments/{assessment_id}/results/export", summary="Results as CSV or XLSX")
 async def export_results(
-    assessment_id: uuid.UUID, session: DbSession,
+    assessment_id: uuid.UUID, session: DbSession, principal: MaybePrincipal,
     format: Format = "csv", lang: Language = "en",
 ) -> StreamingResponse:  # fmt: skip
-    row = await repository.assessment(session, assessment_id)
+    row = await repository.assessment(session, assessment_id, principal)
     if row is None:
         raise NotFound(f"No assessment {assessment_id}.")
     assessment = row[0]

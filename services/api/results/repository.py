@@ -6,10 +6,40 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import ColumnElement, func, literal, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.models import Assessment, EvidenceItem, Region, ResultNode, ResultState
+from services.kit.auth import REGIONAL_ROLES, Principal
+from services.models import (
+    Assessment,
+    AssessmentAssignment,
+    EvidenceItem,
+    Region,
+    ResultNode,
+    ResultState,
+)
+
+
+def visible_to(principal: Principal | None) -> ColumnElement[bool] | None:
+    """Which assessments a caller may read: published ones, plus its own region's (region
+    keys), its assignments (assessors), or all (ministry-admin: no filter)."""
+    if principal is not None and principal.role == "ministry-admin":
+        return None
+    condition: ColumnElement[bool] = Assessment.state == "published"
+    if principal is not None and principal.role in REGIONAL_ROLES:
+        condition = or_(condition, Assessment.region_code.in_(sorted(principal.regions)))
+    if principal is not None and principal.role == "assessor":
+        assigned = select(AssessmentAssignment.assessment_id).where(
+            AssessmentAssignment.key_id == principal.key_id
+        )
+        condition = or_(condition, Assessment.id.in_(assigned))
+    return condition
+
+
+def only_published(principal: Principal | None) -> bool:
+    """Rankings and other figures across regions count published results only, except for a
+    ministry-admin."""
+    return principal is None or principal.role != "ministry-admin"
 
 
 async def assessments_page(
@@ -22,6 +52,7 @@ async def assessments_page(
     state: str | None,
     after: str | None,
     limit: int,
+    principal: Principal | None,
 ) -> Sequence[Any]:
     query = (
         select(Assessment, ResultState, Region.name, Region.province_code)
@@ -42,18 +73,26 @@ async def assessments_page(
         query = query.where(Assessment.state == state)
     if after:
         query = query.where(Assessment.id > uuid.UUID(after))
+    condition = visible_to(principal)
+    if condition is not None:
+        query = query.where(condition)
     return (await session.execute(query)).all()
 
 
-async def assessment(session: AsyncSession, assessment_id: uuid.UUID) -> Any:
-    return (
-        await session.execute(
-            select(Assessment, ResultState, Region.name, Region.province_code)
-            .join(Region, Region.code == Assessment.region_code)
-            .outerjoin(ResultState, ResultState.assessment_id == Assessment.id)
-            .where(Assessment.id == assessment_id)
-        )
-    ).first()
+async def assessment(
+    session: AsyncSession, assessment_id: uuid.UUID, principal: Principal | None
+) -> Any:
+    """The assessment if the caller may see it (otherwise as if it did not exist)."""
+    query = (
+        select(Assessment, ResultState, Region.name, Region.province_code)
+        .join(Region, Region.code == Assessment.region_code)
+        .outerjoin(ResultState, ResultState.assessment_id == Assessment.id)
+        .where(Assessment.id == assessment_id)
+    )
+    condition = visible_to(principal)
+    if condition is not None:
+        query = query.where(condition)
+    return (await session.execute(query)).first()
 
 
 async def find_assessment(
@@ -93,7 +132,7 @@ RANKING = text(
         JOIN result_state s ON s.assessment_id = a.id
         JOIN region r ON r.code = a.region_code
         WHERE a.framework_id = :framework AND a.period = :period AND a.stage = 'final'
-          AND s.index_value IS NOT NULL
+          AND s.index_value IS NOT NULL AND (a.state = 'published' OR NOT :published_only)
           AND (CAST(:province AS text) IS NULL OR r.province_code = :province)
     ), previous AS (
         SELECT a.region_code, r.name, r.province_code, s.index_value, s.predicate,
@@ -102,7 +141,7 @@ RANKING = text(
         JOIN result_state s ON s.assessment_id = a.id
         JOIN region r ON r.code = a.region_code
         WHERE a.framework_id = :framework AND a.period = :period - 1 AND a.stage = 'final'
-          AND s.index_value IS NOT NULL
+          AND s.index_value IS NOT NULL AND (a.state = 'published' OR NOT :published_only)
           AND (CAST(:province AS text) IS NULL OR r.province_code = :province)
     )
     SELECT current.*, previous.rank AS previous_rank, previous.index_value AS previous_index
@@ -113,13 +152,17 @@ RANKING = text(
 
 
 async def ranking(
-    session: AsyncSession, framework: str, period: int, province: str | None
-) -> Sequence[Any]:
-    params = {"framework": framework, "period": period, "province": province}
+    session: AsyncSession, framework: str, period: int, province: str | None,
+    published_only: bool,
+) -> Sequence[Any]:  # fmt: skip
+    params = {"framework": framework, "period": period, "province": province,
+              "published_only": published_only}  # fmt: skip
     return (await session.execute(RANKING, params)).all()
 
 
-async def trend(session: AsyncSession, framework: str, region: str) -> Sequence[Any]:
+async def trend(
+    session: AsyncSession, framework: str, region: str, published_only: bool
+) -> Sequence[Any]:
     return (
         await session.execute(
             select(
@@ -133,6 +176,7 @@ async def trend(session: AsyncSession, framework: str, region: str) -> Sequence[
                 Assessment.framework_id == framework,
                 Assessment.region_code == region,
                 Assessment.stage == "final",
+                or_(Assessment.state == "published", literal(not published_only)),
             )
             .order_by(Assessment.period)
         )
@@ -140,8 +184,9 @@ async def trend(session: AsyncSession, framework: str, region: str) -> Sequence[
 
 
 async def node_values(
-    session: AsyncSession, framework: str, period: int, regions: Sequence[str]
-) -> Sequence[Any]:
+    session: AsyncSession, framework: str, period: int, regions: Sequence[str],
+    published_only: bool,
+) -> Sequence[Any]:  # fmt: skip
     return (
         await session.execute(
             select(
@@ -153,14 +198,16 @@ async def node_values(
                 Assessment.period == period,
                 Assessment.stage == "final",
                 Assessment.region_code.in_(regions),
+                or_(Assessment.state == "published", literal(not published_only)),
             )
         )
     ).all()
 
 
 async def child_values(
-    session: AsyncSession, framework: str, period: int, parent: str, province: str | None
-) -> Sequence[Any]:
+    session: AsyncSession, framework: str, period: int, parent: str, province: str | None,
+    published_only: bool,
+) -> Sequence[Any]:  # fmt: skip
     """Every region's values of ``parent``'s children (components, domains), for statistics."""
     query = (
         select(ResultNode.node_id, ResultNode.value)
@@ -172,6 +219,8 @@ async def child_values(
     )  # fmt: skip
     if province:
         query = query.where(Region.province_code == province)
+    if published_only:
+        query = query.where(Assessment.state == "published")
     return (await session.execute(query)).all()
 
 

@@ -13,6 +13,8 @@ from fastapi import APIRouter, Query, Response
 
 from services.api.frameworks.router import get_or_404
 from services.api.results import repository
+from services.api.results.repository import only_published
+from services.kit.auth import MaybePrincipal, Principal
 from services.kit.db import DbSession
 from services.kit.errors import NotFound, invalid
 from services.kit.http import json_response
@@ -67,6 +69,7 @@ def assessment_json(row: Any) -> dict[str, Any]:
 @router.get("/v1/assessments", summary="Assessments, filtered")
 async def list_assessments(
     session: DbSession,
+    principal: MaybePrincipal,
     framework: Annotated[str | None, Query()] = None,
     period: Annotated[int | None, Query(ge=2000, le=2100)] = None,
     region: Annotated[str | None, Query(examples=["32.71"])] = None,
@@ -84,31 +87,38 @@ async def list_assessments(
     after = decode_cursor(cursor, 1)[0] if cursor else None
     rows = await repository.assessments_page(
         session, framework=framework, period=period, region=region, province=province,
-        state=state, after=after, limit=limit + 1,
+        state=state, after=after, limit=limit + 1, principal=principal,
     )  # fmt: skip
     items = [assessment_json(row) for row in rows[:limit]]
     next_cursor = encode_cursor(items[-1]["id"]) if len(rows) > limit else None
     return json_response({"items": items, "next_cursor": next_cursor})
 
 
-async def _assessment_or_404(session: DbSession, assessment_id: uuid.UUID) -> Any:
-    row = await repository.assessment(session, assessment_id)
+async def _assessment_or_404(
+    session: DbSession, assessment_id: uuid.UUID, principal: Principal | None
+) -> Any:
+    row = await repository.assessment(session, assessment_id, principal)
     if row is None:
         raise NotFound(f"No assessment {assessment_id}.")
     return row
 
 
 @router.get("/v1/assessments/{assessment_id}", summary="One assessment")
-async def get_assessment(assessment_id: uuid.UUID, session: DbSession) -> Response:
-    return json_response(assessment_json(await _assessment_or_404(session, assessment_id)))
+async def get_assessment(
+    assessment_id: uuid.UUID, session: DbSession, principal: MaybePrincipal
+) -> Response:
+    row = await _assessment_or_404(session, assessment_id, principal)
+    return json_response(assessment_json(row))
 
 
 @router.get("/v1/assessments/{assessment_id}/results", summary="The full explained result tree")
-async def get_results(assessment_id: uuid.UUID, session: DbSession) -> Response:
+async def get_results(
+    assessment_id: uuid.UUID, session: DbSession, principal: MaybePrincipal
+) -> Response:
     """Every node in framework order: value, predicate, weight, contribution to its parent, where
     the value came from (inputs), what is missing, how much evidence supports it, and the input
     revision and time of the computation."""
-    row = await _assessment_or_404(session, assessment_id)
+    row = await _assessment_or_404(session, assessment_id, principal)
     assessment, state = row[0], row[1]
     framework = get_or_404(assessment.framework_id)
     stored = {node.node_id: node for node in await repository.result_nodes(session, assessment_id)}
@@ -140,10 +150,11 @@ async def get_results(assessment_id: uuid.UUID, session: DbSession) -> Response:
 
 
 async def _ranks(
-    session: DbSession, framework: str, period: int, region: str, province: str | None
-) -> dict[str, Any]:
-    national = await repository.ranking(session, framework, period, None)
-    provincial = await repository.ranking(session, framework, period, province)
+    session: DbSession, framework: str, period: int, region: str, province: str | None,
+    published_only: bool,
+) -> dict[str, Any]:  # fmt: skip
+    national = await repository.ranking(session, framework, period, None, published_only)
+    provincial = await repository.ranking(session, framework, period, province, published_only)
     mine = {r.region_code: r for r in national}.get(region)
     mine_province = {r.region_code: r for r in provincial}.get(region)
     return {
@@ -154,10 +165,12 @@ async def _ranks(
 
 
 @router.get("/v1/assessments/{assessment_id}/summary", summary="Index, predicate, parts, rank")
-async def get_summary(assessment_id: uuid.UUID, session: DbSession) -> Response:
+async def get_summary(
+    assessment_id: uuid.UUID, session: DbSession, principal: MaybePrincipal
+) -> Response:
     """The figures of a results letter: the final index and predicate, the index's parts (the
     five GMSC components, the four SPBE domains), national and provincial rank, improvement."""
-    row = await _assessment_or_404(session, assessment_id)
+    row = await _assessment_or_404(session, assessment_id, principal)
     assessment, state, _, province_code = row
     framework = get_or_404(assessment.framework_id)
     stored = {node.node_id: node for node in await repository.result_nodes(session, assessment_id)}
@@ -166,7 +179,8 @@ async def get_summary(assessment_id: uuid.UUID, session: DbSession) -> Response:
          "value": text(stored[child.id].value)}
         for child in framework.index.children if child.id in stored
     ]  # fmt: skip
-    trend = await repository.trend(session, assessment.framework_id, assessment.region_code)
+    scope = only_published(principal)
+    trend = await repository.trend(session, assessment.framework_id, assessment.region_code, scope)
     history = {row.period: row.index_value for row in trend}
     previous = history.get(assessment.period - 1)
     index = state.index_value if state else None
@@ -176,7 +190,7 @@ async def get_summary(assessment_id: uuid.UUID, session: DbSession) -> Response:
         "index": text(index), "predicate": state.predicate if state else None,
         "parts": parts,
         "rank": await _ranks(session, assessment.framework_id, assessment.period,
-                             assessment.region_code, province_code),
+                             assessment.region_code, province_code, scope),
         "previous_index": text(previous),
         "improvement": None if index is None or previous is None else text(index - previous),
     }  # fmt: skip
@@ -184,8 +198,9 @@ async def get_summary(assessment_id: uuid.UUID, session: DbSession) -> Response:
 
 
 async def ranking_items(
-    session: DbSession, framework: str, period: int, province: str | None
-) -> list[dict[str, Any]]:
+    session: DbSession, framework: str, period: int, province: str | None,
+    published_only: bool,
+) -> list[dict[str, Any]]:  # fmt: skip
     return [
         {
             "rank": r.rank, "region": r.region_code, "name": r.name,
@@ -196,20 +211,20 @@ async def ranking_items(
             "improvement": None if r.previous_index is None
             else text(r.index_value - r.previous_index),
         }
-        for r in await repository.ranking(session, framework, period, province)
+        for r in await repository.ranking(session, framework, period, province, published_only)
     ]  # fmt: skip
 
 
 @router.get("/v1/rankings", summary="Ranking of a framework and period, national or provincial")
 async def get_ranking(
-    session: DbSession, framework: FrameworkQuery, period: PeriodQuery,
-    province: ProvinceQuery = None,
+    session: DbSession, principal: MaybePrincipal, framework: FrameworkQuery,
+    period: PeriodQuery, province: ProvinceQuery = None,
 ) -> Response:  # fmt: skip
     """Equal indices share a rank and the next rank is skipped (1, 2, 2, 4), as competitions
     publish them. `movement` is previous rank − rank (positive: moved up)."""
     get_or_404(framework)
     await check_region(session, province, province=True)
-    items = await ranking_items(session, framework, period, province)
+    items = await ranking_items(session, framework, period, province, only_published(principal))
     return json_response(
         {"framework": framework, "period": period, "province": province, "items": items}
     )
@@ -217,14 +232,14 @@ async def get_ranking(
 
 @router.get("/v1/trends", summary="A region's index per period, with improvement")
 async def get_trend(
-    session: DbSession, framework: FrameworkQuery,
+    session: DbSession, principal: MaybePrincipal, framework: FrameworkQuery,
     region: Annotated[str, Query(examples=["32.75"])],
 ) -> Response:  # fmt: skip
     get_or_404(framework)
     await check_region(session, region)
     items: list[dict[str, Any]] = []
     previous: Decimal | None = None
-    for row in await repository.trend(session, framework, region):
+    for row in await repository.trend(session, framework, region, only_published(principal)):
         improvement = None
         if row.index_value is not None and previous is not None:
             improvement = text(row.index_value - previous)
@@ -236,7 +251,8 @@ async def get_trend(
 
 @router.get("/v1/compare", summary="Regions side by side, node by node")
 async def compare(
-    session: DbSession, framework: FrameworkQuery, period: PeriodQuery,
+    session: DbSession, principal: MaybePrincipal, framework: FrameworkQuery,
+    period: PeriodQuery,
     regions: Annotated[str, Query(description="Comma-separated codes", examples=["32.71,32.75"])],
 ) -> Response:  # fmt: skip
     found = get_or_404(framework)
@@ -246,7 +262,8 @@ async def compare(
     for code in codes:
         await check_region(session, code)
     values: dict[str, dict[str, Any]] = {}
-    for row in await repository.node_values(session, framework, period, codes):
+    scope = only_published(principal)
+    for row in await repository.node_values(session, framework, period, codes, scope):
         values.setdefault(row.node_id, {})[row.region_code] = {
             "value": text(row.value),
             "predicate": row.predicate,
@@ -273,18 +290,21 @@ def _stats(framework: Framework, values: list[Decimal]) -> dict[str, str | None]
 
 
 async def dashboard_payload(
-    session: DbSession, framework_id: str, period: int, province: str | None
-) -> dict[str, Any]:
+    session: DbSession, framework_id: str, period: int, province: str | None,
+    published_only: bool,
+) -> dict[str, Any]:  # fmt: skip
     framework = get_or_404(framework_id)
-    ranked = await repository.ranking(session, framework_id, period, province)
+    ranked = await repository.ranking(session, framework_id, period, province, published_only)
     indices = [row.index_value for row in ranked]
     predicates: dict[str, int] = {}
     for row in ranked:
         if row.predicate:
             predicates[row.predicate] = predicates.get(row.predicate, 0) + 1
     parts: dict[str, list[Decimal]] = {child.id: [] for child in framework.index.children}
-    for row in await repository.child_values(session, framework_id, period,
-                                             framework.index.id, province):  # fmt: skip
+    children = await repository.child_values(
+        session, framework_id, period, framework.index.id, province, published_only
+    )
+    for row in children:
         parts.setdefault(row.node_id, []).append(row.value)
     in_scope = await repository.kab_kota_count(session, province)
     return {
@@ -300,10 +320,13 @@ async def dashboard_payload(
 
 @router.get("/v1/dashboard", summary="Province or national figures for a framework and period")
 async def dashboard(
-    session: DbSession, framework: FrameworkQuery, period: PeriodQuery,
-    province: ProvinceQuery = None,
+    session: DbSession, principal: MaybePrincipal, framework: FrameworkQuery,
+    period: PeriodQuery, province: ProvinceQuery = None,
 ) -> Response:  # fmt: skip
     """Counts per predicate, mean and median index, the distribution of the index's parts
     (GMSC components, SPBE domains), and coverage: how many kabupaten/kota have results."""
     await check_region(session, province, province=True)
-    return json_response(await dashboard_payload(session, framework, period, province))
+    payload = await dashboard_payload(
+        session, framework, period, province, only_published(principal)
+    )
+    return json_response(payload)

@@ -71,6 +71,8 @@ async def _out(session: DbSession, items: list[EvidenceItem]) -> list[EvidenceOu
                     "title": {"type": "string"},
                     "item_id": {"type": "string", "format": "uuid",
                                 "description": "Upload a new revision of this evidence item"},
+                    "request_id": {"type": "string", "format": "uuid",
+                                   "description": "The evidence request this upload answers"},
                     "file": {"type": "string", "format": "binary"},
                 },
             }}},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
+from datetime import UTC, datetime
 from pathlib import PurePosixPath, PureWindowsPath
 
 from sqlalchemy import select
@@ -22,7 +23,13 @@ from services.kit.errors import (
     invalid,
 )
 from services.kit.storage import Storage, object_key
-from services.models import Assessment, EvidenceItem, EvidenceObject, EvidenceRevision
+from services.models import (
+    Assessment,
+    EvidenceItem,
+    EvidenceObject,
+    EvidenceRequest,
+    EvidenceRevision,
+)
 from services.scoring.frameworks import registry
 
 UPLOADERS = ("region-operator", "super-app", "ministry-admin")
@@ -140,6 +147,9 @@ async def store(
         await session.flush()
     session.add(EvidenceRevision(item_id=item.id, revision=item.latest_revision, sha256=sha256,
                                  filename=filename, uploaded_by=principal.key_id))  # fmt: skip
+    request_id = _uuid(received, "request_id", required=False)
+    if request_id is not None:
+        await _answer(session, request_id, assessment.id, item.id)
     audit.record(
         session, principal, action="evidence.upload", entity="evidence_item",
         entity_id=str(item.id),
@@ -148,6 +158,18 @@ async def store(
     )  # fmt: skip
     await session.flush()
     return item
+
+
+async def _answer(
+    session: AsyncSession, request_id: uuid.UUID, assessment_id: uuid.UUID, item_id: uuid.UUID
+) -> None:
+    """The upload answers an assessor's evidence request on the same assessment."""
+    evidence_request = await session.get(EvidenceRequest, request_id, with_for_update=True)
+    if evidence_request is None or evidence_request.assessment_id != assessment_id:
+        raise NotFound(f"No evidence request {request_id} on this assessment.")
+    if evidence_request.answered_at is None:
+        evidence_request.answered_at = datetime.now(UTC)
+        evidence_request.answered_by_item = item_id
 
 
 async def revisions(
