@@ -174,13 +174,18 @@ def recompute(
         try:
             async with runtime.sessionmaker() as session, session.begin():
                 created = await create_recompute_run(
-                    session, framework_id=framework, period=period, region_code=region,
+                    session,
+                    framework_id=framework,
+                    period=period,
+                    region_code=region,
                     requested_by="cerdas recompute",
-                )  # fmt: skip
+                )
             with Progress(
-                "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
                 TimeElapsedColumn(),
-            ) as progress:  # fmt: skip
+            ) as progress:
                 task = progress.add_task("recomputing", total=created.total)
                 while (step := await run_step(runtime.sessionmaker, created.id, None)) is not None:
                     progress.update(task, completed=step.done + step.failed)
@@ -255,8 +260,11 @@ def create_key(
         runtime = await Runtime.open(ready)
         try:
             async with runtime.sessionmaker() as session, session.begin():
-                found = set((await session.scalars(
-                    select(Region.code).where(Region.code.in_(regions)))).all())  # fmt: skip
+                found = set(
+                    (
+                        await session.scalars(select(Region.code).where(Region.code.in_(regions)))
+                    ).all()
+                )
                 missing = sorted(set(regions) - found)
                 if missing:
                     raise fail(f"unknown region {missing[0]!r} (a Kemendagri code, e.g. 32.71)")

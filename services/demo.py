@@ -64,9 +64,14 @@ async def settle(runtime: Runtime) -> int:
     scored = 0
     while True:
         async with runtime.sessionmaker() as session:
-            pending = (await session.execute(text(
-                "SELECT r.assessment_id, a.framework_id FROM recompute_request r "
-                "JOIN assessment a ON a.id = r.assessment_id"))).all()  # fmt: skip
+            pending = (
+                await session.execute(
+                    text(
+                        "SELECT r.assessment_id, a.framework_id FROM recompute_request r "
+                        "JOIN assessment a ON a.id = r.assessment_id"
+                    )
+                )
+            ).all()
         if not pending:
             return scored
         for assessment_id, _ in sorted(pending, key=lambda row: order[row[1]]):
@@ -76,9 +81,14 @@ async def settle(runtime: Runtime) -> int:
 
 async def _assessment(session: AsyncSession, case: dict[str, Any]) -> uuid.UUID:
     statement = insert(Assessment).values(
-        id=uuid.uuid4(), region_code=case["region"], framework_id=case["framework"],
-        period=case["period"], stage="final", state="published", input_revision=0,
-    )  # fmt: skip
+        id=uuid.uuid4(),
+        region_code=case["region"],
+        framework_id=case["framework"],
+        period=case["period"],
+        stage="final",
+        state="published",
+        input_revision=0,
+    )
     upsert = statement.on_conflict_do_update(
         index_elements=["region_code", "framework_id", "period", "stage"],
         set_={"state": "published"},
@@ -86,13 +96,18 @@ async def _assessment(session: AsyncSession, case: dict[str, Any]) -> uuid.UUID:
     assessment_id: uuid.UUID = (await session.execute(upsert)).scalar_one()
     for node_id, value in case["values"].items():
         row = insert(AssessmentInput).values(
-            assessment_id=assessment_id, node_id=node_id, self_value=str(value),
-            verified_value=str(value), note=case.get("note"),
-        )  # fmt: skip
-        await session.execute(row.on_conflict_do_update(
-            index_elements=["assessment_id", "node_id"],
-            set_={"self_value": str(value), "verified_value": str(value)},
-        ))  # fmt: skip
+            assessment_id=assessment_id,
+            node_id=node_id,
+            self_value=str(value),
+            verified_value=str(value),
+            note=case.get("note"),
+        )
+        await session.execute(
+            row.on_conflict_do_update(
+                index_elements=["assessment_id", "node_id"],
+                set_={"self_value": str(value), "verified_value": str(value)},
+            )
+        )
     return assessment_id
 
 
@@ -100,14 +115,21 @@ async def _metric(session: AsyncSession, point: dict[str, Any]) -> None:
     period = str(point["period"])
     year, month = (int(part) for part in period.split("-"))
     statement = insert(MetricPoint).values(
-        region_code=point["region"], metric=point["metric"], period=period,
-        period_start=date(year, month, 1), year=year, dimensions={}, dimension_key="",
+        region_code=point["region"],
+        metric=point["metric"],
+        period=period,
+        period_start=date(year, month, 1),
+        year=year,
+        dimensions={},
+        dimension_key="",
         value=point["value"],
-    )  # fmt: skip
-    await session.execute(statement.on_conflict_do_update(
-        index_elements=["region_code", "metric", "period", "dimension_key"],
-        set_={"value": point["value"]},
-    ))  # fmt: skip
+    )
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["region_code", "metric", "period", "dimension_key"],
+            set_={"value": point["value"]},
+        )
+    )
     # The metric-driven assessment of the region and year, created if missing.
     for framework in registry().values():
         if point["metric"] in framework.metric_keys:

@@ -80,8 +80,9 @@ def create_app(
             if migrate:
                 await prepare_database(current)
             if demo and not await demo_data.is_loaded(current):
-                log.info("first start: loading the seed cases (%d scored)",
-                         await demo_data.load(current))  # fmt: skip
+                log.info(
+                    "first start: loading the seed cases (%d scored)", await demo_data.load(current)
+                )
             if in_process_worker:
                 worker = build_worker(current, handle_signals=False)
                 worker_task = asyncio.create_task(worker.async_run(), name="arq-worker")

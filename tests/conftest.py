@@ -141,9 +141,11 @@ def make_key(session: AsyncSession):  # type: ignore[no-untyped-def]
 
     async def make(role: str, *regions: str, name: str | None = None) -> dict[str, str]:
         _, secret = await create_key(
-            session, name=name or f"{role} {' '.join(regions)}".strip(), role=role,
+            session,
+            name=name or f"{role} {' '.join(regions)}".strip(),
+            role=role,
             regions=list(regions),
-        )  # fmt: skip
+        )
         await session.commit()
         return {"Authorization": f"Bearer {secret}"}
 
@@ -153,7 +155,8 @@ def make_key(session: AsyncSession):  # type: ignore[no-untyped-def]
 WRITTEN_TABLES = (
     "assessment, assessment_input, recompute_request, result_state, result_node, recompute_run, "
     "metric_point, idempotency_record, evidence_item, evidence_revision, evidence_object, "
-    "api_key, audit_event"
+    "api_key, audit_event, assessment_assignment, evidence_request, webhook_subscription, "
+    "webhook_delivery"
 )
 
 

@@ -48,9 +48,14 @@ async def replay(
         raise Unprocessable(
             f"Idempotency-Key {key!r} was already used with a different request.",
             code="idempotency-key-reused",
-            errors=[{"in": "header", "pointer": "/Idempotency-Key",
-                     "detail": "reused with a different body"}],
-        )  # fmt: skip
+            errors=[
+                {
+                    "in": "header",
+                    "pointer": "/Idempotency-Key",
+                    "detail": "reused with a different body",
+                }
+            ],
+        )
     return record.status_code, record.response
 
 
@@ -64,7 +69,10 @@ def remember(
 ) -> None:
     session.add(
         IdempotencyRecord(
-            principal=principal, key=key, request_hash=fingerprint, status_code=status_code,
+            principal=principal,
+            key=key,
+            request_hash=fingerprint,
+            status_code=status_code,
             response=response,
         )
-    )  # fmt: skip
+    )

@@ -56,9 +56,10 @@ async def mark_dirty(
         async def enqueue() -> None:
             for assessment_id, revision in fresh:
                 await queue.enqueue(
-                    RECOMPUTE_JOB, str(assessment_id),
+                    RECOMPUTE_JOB,
+                    str(assessment_id),
                     job_id=recompute_job_id(assessment_id, revision),
-                )  # fmt: skip
+                )
 
         after_commit(session, enqueue)
     return len(rows)
@@ -118,10 +119,16 @@ async def create_recompute_run(
     if region_code:
         query = query.where(Assessment.region_code == region_code)
     recompute_run = RecomputeRun(
-        framework_id=framework_id, period=period, region_code=region_code, state="queued",
-        total=int(await session.scalar(query) or 0), done=0, failed=0, cursor_framework=0,
+        framework_id=framework_id,
+        period=period,
+        region_code=region_code,
+        state="queued",
+        total=int(await session.scalar(query) or 0),
+        done=0,
+        failed=0,
+        cursor_framework=0,
         requested_by=requested_by,
-    )  # fmt: skip
+    )
     session.add(recompute_run)
     await session.flush()
     return recompute_run

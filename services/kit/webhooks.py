@@ -77,10 +77,16 @@ async def emit(session: AsyncSession, event: str, data: dict[str, Any], queue: Q
     event_id = f"evt_{uuid.uuid4().hex}"
     payload = {"type": event, "timestamp": datetime.now(UTC).isoformat(), "data": data}
     deliveries = [
-        WebhookDelivery(subscription_id=subscription.id, event_id=event_id, event=event,
-                        payload=payload, status="pending", attempts=0)
+        WebhookDelivery(
+            subscription_id=subscription.id,
+            event_id=event_id,
+            event=event,
+            payload=payload,
+            status="pending",
+            attempts=0,
+        )
         for subscription in subscriptions
-    ]  # fmt: skip
+    ]
     session.add_all(deliveries)
     await session.flush()
     if queue is not None:
@@ -145,9 +151,11 @@ async def deliver(
         status, attempts, retry_at = delivery.status, delivery.attempts, delivery.next_attempt_at
     if status == "pending" and queue is not None:
         await queue.enqueue(
-            DELIVER_JOB, delivery_id, job_id=f"webhook:{delivery_id}:{attempts}",
+            DELIVER_JOB,
+            delivery_id,
+            job_id=f"webhook:{delivery_id}:{attempts}",
             _defer_until=retry_at,
-        )  # fmt: skip
+        )
     return status
 
 
@@ -155,9 +163,11 @@ async def due_deliveries(session: AsyncSession, limit: int = 1000) -> list[int]:
     """Pending deliveries whose next attempt is overdue (their job was lost with Redis)."""
     grace = datetime.now(UTC) - timedelta(seconds=30)
     return list(
-        (await session.scalars(
-            select(WebhookDelivery.id).where(WebhookDelivery.status == "pending",
-                                             WebhookDelivery.next_attempt_at < grace)
-            .limit(limit)
-        )).all()
-    )  # fmt: skip
+        (
+            await session.scalars(
+                select(WebhookDelivery.id)
+                .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at < grace)
+                .limit(limit)
+            )
+        ).all()
+    )

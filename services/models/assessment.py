@@ -23,8 +23,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 from services.models.base import Base, TimestampMixin
 
 ASSESSMENT_STATES = (
-    "draft", "submitted", "in_review", "evidence_requested", "verified", "published",
-)  # fmt: skip
+    "draft",
+    "submitted",
+    "in_review",
+    "evidence_requested",
+    "verified",
+    "published",
+)
 
 
 class Assessment(TimestampMixin, Base):

@@ -80,9 +80,11 @@ class WebhookDelivery(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     subscription_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("webhook_subscription.id", ondelete="CASCADE"), nullable=False,
+        Uuid,
+        ForeignKey("webhook_subscription.id", ondelete="CASCADE"),
+        nullable=False,
         index=True,
-    )  # fmt: skip
+    )
     event_id: Mapped[str] = mapped_column(String(64), nullable=False)
     event: Mapped[str] = mapped_column(String(64), nullable=False)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)

@@ -26,18 +26,24 @@ async def result_state(session: AsyncSession, assessment_id: uuid.UUID) -> Resul
     return await session.get(ResultState, assessment_id)
 
 
-async def assessed_values(session: AsyncSession, assessment_id: uuid.UUID) -> dict[str, Any]:
-    """Node id → the value that counts: the assessor's verified one, else the region's own."""
+async def assessed_values(
+    session: AsyncSession, assessment_id: uuid.UUID
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Node id → the value that counts (the assessor's verified one, else the region's own),
+    and node id → which of the two it was ("verified" or "self")."""
     rows = await session.execute(
-        select(AssessmentInput.node_id, AssessmentInput.self_value, AssessmentInput.verified_value)
-        .where(AssessmentInput.assessment_id == assessment_id)
-    )  # fmt: skip
+        select(
+            AssessmentInput.node_id, AssessmentInput.self_value, AssessmentInput.verified_value
+        ).where(AssessmentInput.assessment_id == assessment_id)
+    )
     values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     for node_id, self_value, verified_value in rows:
-        value = verified_value if verified_value is not None else self_value
-        if value is not None:
-            values[node_id] = value
-    return values
+        if verified_value is not None:
+            values[node_id], origins[node_id] = verified_value, "verified"
+        elif self_value is not None:
+            values[node_id], origins[node_id] = self_value, "self"
+    return values, origins
 
 
 async def latest_metrics(
@@ -150,8 +156,12 @@ async def assessment_ids_after(
 async def stalled_runs(session: AsyncSession, older_than: datetime) -> list[RecomputeRun]:
     """Runs not finished and not advanced lately: their next step was lost (Redis, a crash)."""
     return list(
-        (await session.scalars(
-            select(RecomputeRun).where(RecomputeRun.state.in_(("queued", "running")),
-                                       RecomputeRun.updated_at < older_than)
-        )).all()
-    )  # fmt: skip
+        (
+            await session.scalars(
+                select(RecomputeRun).where(
+                    RecomputeRun.state.in_(("queued", "running")),
+                    RecomputeRun.updated_at < older_than,
+                )
+            )
+        ).all()
+    )

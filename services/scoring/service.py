@@ -71,8 +71,7 @@ async def _recompute_locked(
         return Recomputed("gone")
     framework = registry().get(assessment.framework_id)
     if framework is None:
-        log.error("assessment %s uses unknown framework %s", assessment.id,
-                  assessment.framework_id)  # fmt: skip
+        log.error("assessment %s uses unknown framework %s", assessment.id, assessment.framework_id)
         return Recomputed("unknown-framework")
     revision = assessment.input_revision
     state = await repository.result_state(session, assessment.id)
@@ -84,7 +83,7 @@ async def _recompute_locked(
     ):
         return Recomputed("current", revision, state.index_value)
 
-    inputs = await load_inputs(session, assessment, framework)
+    inputs, origins = await load_inputs(session, assessment, framework)
     error: str | None = None
     try:
         result = evaluate(framework, inputs)
@@ -94,38 +93,49 @@ async def _recompute_locked(
         error = str(exc)
         result = evaluate(framework, Inputs())
     computed_at = datetime.now(UTC)
-    rows = result_rows(result, assessment.id, revision, computed_at)
+    rows = result_rows(result, assessment.id, revision, computed_at, origins)
     index = result.index.value
     await repository.replace_results(
         session,
         assessment.id,
         rows,
         {
-            "input_revision": revision, "framework_hash": framework.content_hash,
-            "index_value": index, "predicate": result.index.predicate,
-            "complete": result.complete and error is None, "computed_at": computed_at,
+            "input_revision": revision,
+            "framework_hash": framework.content_hash,
+            "index_value": index,
+            "predicate": result.index.predicate,
+            "complete": result.complete and error is None,
+            "computed_at": computed_at,
             "error": error,
         },
-    )  # fmt: skip
+    )
     if state is None or state.index_value != index:
         await _mark_dependents(session, assessment, queue)
         await webhooks.emit(
-            session, "result.changed",
-            {"assessment_id": str(assessment.id), "region": assessment.region_code,
-             "framework": assessment.framework_id, "period": assessment.period,
-             "index": None if index is None else str(index),
-             "previous_index": None if state is None or state.index_value is None
-             else str(state.index_value),
-             "predicate": result.index.predicate, "input_revision": revision},
+            session,
+            "result.changed",
+            {
+                "assessment_id": str(assessment.id),
+                "region": assessment.region_code,
+                "framework": assessment.framework_id,
+                "period": assessment.period,
+                "index": None if index is None else str(index),
+                "previous_index": None
+                if state is None or state.index_value is None
+                else str(state.index_value),
+                "predicate": result.index.predicate,
+                "input_revision": revision,
+            },
             queue,
-        )  # fmt: skip
+        )
     return Recomputed("computed", revision, index)
 
 
 async def load_inputs(
     session: AsyncSession, assessment: Assessment, framework: Framework
-) -> Inputs:
-    values = await repository.assessed_values(session, assessment.id)
+) -> tuple[Inputs, dict[str, str]]:
+    """The engine's inputs, and for each entered value whether it is the verified one."""
+    values, origins = await repository.assessed_values(session, assessment.id)
     metrics = await repository.latest_metrics(
         session, assessment.region_code, assessment.period, framework.metric_keys
     )
@@ -134,23 +144,37 @@ async def load_inputs(
         value = await repository.linked_value(session, assessment, link.framework, link.node)
         if value is not None:
             linked[link.ref] = value
-    return Inputs(values=values, metrics=metrics, linked=linked)
+    return Inputs(values=values, metrics=metrics, linked=linked), origins
 
 
 def result_rows(
-    result: Result, assessment_id: uuid.UUID, revision: int, computed_at: datetime
+    result: Result,
+    assessment_id: uuid.UUID,
+    revision: int,
+    computed_at: datetime,
+    origins: dict[str, str],
 ) -> list[dict[str, Any]]:
     return [
         {
-            "assessment_id": assessment_id, "node_id": node.id, "parent_id": node.parent,
-            "value": node.value, "weight": node.weight, "contribution": node.contribution,
-            "predicate": node.predicate, "source": node.source,
-            "detail": {"inputs": list(node.inputs), "missing": list(node.missing),
-                       "note": node.note},
-            "input_revision": revision, "computed_at": computed_at,
+            "assessment_id": assessment_id,
+            "node_id": node.id,
+            "parent_id": node.parent,
+            "value": node.value,
+            "weight": node.weight,
+            "contribution": node.contribution,
+            "predicate": node.predicate,
+            "source": node.source,
+            "detail": {
+                "inputs": list(node.inputs),
+                "missing": list(node.missing),
+                "note": node.note,
+                "value_from": origins.get(node.id),
+            },
+            "input_revision": revision,
+            "computed_at": computed_at,
         }
         for node in result.nodes.values()
-    ]  # fmt: skip
+    ]
 
 
 async def _mark_dependents(
@@ -160,9 +184,11 @@ async def _mark_dependents(
     for framework in registry().values():
         if any(link.framework == assessment.framework_id for link in framework.links):
             ids = await ensure_assessments(
-                session, framework.id, {(assessment.region_code, assessment.period)},
+                session,
+                framework.id,
+                {(assessment.region_code, assessment.period)},
                 state=initial_state(framework),
-            )  # fmt: skip
+            )
             await mark_dirty(session, ids, queue)
 
 
@@ -174,8 +200,9 @@ async def _settle_outbox(
         pending = await repository.pending_revision(session, assessment_id)
     if pending is not None and queue is not None:
         # A change landed while this run computed: it gets a run of its own.
-        await queue.enqueue(RECOMPUTE_JOB, str(assessment_id),
-                            job_id=recompute_job_id(assessment_id, pending))  # fmt: skip
+        await queue.enqueue(
+            RECOMPUTE_JOB, str(assessment_id), job_id=recompute_job_id(assessment_id, pending)
+        )
 
 
 async def sweep(
@@ -215,8 +242,12 @@ async def sweep(
         if await queue.enqueue(RUN_JOB, str(recompute_run.id), job_id=job_id) is not None:
             enqueued += 1
     if stale or runs:
-        log.info("sweeper: %d stale recompute requests, %d stalled runs, %d enqueued",
-                 len(stale), len(runs), enqueued)  # fmt: skip
+        log.info(
+            "sweeper: %d stale recompute requests, %d stalled runs, %d enqueued",
+            len(stale),
+            len(runs),
+            enqueued,
+        )
     return enqueued
 
 
@@ -231,9 +262,8 @@ async def run_step(
     """
     async with sessionmaker() as session, session.begin():
         recompute_run = await session.scalar(
-            select(RecomputeRun).where(RecomputeRun.id == run_id)
-            .with_for_update(skip_locked=True)
-        )  # fmt: skip
+            select(RecomputeRun).where(RecomputeRun.id == run_id).with_for_update(skip_locked=True)
+        )
         if recompute_run is None:
             # Finished, gone, or a step is running right now: that step carries the run on.
             return None
@@ -244,9 +274,13 @@ async def run_step(
         batch: list[uuid.UUID] = []
         while position < len(frameworks):
             batch = await repository.assessment_ids_after(
-                session, framework_id=frameworks[position], period=recompute_run.period,
-                region_code=recompute_run.region_code, after=after, limit=RUN_BATCH,
-            )  # fmt: skip
+                session,
+                framework_id=frameworks[position],
+                period=recompute_run.period,
+                region_code=recompute_run.region_code,
+                after=after,
+                limit=RUN_BATCH,
+            )
             if batch:
                 break
             position, after = position + 1, None

@@ -56,9 +56,12 @@ async def sweep_outbox(ctx: dict[str, Any]) -> int:
 async def deliver_webhook(ctx: dict[str, Any], delivery_id: int) -> str:
     runtime: Runtime = ctx["runtime"]
     return await webhooks.deliver(
-        runtime.sessionmaker, delivery_id, runtime.queue, client=ctx["http"],
+        runtime.sessionmaker,
+        delivery_id,
+        runtime.queue,
+        client=ctx["http"],
         backoff_seconds=runtime.settings.webhook_backoff_seconds,
-    )  # fmt: skip
+    )
 
 
 def build_worker(runtime: Runtime, *, handle_signals: bool) -> Worker:

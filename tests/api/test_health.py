@@ -28,8 +28,13 @@ async def test_openapi_documents_the_region_endpoints(client: httpx.AsyncClient)
 
 
 async def test_every_json_read_has_an_etag_and_answers_304(client: httpx.AsyncClient) -> None:
-    for path in ("/v1/regions?province=32", "/v1/regions/32.71", "/v1/frameworks",
-                 "/v1/frameworks/gmsc-2023", "/v1/metrics/catalogue"):  # fmt: skip
+    for path in (
+        "/v1/regions?province=32",
+        "/v1/regions/32.71",
+        "/v1/frameworks",
+        "/v1/frameworks/gmsc-2023",
+        "/v1/metrics/catalogue",
+    ):
         first = await client.get(path)
         assert first.status_code == 200
         etag = first.headers["etag"]

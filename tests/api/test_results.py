@@ -29,8 +29,11 @@ async def seeded(live: Runtime) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def assessment_id(client: httpx.AsyncClient, framework: str, region: str, period: int) -> str:
-    page = (await client.get("/v1/assessments", params={"framework": framework, "region": region,
-                                                         "period": period})).json()  # fmt: skip
+    page = (
+        await client.get(
+            "/v1/assessments", params={"framework": framework, "region": region, "period": period}
+        )
+    ).json()
     [item] = page["items"]
     return str(item["id"])
 
@@ -43,8 +46,9 @@ async def test_demo_loads_idempotently(live: Runtime) -> None:
 
 
 async def test_kota_bekasi_spbe_trend_and_improvement(seeded: httpx.AsyncClient) -> None:
-    trend = (await seeded.get("/v1/trends", params={"framework": "spbe-2020",
-                                                    "region": "32.75"})).json()  # fmt: skip
+    trend = (
+        await seeded.get("/v1/trends", params={"framework": "spbe-2020", "region": "32.75"})
+    ).json()
     assert trend["items"] == [
         {"period": 2023, "index": "3.01", "predicate": "Baik", "improvement": None},
         {"period": 2024, "index": "3.83", "predicate": "Sangat Baik", "improvement": "0.82"},
@@ -52,29 +56,37 @@ async def test_kota_bekasi_spbe_trend_and_improvement(seeded: httpx.AsyncClient)
 
 
 async def test_jawa_barat_spbe_ranking_with_movement(seeded: httpx.AsyncClient) -> None:
-    ranking = (await seeded.get("/v1/rankings", params={"framework": "spbe-2020", "period": 2024,
-                                                        "province": "32"})).json()  # fmt: skip
+    ranking = (
+        await seeded.get(
+            "/v1/rankings", params={"framework": "spbe-2020", "period": 2024, "province": "32"}
+        )
+    ).json()
     assert [(i["rank"], i["region"], i["index"]) for i in ranking["items"]] == [
-        (1, "32.75", "3.83"), (2, "32.71", "3.72")
-    ]  # fmt: skip
+        (1, "32.75", "3.83"),
+        (2, "32.71", "3.72"),
+    ]
     bekasi = ranking["items"][0]
     assert (bekasi["previous_rank"], bekasi["movement"], bekasi["improvement"]) == (1, 0, "0.82")
 
 
 async def test_a_tie_shares_the_rank(seeded: httpx.AsyncClient, live: Runtime) -> None:
     async with live.sessionmaker() as session, session.begin():
-        bandung = Assessment(region_code="32.73", framework_id="spbe-2020", period=2024,
-                             state="published")  # fmt: skip
+        bandung = Assessment(
+            region_code="32.73", framework_id="spbe-2020", period=2024, state="published"
+        )
         session.add(bandung)
         await session.flush()
         session.add(AssessmentInput(assessment_id=bandung.id, node_id="spbe", self_value="3.72"))
         await mark_dirty(session, [bandung.id], None)
     await demo.settle(live)
-    ranking = (await seeded.get("/v1/rankings", params={"framework": "spbe-2020",
-                                                        "period": 2024})).json()  # fmt: skip
+    ranking = (
+        await seeded.get("/v1/rankings", params={"framework": "spbe-2020", "period": 2024})
+    ).json()
     assert [(i["rank"], i["region"]) for i in ranking["items"]] == [
-        (1, "32.75"), (2, "32.71"), (2, "32.73")
-    ]  # fmt: skip
+        (1, "32.75"),
+        (2, "32.71"),
+        (2, "32.73"),
+    ]
 
 
 async def test_summary_of_kabupaten_bekasi_2023(seeded: httpx.AsyncClient) -> None:
@@ -83,9 +95,12 @@ async def test_summary_of_kabupaten_bekasi_2023(seeded: httpx.AsyncClient) -> No
     assert summary["index"] == "2.81"
     assert summary["predicate"] is None
     assert [(p["id"], p["value"]) for p in summary["parts"]] == [
-        ("baseline", "3.48"), ("output", "2.34"), ("outcome", "3.00"), ("impact", "2.70"),
+        ("baseline", "3.48"),
+        ("output", "2.34"),
+        ("outcome", "3.00"),
+        ("impact", "2.70"),
         ("quickwin", "2.75"),
-    ]  # fmt: skip
+    ]
     assert summary["rank"] == {"national": 1, "of_national": 1, "province": 1, "of_province": 1}
 
 
@@ -96,8 +111,9 @@ async def test_kota_bogor_2024_linked_view_and_explained_tree(seeded: httpx.Asyn
     assert tree["result"]["index"] == "70.85"
     assert nodes["app_integration"]["value"] == "45.26"
     assert nodes["app_integration"]["inputs"] == [
-        "metric:integrated_apps", "metric:integrated_apps_target"
-    ]  # fmt: skip
+        "metric:integrated_apps",
+        "metric:integrated_apps_target",
+    ]
     assert nodes["smart_city_index"]["inputs"] == ["linked:gmsc-2023/final"]
     assert nodes["spbe_index"]["value"] == "68.00"
     assert nodes["spbe_index"]["contribution"] == "27.2000"
@@ -109,26 +125,35 @@ async def test_kebumen_completion_in_the_results(seeded: httpx.AsyncClient) -> N
     identifier = await assessment_id(seeded, "gmsc-2023", "33.05", 2022)
     tree = (await seeded.get(f"/v1/assessments/{identifier}/results")).json()
     nodes = {node["id"]: node["value"] for node in tree["nodes"]}
-    assert [nodes[f"{d}.completion"] for d in
-            ("governance", "living", "branding", "society", "economy", "environment")] == [
-        "100.00", "90.00", "85.71", "100.00", "83.33", "100.00"
-    ]  # fmt: skip
+    assert [
+        nodes[f"{d}.completion"]
+        for d in ("governance", "living", "branding", "society", "economy", "environment")
+    ] == ["100.00", "90.00", "85.71", "100.00", "83.33", "100.00"]
 
 
 async def test_dashboard_counts_predicates_and_coverage(seeded: httpx.AsyncClient) -> None:
-    board = (await seeded.get("/v1/dashboard", params={"framework": "spbe-2020", "period": 2024,
-                                                       "province": "32"})).json()  # fmt: skip
+    board = (
+        await seeded.get(
+            "/v1/dashboard", params={"framework": "spbe-2020", "period": 2024, "province": "32"}
+        )
+    ).json()
     assert board["predicates"] == {"Sangat Baik": 2}
     assert board["index"] == {"mean": "3.78", "median": "3.78", "min": "3.72", "max": "3.83"}
     assert board["coverage"] == {"with_results": 2, "regions": 27, "percent": "7.41"}
 
 
 async def test_compare_regions_node_by_node(seeded: httpx.AsyncClient) -> None:
-    compared = (await seeded.get("/v1/compare", params={
-        "framework": "spbe-2020", "period": 2024, "regions": "32.71,32.75"})).json()  # fmt: skip
+    compared = (
+        await seeded.get(
+            "/v1/compare",
+            params={"framework": "spbe-2020", "period": 2024, "regions": "32.71,32.75"},
+        )
+    ).json()
     spbe = next(node for node in compared["nodes"] if node["id"] == "spbe")
-    assert spbe["values"] == {"32.71": {"value": "3.72", "predicate": "Sangat Baik"},
-                              "32.75": {"value": "3.83", "predicate": "Sangat Baik"}}  # fmt: skip
+    assert spbe["values"] == {
+        "32.71": {"value": "3.72", "predicate": "Sangat Baik"},
+        "32.75": {"value": "3.83", "predicate": "Sangat Baik"},
+    }
 
 
 async def test_etag_gives_304_and_changes_after_a_recompute(
@@ -144,18 +169,25 @@ async def test_etag_gives_304_and_changes_after_a_recompute(
     async with live.sessionmaker() as session, session.begin():
         bogor = await session.scalar(
             select(Assessment.id).where(
-                Assessment.framework_id == "spbe-2020", Assessment.region_code == "32.71",
-                Assessment.period == 2024)
-        )  # fmt: skip
-        await session.execute(update(AssessmentInput).where(
-            AssessmentInput.assessment_id == bogor).values(verified_value="3.90"))  # fmt: skip
+                Assessment.framework_id == "spbe-2020",
+                Assessment.region_code == "32.71",
+                Assessment.period == 2024,
+            )
+        )
+        await session.execute(
+            update(AssessmentInput)
+            .where(AssessmentInput.assessment_id == bogor)
+            .values(verified_value="3.90")
+        )
         await mark_dirty(session, [bogor], None)
     await demo.settle(live)
     changed = await seeded.get("/v1/rankings", params=params, headers={"If-None-Match": etag})
     assert changed.status_code == 200
     assert changed.headers["etag"] != etag
-    assert changed.json()["items"][0] == changed.json()["items"][0] | {"region": "32.71",
-                                                                       "index": "3.90"}  # fmt: skip
+    assert changed.json()["items"][0] == changed.json()["items"][0] | {
+        "region": "32.71",
+        "index": "3.90",
+    }
 
 
 async def test_csv_and_xlsx_exports_hold_the_json_values(seeded: httpx.AsyncClient) -> None:
@@ -164,10 +196,9 @@ async def test_csv_and_xlsx_exports_hold_the_json_values(seeded: httpx.AsyncClie
     exported = await seeded.get("/v1/rankings/export", params={**params, "lang": "id"})
     assert exported.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(exported.text)))
-    assert [(r["Peringkat"], r["Kode wilayah"], r["Indeks"], r["Tingkat improvement"])
-            for r in rows] == [
-        (str(i["rank"]), i["region"], i["index"], i["improvement"] or "") for i in items
-    ]  # fmt: skip
+    assert [
+        (r["Peringkat"], r["Kode wilayah"], r["Indeks"], r["Tingkat improvement"]) for r in rows
+    ] == [(str(i["rank"]), i["region"], i["index"], i["improvement"] or "") for i in items]
     workbook = await seeded.get("/v1/rankings/export", params={**params, "format": "xlsx"})
     sheet = openpyxl.load_workbook(io.BytesIO(workbook.content)).active
     assert sheet is not None
@@ -179,15 +210,18 @@ async def test_csv_and_xlsx_exports_hold_the_json_values(seeded: httpx.AsyncClie
 
 
 async def test_bad_filters_are_404_or_422(seeded: httpx.AsyncClient) -> None:
-    unknown_framework = await seeded.get("/v1/rankings", params={"framework": "gmsc-1999",
-                                                                 "period": 2024})  # fmt: skip
+    unknown_framework = await seeded.get(
+        "/v1/rankings", params={"framework": "gmsc-1999", "period": 2024}
+    )
     assert unknown_framework.status_code == 404
     assert unknown_framework.headers["content-type"] == "application/problem+json"
-    unknown_region = await seeded.get("/v1/trends", params={"framework": "spbe-2020",
-                                                            "region": "99.99"})  # fmt: skip
+    unknown_region = await seeded.get(
+        "/v1/trends", params={"framework": "spbe-2020", "region": "99.99"}
+    )
     assert unknown_region.status_code == 404
-    bad_period = await seeded.get("/v1/rankings", params={"framework": "spbe-2020",
-                                                          "period": "tahun lalu"})  # fmt: skip
+    bad_period = await seeded.get(
+        "/v1/rankings", params={"framework": "spbe-2020", "period": "tahun lalu"}
+    )
     assert bad_period.status_code == 422
     assert bad_period.json()["errors"][0]["pointer"] == "/period"
 
@@ -196,10 +230,17 @@ async def test_framework_tree_labels_everything(seeded: httpx.AsyncClient) -> No
     spbe = (await seeded.get("/v1/frameworks/spbe-2020")).json()
     root = spbe["trees"][0]
     assert [band["predicate"] for band in root["predicates"]] == [
-        "Kurang", "Cukup", "Baik", "Sangat Baik", "Memuaskan"
-    ]  # fmt: skip
+        "Kurang",
+        "Cukup",
+        "Baik",
+        "Sangat Baik",
+        "Memuaskan",
+    ]
     assert [(d["id"], d["weight"]) for d in root["children"]] == [
-        ("D1", "13"), ("D2", "25"), ("D3", "16.5"), ("D4", "45.5")
-    ]  # fmt: skip
+        ("D1", "13"),
+        ("D2", "25"),
+        ("D3", "16.5"),
+        ("D4", "45.5"),
+    ]
     i1 = root["children"][0]["children"][0]["children"][0]
     assert i1["scale"]["labels"]["5"] == "Optimum"

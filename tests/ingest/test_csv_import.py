@@ -24,8 +24,9 @@ async def test_csv_points_are_loaded_with_dimensions(
         "32.16,service_transactions,2024-11,5230,service=adminduk\r\n"
         '"32.16",citizen_satisfaction,2024,3.41,\r\n'
     )
-    response = await client.post("/v1/metrics:import", content=body.encode(),
-                                 headers={**ministry, **CSV})  # fmt: skip
+    response = await client.post(
+        "/v1/metrics:import", content=body.encode(), headers={**ministry, **CSV}
+    )
     assert response.status_code == 200, response.text
     assert response.json()["counts"]["created"] == 3
     rows = (await session.scalars(select(MetricPoint).order_by(MetricPoint.id))).all()
@@ -62,8 +63,9 @@ async def test_csv_needs_a_csv_body_and_a_known_header(
     json_type = {**ministry, "Content-Type": "application/json"}
     wrong_type = await client.post("/v1/metrics:import", content=b"{}", headers=json_type)
     assert wrong_type.status_code == 415
-    bad_header = await client.post("/v1/metrics:import", content=b"kode,nilai\n32.71,1\n",
-                                   headers={**ministry, **CSV})  # fmt: skip
+    bad_header = await client.post(
+        "/v1/metrics:import", content=b"kode,nilai\n32.71,1\n", headers={**ministry, **CSV}
+    )
     assert bad_header.status_code == 422
     assert "CSV header must name region" in bad_header.json()["detail"]
     empty = await client.post("/v1/metrics:import", content=b"", headers={**ministry, **CSV})
@@ -91,8 +93,12 @@ async def test_a_100000_point_csv_streams_in_and_is_stored(
     listed = await client.get("/v1/regions", params={"limit": 1000})
     codes = [r["code"] for r in listed.json()["items"] if r["kind"] != "provinsi"][:500]
     months = [f"{2021 + n // 12}-{n % 12 + 1:02d}" for n in range(50)]  # 2021-01 … 2025-02
-    columns = [("active_users", ""), ("integrated_apps", ""), ("integrated_apps_target", ""),
-               ("service_transactions", "service=adminduk")]  # fmt: skip
+    columns = [
+        ("active_users", ""),
+        ("integrated_apps", ""),
+        ("integrated_apps_target", ""),
+        ("service_transactions", "service=adminduk"),
+    ]
 
     async def body() -> AsyncIterator[bytes]:
         yield b"region,metric,period,value,dimensions\n"
@@ -106,12 +112,17 @@ async def test_a_100000_point_csv_streams_in_and_is_stored(
                 rows = []
         yield "".join(rows).encode()
 
-    response = await client.post("/v1/metrics:import", content=body(),
-                                 headers={**ministry, **CSV}, timeout=600)  # fmt: skip
+    response = await client.post(
+        "/v1/metrics:import", content=body(), headers={**ministry, **CSV}, timeout=600
+    )
     assert response.status_code == 200, response.text[:500]
     assert response.json()["counts"] == {
-        "received": 100_000, "created": 100_000, "updated": 0, "unchanged": 0, "rejected": 0
-    }  # fmt: skip
+        "received": 100_000,
+        "created": 100_000,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 0,
+    }
     assert await session.scalar(select(func.count()).select_from(MetricPoint)) == 100_000
     # Integration metrics feed the linked index: one assessment per region and year touched.
     assert response.json()["recomputes_requested"] == 500 * 5

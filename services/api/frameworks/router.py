@@ -23,18 +23,24 @@ def scale_json(scale: Scale | None) -> dict[str, Any] | None:
     if scale is None:
         return None
     return {
-        "min": _number(scale.min), "max": _number(scale.max), "integer": scale.integer,
+        "min": _number(scale.min),
+        "max": _number(scale.max),
+        "integer": scale.integer,
         "labels": {str(level): label for level, label in scale.labels.items()},
         "unit": scale.unit,
-    }  # fmt: skip
+    }
 
 
 def bands_json(bands: tuple[Band, ...]) -> list[dict[str, Any]]:
     return [
-        {"predicate": band.predicate, "level": None if band.level is None else _number(band.level),
-         "from": _number(band.lower), "to": None if band.upper is None else _number(band.upper)}
+        {
+            "predicate": band.predicate,
+            "level": None if band.level is None else _number(band.level),
+            "from": _number(band.lower),
+            "to": None if band.upper is None else _number(band.upper),
+        }
         for band in bands
-    ]  # fmt: skip
+    ]
 
 
 def node_json(node: Node) -> dict[str, Any]:
@@ -48,26 +54,38 @@ def node_json(node: Node) -> dict[str, Any]:
         "aggregation": node.aggregation,
         "input": node.input,
         "items": node.items,
-        "metric": None if node.metric is None else {
-            "keys": list(node.metric.metric_keys), "multiplier": _number(node.metric.multiplier),
-            "clamp": node.metric.clamp, "bands": bands_json(node.metric.bands),
+        "metric": None
+        if node.metric is None
+        else {
+            "keys": list(node.metric.metric_keys),
+            "multiplier": _number(node.metric.multiplier),
+            "clamp": node.metric.clamp,
+            "bands": bands_json(node.metric.bands),
         },
-        "link": None if node.link is None else {
-            "framework": node.link.framework, "node": node.link.node,
+        "link": None
+        if node.link is None
+        else {
+            "framework": node.link.framework,
+            "node": node.link.node,
             "scale": scale_json(node.link.scale),
         },
         "predicates": bands_json(node.predicates),
         "children": [node_json(child) for child in node.children],
-    }  # fmt: skip
+    }
 
 
 def framework_summary(framework: Framework) -> dict[str, Any]:
     return {
-        "id": framework.id, "name": framework.name, "version": framework.version,
-        "source": framework.source, "description": framework.description,
-        "index_node": framework.index.id, "precision": framework.precision,
-        "rounding": framework.rounding, "content_hash": framework.content_hash,
-    }  # fmt: skip
+        "id": framework.id,
+        "name": framework.name,
+        "version": framework.version,
+        "source": framework.source,
+        "description": framework.description,
+        "index_node": framework.index.id,
+        "precision": framework.precision,
+        "rounding": framework.rounding,
+        "content_hash": framework.content_hash,
+    }
 
 
 def get_or_404(framework_id: str) -> Framework:

@@ -43,11 +43,19 @@ class JobOut(BaseModel):
     @classmethod
     def of(cls, run: RecomputeRun) -> JobOut:
         return cls(
-            id=run.id, state=run.state, framework=run.framework_id, period=run.period,
-            region=run.region_code, total=run.total, done=run.done, failed=run.failed,
-            requested_by=run.requested_by, created_at=run.created_at,
-            updated_at=run.updated_at, finished_at=run.finished_at,
-        )  # fmt: skip
+            id=run.id,
+            state=run.state,
+            framework=run.framework_id,
+            period=run.period,
+            region=run.region_code,
+            total=run.total,
+            done=run.done,
+            failed=run.failed,
+            requested_by=run.requested_by,
+            created_at=run.created_at,
+            updated_at=run.updated_at,
+            finished_at=run.finished_at,
+        )
 
 
 @router.post(
@@ -71,9 +79,12 @@ async def start_recompute_run(
     if body.region is not None and await session.get(Region, body.region) is None:
         raise NotFound(f"No region with Kemendagri code {body.region!r}.")
     run = await create_recompute_run(
-        session, framework_id=body.framework, period=body.period, region_code=body.region,
+        session,
+        framework_id=body.framework,
+        period=body.period,
+        region_code=body.region,
         requested_by=principal.name,
-    )  # fmt: skip
+    )
     await session.refresh(run)
     queue = request.app.state.runtime.queue
 

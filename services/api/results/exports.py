@@ -65,8 +65,9 @@ def _headers(columns: Sequence[tuple[str, str, str]], lang: str) -> list[str]:
     return [english if lang == "en" else indonesian for _, english, indonesian in columns]
 
 
-async def _csv(columns: Sequence[tuple[str, str, str]], lang: str,
-               rows: Iterable[dict[str, Any]]) -> AsyncIterator[bytes]:  # fmt: skip
+async def _csv(
+    columns: Sequence[tuple[str, str, str]], lang: str, rows: Iterable[dict[str, Any]]
+) -> AsyncIterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(_headers(columns, lang))
@@ -79,17 +80,20 @@ async def _csv(columns: Sequence[tuple[str, str, str]], lang: str,
     yield buffer.getvalue().encode()
 
 
-async def _xlsx(columns: Sequence[tuple[str, str, str]], lang: str, title: str,
-                rows: Iterable[dict[str, Any]]) -> AsyncIterator[bytes]:  # fmt: skip
+async def _xlsx(
+    columns: Sequence[tuple[str, str, str]], lang: str, title: str, rows: Iterable[dict[str, Any]]
+) -> AsyncIterator[bytes]:
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(title[:31])
     sheet.append(_headers(columns, lang))
     for row in rows:
         # Numbers as numbers (Excel computes with them), written from the same decimal text.
-        sheet.append([
-            Decimal(row[key]) if key in NUMERIC and row[key] is not None else row[key]
-            for key, _, _ in columns
-        ])  # fmt: skip
+        sheet.append(
+            [
+                Decimal(row[key]) if key in NUMERIC and row[key] is not None else row[key]
+                for key, _, _ in columns
+            ]
+        )
     with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
         workbook.save(spool)
         spool.seek(0)
@@ -99,31 +103,42 @@ async def _xlsx(columns: Sequence[tuple[str, str, str]], lang: str, title: str,
 
 def _download(body: AsyncIterator[bytes], fmt: str, filename: str) -> StreamingResponse:
     return StreamingResponse(
-        body, media_type=MEDIA[fmt],
+        body,
+        media_type=MEDIA[fmt],
         headers={"Content-Disposition": f'attachment; filename="{filename}.{fmt}"'},
-    )  # fmt: skip
+    )
 
 
 @router.get("/v1/rankings/export", summary="A ranking as CSV or XLSX")
 async def export_ranking(
-    session: DbSession, principal: MaybePrincipal, framework: FrameworkQuery,
-    period: PeriodQuery, province: ProvinceQuery = None, format: Format = "csv",
+    session: DbSession,
+    principal: MaybePrincipal,
+    framework: FrameworkQuery,
+    period: PeriodQuery,
+    province: ProvinceQuery = None,
+    format: Format = "csv",
     lang: Language = "en",
-) -> StreamingResponse:  # fmt: skip
+) -> StreamingResponse:
     get_or_404(framework)
     await check_region(session, province, province=True)
     items = await ranking_items(session, framework, period, province, only_published(principal))
     name = f"ranking-{framework}-{period}" + (f"-{province}" if province else "")
-    body = (_csv(RANKING_COLUMNS, lang, items) if format == "csv"
-            else _xlsx(RANKING_COLUMNS, lang, f"{framework} {period}", items))  # fmt: skip
+    body = (
+        _csv(RANKING_COLUMNS, lang, items)
+        if format == "csv"
+        else _xlsx(RANKING_COLUMNS, lang, f"{framework} {period}", items)
+    )
     return _download(body, format, name)
 
 
 @router.get("/v1/assessments/{assessment_id}/results/export", summary="Results as CSV or XLSX")
 async def export_results(
-    assessment_id: uuid.UUID, session: DbSession, principal: MaybePrincipal,
-    format: Format = "csv", lang: Language = "en",
-) -> StreamingResponse:  # fmt: skip
+    assessment_id: uuid.UUID,
+    session: DbSession,
+    principal: MaybePrincipal,
+    format: Format = "csv",
+    lang: Language = "en",
+) -> StreamingResponse:
     row = await repository.assessment(session, assessment_id, principal)
     if row is None:
         raise NotFound(f"No assessment {assessment_id}.")
@@ -135,18 +150,24 @@ async def export_results(
         return None if value is None else format_decimal(value)
 
     rows = [
-        {"id": node.id, "name": node.name,
-         "parent": stored[node.id].parent_id if node.id in stored else None,
-         "value": text(stored[node.id].value) if node.id in stored else None,
-         "predicate": stored[node.id].predicate if node.id in stored else None,
-         "weight": text(stored[node.id].weight) if node.id in stored else None,
-         "contribution": text(stored[node.id].contribution) if node.id in stored else None,
-         "source": stored[node.id].source if node.id in stored else "missing"}
+        {
+            "id": node.id,
+            "name": node.name,
+            "parent": stored[node.id].parent_id if node.id in stored else None,
+            "value": text(stored[node.id].value) if node.id in stored else None,
+            "predicate": stored[node.id].predicate if node.id in stored else None,
+            "weight": text(stored[node.id].weight) if node.id in stored else None,
+            "contribution": text(stored[node.id].contribution) if node.id in stored else None,
+            "source": stored[node.id].source if node.id in stored else "missing",
+        }
         for node in framework.nodes()
-    ]  # fmt: skip
+    ]
     name = f"results-{assessment.framework_id}-{assessment.region_code}-{assessment.period}"
-    body = (_csv(RESULT_COLUMNS, lang, rows) if format == "csv"
-            else _xlsx(RESULT_COLUMNS, lang, name, rows))  # fmt: skip
+    body = (
+        _csv(RESULT_COLUMNS, lang, rows)
+        if format == "csv"
+        else _xlsx(RESULT_COLUMNS, lang, name, rows)
+    )
     return _download(body, format, name)
 
 

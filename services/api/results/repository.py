@@ -100,10 +100,12 @@ async def find_assessment(
 ) -> uuid.UUID | None:
     return await session.scalar(
         select(Assessment.id).where(
-            Assessment.framework_id == framework, Assessment.period == period,
-            Assessment.region_code == region, Assessment.stage == "final",
+            Assessment.framework_id == framework,
+            Assessment.period == period,
+            Assessment.region_code == region,
+            Assessment.stage == "final",
         )
-    )  # fmt: skip
+    )
 
 
 async def result_nodes(session: AsyncSession, assessment_id: uuid.UUID) -> Sequence[ResultNode]:
@@ -152,11 +154,18 @@ RANKING = text(
 
 
 async def ranking(
-    session: AsyncSession, framework: str, period: int, province: str | None,
+    session: AsyncSession,
+    framework: str,
+    period: int,
+    province: str | None,
     published_only: bool,
-) -> Sequence[Any]:  # fmt: skip
-    params = {"framework": framework, "period": period, "province": province,
-              "published_only": published_only}  # fmt: skip
+) -> Sequence[Any]:
+    params = {
+        "framework": framework,
+        "period": period,
+        "province": province,
+        "published_only": published_only,
+    }
     return (await session.execute(RANKING, params)).all()
 
 
@@ -184,9 +193,12 @@ async def trend(
 
 
 async def node_values(
-    session: AsyncSession, framework: str, period: int, regions: Sequence[str],
+    session: AsyncSession,
+    framework: str,
+    period: int,
+    regions: Sequence[str],
     published_only: bool,
-) -> Sequence[Any]:  # fmt: skip
+) -> Sequence[Any]:
     return (
         await session.execute(
             select(
@@ -205,18 +217,26 @@ async def node_values(
 
 
 async def child_values(
-    session: AsyncSession, framework: str, period: int, parent: str, province: str | None,
+    session: AsyncSession,
+    framework: str,
+    period: int,
+    parent: str,
+    province: str | None,
     published_only: bool,
-) -> Sequence[Any]:  # fmt: skip
+) -> Sequence[Any]:
     """Every region's values of ``parent``'s children (components, domains), for statistics."""
     query = (
         select(ResultNode.node_id, ResultNode.value)
         .join(Assessment, Assessment.id == ResultNode.assessment_id)
         .join(Region, Region.code == Assessment.region_code)
-        .where(Assessment.framework_id == framework, Assessment.period == period,
-               Assessment.stage == "final", ResultNode.parent_id == parent,
-               ResultNode.value.is_not(None))
-    )  # fmt: skip
+        .where(
+            Assessment.framework_id == framework,
+            Assessment.period == period,
+            Assessment.stage == "final",
+            ResultNode.parent_id == parent,
+            ResultNode.value.is_not(None),
+        )
+    )
     if province:
         query = query.where(Region.province_code == province)
     if published_only:

@@ -58,12 +58,17 @@ def assessment_json(row: Any) -> dict[str, Any]:
         "stage": assessment.stage,
         "state": assessment.state,
         "input_revision": assessment.input_revision,
-        "result": None if state is None else {
-            "index": text(state.index_value), "predicate": state.predicate,
-            "complete": state.complete, "input_revision": state.input_revision,
-            "computed_at": state.computed_at.isoformat(), "error": state.error,
+        "result": None
+        if state is None
+        else {
+            "index": text(state.index_value),
+            "predicate": state.predicate,
+            "complete": state.complete,
+            "input_revision": state.input_revision,
+            "computed_at": state.computed_at.isoformat(),
+            "error": state.error,
         },
-    }  # fmt: skip
+    }
 
 
 @router.get("/v1/assessments", summary="Assessments, filtered")
@@ -86,9 +91,16 @@ async def list_assessments(
         raise invalid("query", "/state", "unknown", f"query /state: unknown state {state!r}")
     after = decode_cursor(cursor, 1)[0] if cursor else None
     rows = await repository.assessments_page(
-        session, framework=framework, period=period, region=region, province=province,
-        state=state, after=after, limit=limit + 1, principal=principal,
-    )  # fmt: skip
+        session,
+        framework=framework,
+        period=period,
+        region=region,
+        province=province,
+        state=state,
+        after=after,
+        limit=limit + 1,
+        principal=principal,
+    )
     items = [assessment_json(row) for row in rows[:limit]]
     next_cursor = encode_cursor(items[-1]["id"]) if len(rows) > limit else None
     return json_response({"items": items, "next_cursor": next_cursor})
@@ -126,20 +138,26 @@ async def get_results(
     nodes = []
     for node in framework.nodes():
         result = stored.get(node.id)
-        nodes.append({
-            "id": node.id, "name": node.name, "parent": result.parent_id if result else None,
-            "value": text(result.value) if result else None,
-            "predicate": result.predicate if result else None,
-            "weight": text(result.weight) if result else None,
-            "contribution": text(result.contribution) if result else None,
-            "source": result.source if result else "missing",
-            "inputs": result.detail.get("inputs", []) if result else [],
-            "missing": result.detail.get("missing", []) if result else [],
-            "note": result.detail.get("note") if result else None,
-            "evidence_count": evidence.get(node.id, 0),
-            "input_revision": result.input_revision if result else None,
-            "computed_at": result.computed_at.isoformat() if result else None,
-        })  # fmt: skip
+        nodes.append(
+            {
+                "id": node.id,
+                "name": node.name,
+                "parent": result.parent_id if result else None,
+                "value": text(result.value) if result else None,
+                "predicate": result.predicate if result else None,
+                "weight": text(result.weight) if result else None,
+                "contribution": text(result.contribution) if result else None,
+                "source": result.source if result else "missing",
+                "inputs": result.detail.get("inputs", []) if result else [],
+                "missing": result.detail.get("missing", []) if result else [],
+                "note": result.detail.get("note") if result else None,
+                # For an entered value: "verified" (the assessor's) or "self" (the region's own).
+                "value_from": result.detail.get("value_from") if result else None,
+                "evidence_count": evidence.get(node.id, 0),
+                "input_revision": result.input_revision if result else None,
+                "computed_at": result.computed_at.isoformat() if result else None,
+            }
+        )
     payload = assessment_json(row) | {
         "framework_version": framework.version,
         "framework_hash": state.framework_hash if state else None,
@@ -150,18 +168,23 @@ async def get_results(
 
 
 async def _ranks(
-    session: DbSession, framework: str, period: int, region: str, province: str | None,
+    session: DbSession,
+    framework: str,
+    period: int,
+    region: str,
+    province: str | None,
     published_only: bool,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     national = await repository.ranking(session, framework, period, None, published_only)
     provincial = await repository.ranking(session, framework, period, province, published_only)
     mine = {r.region_code: r for r in national}.get(region)
     mine_province = {r.region_code: r for r in provincial}.get(region)
     return {
-        "national": mine.rank if mine else None, "of_national": len(national),
+        "national": mine.rank if mine else None,
+        "of_national": len(national),
         "province": mine_province.rank if mine_province else None,
         "of_province": len(provincial),
-    }  # fmt: skip
+    }
 
 
 @router.get("/v1/assessments/{assessment_id}/summary", summary="Index, predicate, parts, rank")
@@ -175,51 +198,76 @@ async def get_summary(
     framework = get_or_404(assessment.framework_id)
     stored = {node.node_id: node for node in await repository.result_nodes(session, assessment_id)}
     parts = [
-        {"id": child.id, "name": child.name, "weight": text(stored[child.id].weight),
-         "value": text(stored[child.id].value)}
-        for child in framework.index.children if child.id in stored
-    ]  # fmt: skip
+        {
+            "id": child.id,
+            "name": child.name,
+            "weight": text(stored[child.id].weight),
+            "value": text(stored[child.id].value),
+        }
+        for child in framework.index.children
+        if child.id in stored
+    ]
     scope = only_published(principal)
     trend = await repository.trend(session, assessment.framework_id, assessment.region_code, scope)
     history = {row.period: row.index_value for row in trend}
     previous = history.get(assessment.period - 1)
     index = state.index_value if state else None
     payload = {
-        "assessment_id": str(assessment.id), "region": assessment.region_code,
-        "framework": assessment.framework_id, "period": assessment.period,
-        "index": text(index), "predicate": state.predicate if state else None,
+        "assessment_id": str(assessment.id),
+        "region": assessment.region_code,
+        "framework": assessment.framework_id,
+        "period": assessment.period,
+        "index": text(index),
+        "predicate": state.predicate if state else None,
         "parts": parts,
-        "rank": await _ranks(session, assessment.framework_id, assessment.period,
-                             assessment.region_code, province_code, scope),
+        "rank": await _ranks(
+            session,
+            assessment.framework_id,
+            assessment.period,
+            assessment.region_code,
+            province_code,
+            scope,
+        ),
         "previous_index": text(previous),
         "improvement": None if index is None or previous is None else text(index - previous),
-    }  # fmt: skip
+    }
     return json_response(payload)
 
 
 async def ranking_items(
-    session: DbSession, framework: str, period: int, province: str | None,
+    session: DbSession,
+    framework: str,
+    period: int,
+    province: str | None,
     published_only: bool,
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[dict[str, Any]]:
     return [
         {
-            "rank": r.rank, "region": r.region_code, "name": r.name,
-            "province_code": r.province_code, "index": text(r.index_value),
-            "predicate": r.predicate, "previous_rank": r.previous_rank,
+            "rank": r.rank,
+            "region": r.region_code,
+            "name": r.name,
+            "province_code": r.province_code,
+            "index": text(r.index_value),
+            "predicate": r.predicate,
+            "previous_rank": r.previous_rank,
             "movement": None if r.previous_rank is None else r.previous_rank - r.rank,
             "previous_index": text(r.previous_index),
-            "improvement": None if r.previous_index is None
+            "improvement": None
+            if r.previous_index is None
             else text(r.index_value - r.previous_index),
         }
         for r in await repository.ranking(session, framework, period, province, published_only)
-    ]  # fmt: skip
+    ]
 
 
 @router.get("/v1/rankings", summary="Ranking of a framework and period, national or provincial")
 async def get_ranking(
-    session: DbSession, principal: MaybePrincipal, framework: FrameworkQuery,
-    period: PeriodQuery, province: ProvinceQuery = None,
-) -> Response:  # fmt: skip
+    session: DbSession,
+    principal: MaybePrincipal,
+    framework: FrameworkQuery,
+    period: PeriodQuery,
+    province: ProvinceQuery = None,
+) -> Response:
     """Equal indices share a rank and the next rank is skipped (1, 2, 2, 4), as competitions
     publish them. `movement` is previous rank − rank (positive: moved up)."""
     get_or_404(framework)
@@ -232,9 +280,11 @@ async def get_ranking(
 
 @router.get("/v1/trends", summary="A region's index per period, with improvement")
 async def get_trend(
-    session: DbSession, principal: MaybePrincipal, framework: FrameworkQuery,
+    session: DbSession,
+    principal: MaybePrincipal,
+    framework: FrameworkQuery,
     region: Annotated[str, Query(examples=["32.75"])],
-) -> Response:  # fmt: skip
+) -> Response:
     get_or_404(framework)
     await check_region(session, region)
     items: list[dict[str, Any]] = []
@@ -243,18 +293,26 @@ async def get_trend(
         improvement = None
         if row.index_value is not None and previous is not None:
             improvement = text(row.index_value - previous)
-        items.append({"period": row.period, "index": text(row.index_value),
-                      "predicate": row.predicate, "improvement": improvement})  # fmt: skip
+        items.append(
+            {
+                "period": row.period,
+                "index": text(row.index_value),
+                "predicate": row.predicate,
+                "improvement": improvement,
+            }
+        )
         previous = row.index_value
     return json_response({"framework": framework, "region": region, "items": items})
 
 
 @router.get("/v1/compare", summary="Regions side by side, node by node")
 async def compare(
-    session: DbSession, principal: MaybePrincipal, framework: FrameworkQuery,
+    session: DbSession,
+    principal: MaybePrincipal,
+    framework: FrameworkQuery,
     period: PeriodQuery,
     regions: Annotated[str, Query(description="Comma-separated codes", examples=["32.71,32.75"])],
-) -> Response:  # fmt: skip
+) -> Response:
     found = get_or_404(framework)
     codes = [code.strip() for code in regions.split(",") if code.strip()]
     if not 1 <= len(codes) <= 50:
@@ -269,10 +327,13 @@ async def compare(
             "predicate": row.predicate,
         }
     nodes = [
-        {"id": node.id, "name": node.name,
-         "values": {code: values.get(node.id, {}).get(code) for code in codes}}
+        {
+            "id": node.id,
+            "name": node.name,
+            "values": {code: values.get(node.id, {}).get(code) for code in codes},
+        }
         for node in found.nodes()
-    ]  # fmt: skip
+    ]
     return json_response(
         {"framework": framework, "period": period, "regions": codes, "nodes": nodes}
     )
@@ -285,14 +346,18 @@ def _stats(framework: Framework, values: list[Decimal]) -> dict[str, str | None]
     return {
         "mean": rounded(framework, sum(exact, Fraction(0)) / len(exact)),
         "median": rounded(framework, statistics.median(exact)),
-        "min": text(min(values)), "max": text(max(values)),
-    }  # fmt: skip
+        "min": text(min(values)),
+        "max": text(max(values)),
+    }
 
 
 async def dashboard_payload(
-    session: DbSession, framework_id: str, period: int, province: str | None,
+    session: DbSession,
+    framework_id: str,
+    period: int,
+    province: str | None,
     published_only: bool,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     framework = get_or_404(framework_id)
     ranked = await repository.ranking(session, framework_id, period, province, published_only)
     indices = [row.index_value for row in ranked]
@@ -308,21 +373,31 @@ async def dashboard_payload(
         parts.setdefault(row.node_id, []).append(row.value)
     in_scope = await repository.kab_kota_count(session, province)
     return {
-        "framework": framework_id, "period": period, "province": province,
-        "coverage": {"with_results": len(indices), "regions": in_scope,
-                     "percent": rounded(framework, Fraction(100 * len(indices), in_scope or 1))},
+        "framework": framework_id,
+        "period": period,
+        "province": province,
+        "coverage": {
+            "with_results": len(indices),
+            "regions": in_scope,
+            "percent": rounded(framework, Fraction(100 * len(indices), in_scope or 1)),
+        },
         "predicates": predicates,
         "index": _stats(framework, indices),
-        "parts": {child.id: {"name": child.name} | _stats(framework, parts.get(child.id, []))
-                  for child in framework.index.children},
-    }  # fmt: skip
+        "parts": {
+            child.id: {"name": child.name} | _stats(framework, parts.get(child.id, []))
+            for child in framework.index.children
+        },
+    }
 
 
 @router.get("/v1/dashboard", summary="Province or national figures for a framework and period")
 async def dashboard(
-    session: DbSession, principal: MaybePrincipal, framework: FrameworkQuery,
-    period: PeriodQuery, province: ProvinceQuery = None,
-) -> Response:  # fmt: skip
+    session: DbSession,
+    principal: MaybePrincipal,
+    framework: FrameworkQuery,
+    period: PeriodQuery,
+    province: ProvinceQuery = None,
+) -> Response:
     """Counts per predicate, mean and median index, the distribution of the index's parts
     (GMSC components, SPBE domains), and coverage: how many kabupaten/kota have results."""
     await check_region(session, province, province=True)

@@ -25,8 +25,13 @@ class SubscriptionIn(BaseModel):
 
 
 def _subscription(row: WebhookSubscription) -> dict[str, Any]:
-    return {"id": str(row.id), "url": row.url, "events": row.events, "active": row.active,
-            "created_at": row.created_at.isoformat()}  # fmt: skip
+    return {
+        "id": str(row.id),
+        "url": row.url,
+        "events": row.events,
+        "active": row.active,
+        "created_at": row.created_at.isoformat(),
+    }
 
 
 @router.post("", status_code=201, summary="Subscribe an endpoint to events")
@@ -38,18 +43,30 @@ async def subscribe(
     require_role(principal, "ministry-admin")
     unknown = sorted(set(body.events) - set(EVENTS))
     if unknown:
-        raise invalid("body", "/events", "unknown event",
-                      f"unknown event {unknown[0]!r} (known: {', '.join(EVENTS)})")  # fmt: skip
+        raise invalid(
+            "body",
+            "/events",
+            "unknown event",
+            f"unknown event {unknown[0]!r} (known: {', '.join(EVENTS)})",
+        )
     subscription = WebhookSubscription(
-        url=str(body.url), events=sorted(set(body.events)), secret=new_secret(),
+        url=str(body.url),
+        events=sorted(set(body.events)),
+        secret=new_secret(),
         created_by=principal.key_id,
-    )  # fmt: skip
+    )
     session.add(subscription)
     await session.flush()
     await session.refresh(subscription)
-    audit.record(session, principal, action="webhook.subscribe", entity="webhook_subscription",
-                 entity_id=str(subscription.id), after={"url": subscription.url,
-                 "events": subscription.events}, request_id=request.state.request_id)  # fmt: skip
+    audit.record(
+        session,
+        principal,
+        action="webhook.subscribe",
+        entity="webhook_subscription",
+        entity_id=str(subscription.id),
+        after={"url": subscription.url, "events": subscription.events},
+        request_id=request.state.request_id,
+    )
     return _subscription(subscription) | {"secret": subscription.secret}
 
 
@@ -71,9 +88,16 @@ async def unsubscribe(
     if subscription is None:
         raise NotFound(f"No webhook subscription {subscription_id}.")
     subscription.active = False
-    audit.record(session, principal, action="webhook.unsubscribe", entity="webhook_subscription",
-                 entity_id=str(subscription.id), before={"active": True},
-                 after={"active": False}, request_id=request.state.request_id)  # fmt: skip
+    audit.record(
+        session,
+        principal,
+        action="webhook.unsubscribe",
+        entity="webhook_subscription",
+        entity_id=str(subscription.id),
+        before={"active": True},
+        after={"active": False},
+        request_id=request.state.request_id,
+    )
     return Response(status_code=204)
 
 
@@ -83,13 +107,23 @@ async def deliveries(
 ) -> list[dict[str, Any]]:
     require_role(principal, "ministry-admin")
     rows = await session.scalars(
-        select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription_id)
-        .order_by(WebhookDelivery.id.desc()).limit(500)
-    )  # fmt: skip
+        select(WebhookDelivery)
+        .where(WebhookDelivery.subscription_id == subscription_id)
+        .order_by(WebhookDelivery.id.desc())
+        .limit(500)
+    )
     return [
-        {"id": row.id, "event_id": row.event_id, "event": row.event, "status": row.status,
-         "attempts": row.attempts, "last_status_code": row.last_status_code,
-         "last_error": row.last_error, "delivered_at": row.delivered_at,
-         "next_attempt_at": row.next_attempt_at, "payload": row.payload}
+        {
+            "id": row.id,
+            "event_id": row.event_id,
+            "event": row.event,
+            "status": row.status,
+            "attempts": row.attempts,
+            "last_status_code": row.last_status_code,
+            "last_error": row.last_error,
+            "delivered_at": row.delivered_at,
+            "next_attempt_at": row.next_attempt_at,
+            "payload": row.payload,
+        }
         for row in rows
-    ]  # fmt: skip
+    ]

@@ -39,8 +39,9 @@ class InputsIn(BaseModel):
 
 class TransitionIn(BaseModel):
     to: State
-    reason: str | None = Field(default=None, max_length=2000,
-                               description="Required to reopen a published assessment")  # fmt: skip
+    reason: str | None = Field(
+        default=None, max_length=2000, description="Required to reopen a published assessment"
+    )
 
 
 class AssignIn(BaseModel):
@@ -54,23 +55,32 @@ class EvidenceRequestIn(BaseModel):
 
 
 def _state(assessment: Assessment) -> dict[str, Any]:
-    return {"id": str(assessment.id), "region": assessment.region_code,
-            "framework": assessment.framework_id, "period": assessment.period,
-            "stage": assessment.stage, "state": assessment.state,
-            "input_revision": assessment.input_revision}  # fmt: skip
+    return {
+        "id": str(assessment.id),
+        "region": assessment.region_code,
+        "framework": assessment.framework_id,
+        "period": assessment.period,
+        "stage": assessment.stage,
+        "state": assessment.state,
+        "input_revision": assessment.input_revision,
+    }
 
 
 def _request(evidence_request: EvidenceRequest) -> dict[str, Any]:
     return {
-        "id": str(evidence_request.id), "assessment_id": str(evidence_request.assessment_id),
-        "node_ids": evidence_request.node_ids, "message": evidence_request.message,
+        "id": str(evidence_request.id),
+        "assessment_id": str(evidence_request.assessment_id),
+        "node_ids": evidence_request.node_ids,
+        "message": evidence_request.message,
         "due_date": evidence_request.due_date.isoformat() if evidence_request.due_date else None,
         "created_at": evidence_request.created_at.isoformat(),
         "answered_at": evidence_request.answered_at.isoformat()
-        if evidence_request.answered_at else None,
+        if evidence_request.answered_at
+        else None,
         "answered_by_item": str(evidence_request.answered_by_item)
-        if evidence_request.answered_by_item else None,
-    }  # fmt: skip
+        if evidence_request.answered_by_item
+        else None,
+    }
 
 
 @router.post("/v1/assessments", status_code=201, summary="Open an assessment (draft)")
@@ -78,70 +88,109 @@ async def open_assessment(
     body: AssessmentIn, request: Request, session: DbSession, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     assessment = await service.create(
-        session, principal, region=body.region, framework_id=body.framework, period=body.period,
-        stage=body.stage, request_id=request.state.request_id,
-    )  # fmt: skip
+        session,
+        principal,
+        region=body.region,
+        framework_id=body.framework,
+        period=body.period,
+        stage=body.stage,
+        request_id=request.state.request_id,
+    )
     return _state(assessment)
 
 
 @router.put("/v1/assessments/{assessment_id}/inputs", summary="Enter or verify values")
 async def put_inputs(
-    assessment_id: uuid.UUID, body: InputsIn, request: Request, session: DbSession,
+    assessment_id: uuid.UUID,
+    body: InputsIn,
+    request: Request,
+    session: DbSession,
     principal: CurrentPrincipal,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Both values of a leaf are kept; results use the verified value where there is one."""
     assessment, column = await service.set_inputs(
-        session, principal, assessment_id, body.values, body.note,
-        request.app.state.runtime.queue, request.state.request_id,
-    )  # fmt: skip
+        session,
+        principal,
+        assessment_id,
+        body.values,
+        body.note,
+        request.app.state.runtime.queue,
+        request.state.request_id,
+    )
     return _state(assessment) | {"written": column, "nodes": sorted(body.values)}
 
 
 @router.post("/v1/assessments/{assessment_id}/transitions", summary="Move through the workflow")
 async def post_transition(
-    assessment_id: uuid.UUID, body: TransitionIn, request: Request, session: DbSession,
+    assessment_id: uuid.UUID,
+    body: TransitionIn,
+    request: Request,
+    session: DbSession,
     principal: CurrentPrincipal,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """draft → submitted → in_review ⇄ evidence_requested; in_review → verified → published.
     409 for a move the current state does not allow, 403 for a role that may not make it."""
     assessment = await service.transition(
-        session, principal, assessment_id, body.to, body.reason,
-        request.app.state.runtime.queue, request.state.request_id,
-    )  # fmt: skip
+        session,
+        principal,
+        assessment_id,
+        body.to,
+        body.reason,
+        request.app.state.runtime.queue,
+        request.state.request_id,
+    )
     return _state(assessment)
 
 
-@router.post("/v1/assessments/{assessment_id}/assessors", status_code=201,
-             summary="Assign an assessor key")  # fmt: skip
+@router.post(
+    "/v1/assessments/{assessment_id}/assessors", status_code=201, summary="Assign an assessor key"
+)
 async def post_assessor(
-    assessment_id: uuid.UUID, body: AssignIn, request: Request, session: DbSession,
+    assessment_id: uuid.UUID,
+    body: AssignIn,
+    request: Request,
+    session: DbSession,
     principal: CurrentPrincipal,
-) -> dict[str, str]:  # fmt: skip
+) -> dict[str, str]:
     await service.assign(session, principal, assessment_id, body.key_id, request.state.request_id)
     return {"assessment_id": str(assessment_id), "key_id": str(body.key_id)}
 
 
-@router.post("/v1/assessments/{assessment_id}/evidence-requests", status_code=201,
-             summary="Ask the region for more evidence (pendalaman)")  # fmt: skip
+@router.post(
+    "/v1/assessments/{assessment_id}/evidence-requests",
+    status_code=201,
+    summary="Ask the region for more evidence (pendalaman)",
+)
 async def post_evidence_request(
-    assessment_id: uuid.UUID, body: EvidenceRequestIn, request: Request, session: DbSession,
+    assessment_id: uuid.UUID,
+    body: EvidenceRequestIn,
+    request: Request,
+    session: DbSession,
     principal: CurrentPrincipal,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Moves the assessment to evidence_requested; the region answers by uploading evidence
     with `request_id`, then moves it back to in_review."""
     evidence_request = await service.request_evidence(
-        session, principal, assessment_id, body.node_ids, body.message, body.due_date,
-        request.app.state.runtime.queue, request.state.request_id,
-    )  # fmt: skip
+        session,
+        principal,
+        assessment_id,
+        body.node_ids,
+        body.message,
+        body.due_date,
+        request.app.state.runtime.queue,
+        request.state.request_id,
+    )
     await session.refresh(evidence_request)
     return _request(evidence_request)
 
 
 @router.get("/v1/assessments/{assessment_id}/evidence-requests", summary="Evidence requests")
 async def list_evidence_requests(
-    assessment_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal,
+    assessment_id: uuid.UUID,
+    session: DbSession,
+    principal: CurrentPrincipal,
     status: Annotated[Literal["open", "answered", "all"], Query()] = "open",
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[dict[str, Any]]:
     assessment = await session.get(Assessment, assessment_id)
     if assessment is None:
         raise NotFound(f"No assessment {assessment_id}.")

@@ -81,9 +81,15 @@ async def locked(session: AsyncSession, assessment_id: uuid.UUID) -> Assessment:
 
 
 async def create(
-    session: AsyncSession, principal: Principal, *, region: str, framework_id: str, period: int,
-    stage: str, request_id: str | None,
-) -> Assessment:  # fmt: skip
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    region: str,
+    framework_id: str,
+    period: int,
+    stage: str,
+    request_id: str | None,
+) -> Assessment:
     if principal.role not in ("region-operator", ADMIN):
         raise Forbidden(f"The role {principal.role!r} may not open assessments.")
     framework = registry().get(framework_id)
@@ -93,27 +99,55 @@ async def create(
         raise NotFound(f"No region with Kemendagri code {region!r}.")
     if not principal.may_write_region(region):
         raise Forbidden(f"The key {principal.name!r} may not act for region {region!r}.")
-    existing = await session.scalar(select(Assessment.id).where(
-        Assessment.region_code == region, Assessment.framework_id == framework_id,
-        Assessment.period == period, Assessment.stage == stage))  # fmt: skip
+    existing = await session.scalar(
+        select(Assessment.id).where(
+            Assessment.region_code == region,
+            Assessment.framework_id == framework_id,
+            Assessment.period == period,
+            Assessment.stage == stage,
+        )
+    )
     if existing is not None:
-        raise Conflict(f"Assessment {existing} already covers {region} {framework_id} {period}.",
-                       assessment_id=str(existing))  # fmt: skip
-    assessment = Assessment(region_code=region, framework_id=framework_id, period=period,
-                            stage=stage, state=initial_state(framework))  # fmt: skip
+        raise Conflict(
+            f"Assessment {existing} already covers {region} {framework_id} {period}.",
+            assessment_id=str(existing),
+        )
+    assessment = Assessment(
+        region_code=region,
+        framework_id=framework_id,
+        period=period,
+        stage=stage,
+        state=initial_state(framework),
+    )
     session.add(assessment)
     await session.flush()
-    audit.record(session, principal, action="assessment.create", entity="assessment",
-                 entity_id=str(assessment.id), after={"region": region, "framework": framework_id,
-                 "period": period, "stage": stage, "state": assessment.state},
-                 request_id=request_id)  # fmt: skip
+    audit.record(
+        session,
+        principal,
+        action="assessment.create",
+        entity="assessment",
+        entity_id=str(assessment.id),
+        after={
+            "region": region,
+            "framework": framework_id,
+            "period": period,
+            "stage": stage,
+            "state": assessment.state,
+        },
+        request_id=request_id,
+    )
     return assessment
 
 
 async def set_inputs(
-    session: AsyncSession, principal: Principal, assessment_id: uuid.UUID,
-    values: dict[str, Any], note: str | None, queue: Queue | None, request_id: str | None,
-) -> tuple[Assessment, str]:  # fmt: skip
+    session: AsyncSession,
+    principal: Principal,
+    assessment_id: uuid.UUID,
+    values: dict[str, Any],
+    note: str | None,
+    queue: Queue | None,
+    request_id: str | None,
+) -> tuple[Assessment, str]:
     """Region operators write self-assessed values, assessors verified ones. Returns the
     assessment and which value was written ("self" or "verified")."""
     if principal.role not in ("region-operator", "assessor", ADMIN):
@@ -123,21 +157,34 @@ async def set_inputs(
     column = "self" if principal.role == "region-operator" else "verified"
     allowed = SELF_STATES if column == "self" else VERIFY_STATES
     if assessment.state == "published":
-        raise Conflict("The assessment is published and its inputs are locked; a correction "
-                       "reopens it first (transition to in_review with a reason).")  # fmt: skip
+        raise Conflict(
+            "The assessment is published and its inputs are locked; a correction "
+            "reopens it first (transition to in_review with a reason)."
+        )
     if assessment.state not in allowed:
-        raise Conflict(f"{column} values are entered in {', '.join(sorted(allowed))}; the "
-                       f"assessment is {assessment.state}.", state=assessment.state)  # fmt: skip
+        raise Conflict(
+            f"{column} values are entered in {', '.join(sorted(allowed))}; the "
+            f"assessment is {assessment.state}.",
+            state=assessment.state,
+        )
     framework = registry()[assessment.framework_id]
     nodes = {node.id: node for node in framework.nodes()}
     for node_id, value in values.items():
         node = nodes.get(node_id)
         if node is None:
-            raise invalid("body", f"/values/{node_id}", "unknown node",
-                          f"unknown node {node_id!r} in {framework.id}")  # fmt: skip
+            raise invalid(
+                "body",
+                f"/values/{node_id}",
+                "unknown node",
+                f"unknown node {node_id!r} in {framework.id}",
+            )
         if node.is_leaf and node.input != "assessed":
-            raise invalid("body", f"/values/{node_id}", "computed",
-                          f"{node_id} is {node.input}-driven; it cannot be entered")  # fmt: skip
+            raise invalid(
+                "body",
+                f"/values/{node_id}",
+                "computed",
+                f"{node_id} is {node.input}-driven; it cannot be entered",
+            )
         if value is not None:
             try:
                 evaluate(framework, Inputs(values={node_id: _text(value)}))
@@ -155,10 +202,16 @@ async def set_inputs(
         else:
             row.verified_value = stored
         row.note = note if note is not None else row.note
-        audit.record(session, principal, action=f"input.{column}", entity="assessment_input",
-                     entity_id=f"{assessment.id}/{node_id}", before=before,
-                     after={"self": row.self_value, "verified": row.verified_value},
-                     request_id=request_id)  # fmt: skip
+        audit.record(
+            session,
+            principal,
+            action=f"input.{column}",
+            entity="assessment_input",
+            entity_id=f"{assessment.id}/{node_id}",
+            before=before,
+            after={"self": row.self_value, "verified": row.verified_value},
+            request_id=request_id,
+        )
     await session.flush()
     await mark_dirty(session, [assessment.id], queue)
     await session.refresh(assessment)
@@ -173,17 +226,25 @@ def _text(value: Any) -> Any:
 
 
 async def transition(
-    session: AsyncSession, principal: Principal, assessment_id: uuid.UUID, to: str,
-    reason: str | None, queue: Queue | None, request_id: str | None,
-) -> Assessment:  # fmt: skip
+    session: AsyncSession,
+    principal: Principal,
+    assessment_id: uuid.UUID,
+    to: str,
+    reason: str | None,
+    queue: Queue | None,
+    request_id: str | None,
+) -> Assessment:
     assessment = await locked(session, assessment_id)
     edge = (assessment.state, to)
     if edge not in TRANSITIONS:
-        raise Conflict(f"An assessment in {assessment.state} cannot move to {to}.",
-                       state=assessment.state)  # fmt: skip
+        raise Conflict(
+            f"An assessment in {assessment.state} cannot move to {to}.", state=assessment.state
+        )
     if principal.role not in TRANSITIONS[edge]:
-        raise Forbidden(f"The role {principal.role!r} may not move an assessment from "
-                        f"{assessment.state} to {to}.")  # fmt: skip
+        raise Forbidden(
+            f"The role {principal.role!r} may not move an assessment from "
+            f"{assessment.state} to {to}."
+        )
     await check_scope(session, principal, assessment)
     if edge == ("published", "in_review") and not (reason and reason.strip()):
         message = "Reopening a published assessment is a correction: give a reason."
@@ -191,25 +252,41 @@ async def transition(
     before = snapshot(assessment)
     assessment.state = to
     await session.flush()
-    audit.record(session, principal, action="assessment.transition", entity="assessment",
-                 entity_id=str(assessment.id), before=before,
-                 after=snapshot(assessment) | ({"reason": reason} if reason else {}),
-                 request_id=request_id)  # fmt: skip
+    audit.record(
+        session,
+        principal,
+        action="assessment.transition",
+        entity="assessment",
+        entity_id=str(assessment.id),
+        before=before,
+        after=snapshot(assessment) | ({"reason": reason} if reason else {}),
+        request_id=request_id,
+    )
     if to == "published" or before["state"] == "published":
         # Linked views read only published figures: they follow publication and corrections.
         await mark_dirty(session, [assessment.id], queue)
     if to == "published":
-        await webhooks.emit(session, "assessment.published", {
-            "assessment_id": str(assessment.id), "region": assessment.region_code,
-            "framework": assessment.framework_id, "period": assessment.period,
-        }, queue)  # fmt: skip
+        await webhooks.emit(
+            session,
+            "assessment.published",
+            {
+                "assessment_id": str(assessment.id),
+                "region": assessment.region_code,
+                "framework": assessment.framework_id,
+                "period": assessment.period,
+            },
+            queue,
+        )
     return assessment
 
 
 async def assign(
-    session: AsyncSession, principal: Principal, assessment_id: uuid.UUID, key_id: uuid.UUID,
+    session: AsyncSession,
+    principal: Principal,
+    assessment_id: uuid.UUID,
+    key_id: uuid.UUID,
     request_id: str | None,
-) -> None:  # fmt: skip
+) -> None:
     if principal.role != ADMIN:
         raise Forbidden("Only a ministry-admin assigns assessors.")
     assessment = await locked(session, assessment_id)
@@ -218,42 +295,78 @@ async def assign(
         raise invalid("body", "/key_id", "not an assessor", f"{key_id} is not an assessor key")
     if await session.get(AssessmentAssignment, (assessment.id, key_id)) is None:
         session.add(AssessmentAssignment(assessment_id=assessment.id, key_id=key_id))
-        audit.record(session, principal, action="assessment.assign", entity="assessment",
-                     entity_id=str(assessment.id), after={"assessor": str(key_id),
-                     "name": key.name}, request_id=request_id)  # fmt: skip
+        audit.record(
+            session,
+            principal,
+            action="assessment.assign",
+            entity="assessment",
+            entity_id=str(assessment.id),
+            after={"assessor": str(key_id), "name": key.name},
+            request_id=request_id,
+        )
         await session.flush()
 
 
 async def request_evidence(
-    session: AsyncSession, principal: Principal, assessment_id: uuid.UUID, node_ids: list[str],
-    message: str, due_date: date | None, queue: Queue | None, request_id: str | None,
-) -> EvidenceRequest:  # fmt: skip
+    session: AsyncSession,
+    principal: Principal,
+    assessment_id: uuid.UUID,
+    node_ids: list[str],
+    message: str,
+    due_date: date | None,
+    queue: Queue | None,
+    request_id: str | None,
+) -> EvidenceRequest:
     if principal.role not in ("assessor", ADMIN):
         raise Forbidden(f"The role {principal.role!r} may not request evidence.")
     assessment = await locked(session, assessment_id)
     await check_scope(session, principal, assessment)
     if assessment.state not in ("in_review", "evidence_requested"):
-        raise Conflict(f"Evidence is requested during review; the assessment is "
-                       f"{assessment.state}.", state=assessment.state)  # fmt: skip
+        raise Conflict(
+            f"Evidence is requested during review; the assessment is {assessment.state}.",
+            state=assessment.state,
+        )
     known = {node.id for node in registry()[assessment.framework_id].nodes()}
     for node_id in node_ids:
         if node_id not in known:
-            raise invalid("body", "/node_ids", "unknown node",
-                          f"unknown node {node_id!r} in {assessment.framework_id}")  # fmt: skip
-    evidence_request = EvidenceRequest(assessment_id=assessment.id, node_ids=node_ids,
-                                       message=message, due_date=due_date,
-                                       requested_by=principal.key_id)  # fmt: skip
+            raise invalid(
+                "body",
+                "/node_ids",
+                "unknown node",
+                f"unknown node {node_id!r} in {assessment.framework_id}",
+            )
+    evidence_request = EvidenceRequest(
+        assessment_id=assessment.id,
+        node_ids=node_ids,
+        message=message,
+        due_date=due_date,
+        requested_by=principal.key_id,
+    )
     session.add(evidence_request)
     before = snapshot(assessment)
     assessment.state = "evidence_requested"
     await session.flush()
-    audit.record(session, principal, action="evidence.request", entity="assessment",
-                 entity_id=str(assessment.id), before=before,
-                 after=snapshot(assessment) | {"request": str(evidence_request.id),
-                 "node_ids": node_ids}, request_id=request_id)  # fmt: skip
-    await webhooks.emit(session, "evidence.requested", {
-        "assessment_id": str(assessment.id), "region": assessment.region_code,
-        "request_id": str(evidence_request.id), "node_ids": node_ids, "message": message,
-        "due_date": due_date.isoformat() if due_date else None,
-    }, queue)  # fmt: skip
+    audit.record(
+        session,
+        principal,
+        action="evidence.request",
+        entity="assessment",
+        entity_id=str(assessment.id),
+        before=before,
+        after=snapshot(assessment) | {"request": str(evidence_request.id), "node_ids": node_ids},
+        request_id=request_id,
+    )
+    await webhooks.emit(
+        session,
+        "evidence.requested",
+        {
+            "assessment_id": str(assessment.id),
+            "region": assessment.region_code,
+            "request_id": str(evidence_request.id),
+            "node_ids": node_ids,
+            "message": message,
+            "due_date": due_date.isoformat() if due_date else None,
+        },
+        queue,
+    )
     return evidence_request

@@ -42,15 +42,26 @@ async def _out(session: DbSession, items: list[EvidenceItem]) -> list[EvidenceOu
     result = []
     for item in items:
         revisions: list[dict[str, Any]] = [
-            {"revision": r.revision, "sha256": r.sha256, "size": o.size,
-             "content_type": o.content_type, "filename": r.filename,
-             "uploaded_at": r.uploaded_at.isoformat()}
+            {
+                "revision": r.revision,
+                "sha256": r.sha256,
+                "size": o.size,
+                "content_type": o.content_type,
+                "filename": r.filename,
+                "uploaded_at": r.uploaded_at.isoformat(),
+            }
             for r, o in grouped.get(item.id, [])
-        ]  # fmt: skip
-        result.append(EvidenceOut(id=item.id, assessment_id=item.assessment_id,
-                                  node_ids=item.node_ids, title=item.title,
-                                  latest_revision=item.latest_revision,
-                                  revisions=[RevisionOut(**r) for r in revisions]))  # fmt: skip
+        ]
+        result.append(
+            EvidenceOut(
+                id=item.id,
+                assessment_id=item.assessment_id,
+                node_ids=item.node_ids,
+                title=item.title,
+                latest_revision=item.latest_revision,
+                revisions=[RevisionOut(**r) for r in revisions],
+            )
+        )
     return result
 
 
@@ -62,25 +73,40 @@ async def _out(session: DbSession, items: list[EvidenceItem]) -> list[EvidenceOu
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"multipart/form-data": {"schema": {
-                "type": "object",
-                "required": ["assessment_id", "file"],
-                "properties": {
-                    "assessment_id": {"type": "string", "format": "uuid"},
-                    "node_ids": {"type": "string", "description": "Comma-separated, e.g. I11,I12"},
-                    "title": {"type": "string"},
-                    "item_id": {"type": "string", "format": "uuid",
-                                "description": "Upload a new revision of this evidence item"},
-                    "request_id": {"type": "string", "format": "uuid",
-                                   "description": "The evidence request this upload answers"},
-                    "file": {"type": "string", "format": "binary"},
-                },
-            }}},
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["assessment_id", "file"],
+                        "properties": {
+                            "assessment_id": {"type": "string", "format": "uuid"},
+                            "node_ids": {
+                                "type": "string",
+                                "description": "Comma-separated, e.g. I11,I12",
+                            },
+                            "title": {"type": "string"},
+                            "item_id": {
+                                "type": "string",
+                                "format": "uuid",
+                                "description": "Upload a new revision of this evidence item",
+                            },
+                            "request_id": {
+                                "type": "string",
+                                "format": "uuid",
+                                "description": "The evidence request this upload answers",
+                            },
+                            "file": {"type": "string", "format": "binary"},
+                        },
+                    }
+                }
+            },
         }
     },
-    responses={413: {"description": "Larger than CERDAS_EVIDENCE_MAX_BYTES"},
-               415: {"description": "Content is not PDF, PNG, JPEG, DOCX, XLSX, ODT or ODS"}},
-)  # fmt: skip
+    responses={
+        413: {"description": "Larger than CERDAS_EVIDENCE_MAX_BYTES"},
+        415: {"description": "Content is not PDF, PNG, JPEG, DOCX, XLSX, ODT or ODS"},
+    },
+)
 async def upload_evidence(
     request: Request, session: DbSession, principal: CurrentPrincipal
 ) -> EvidenceOut:
@@ -124,8 +150,11 @@ async def download_evidence(
     if item is None:
         raise NotFound(f"No evidence item {item_id}.")
     wanted = revision or item.latest_revision
-    found = [(r, o) for r, o in (await service.revisions(session, [item.id])).get(item.id, [])
-             if r.revision == wanted]  # fmt: skip
+    found = [
+        (r, o)
+        for r, o in (await service.revisions(session, [item.id])).get(item.id, [])
+        if r.revision == wanted
+    ]
     if not found:
         raise NotFound(f"Evidence item {item_id} has no revision {wanted}.")
     stored_revision, stored = found[0]

@@ -105,9 +105,10 @@ async def store(
     unknown = [node for node in node_ids if node not in known]
     if unknown:
         raise _invalid(
-            "node_ids", f"unknown {unknown[0]}",
+            "node_ids",
+            f"unknown {unknown[0]}",
             f"unknown node {unknown[0]!r} in {assessment.framework_id}",
-        )  # fmt: skip
+        )
     upload, sha256 = received.upload, received.sha256
     if upload is None or sha256 is None:
         raise _invalid("file", "missing", "form field 'file' is required")
@@ -125,8 +126,11 @@ async def store(
     if stored is None:
         key = object_key(sha256)
         await storage.commit(upload, key)
-        session.add(EvidenceObject(sha256=sha256, size=upload.size, content_type=ALLOWED[kind],
-                                   storage_key=key))  # fmt: skip
+        session.add(
+            EvidenceObject(
+                sha256=sha256, size=upload.size, content_type=ALLOWED[kind], storage_key=key
+            )
+        )
     else:
         upload.discard()  # the same bytes are already stored
 
@@ -140,22 +144,39 @@ async def store(
     else:
         title = _field(received, "title") or filename
         item = EvidenceItem(
-            assessment_id=assessment.id, node_ids=sorted(set(node_ids)), title=title,
+            assessment_id=assessment.id,
+            node_ids=sorted(set(node_ids)),
+            title=title,
             latest_revision=1,
-        )  # fmt: skip
+        )
         session.add(item)
         await session.flush()
-    session.add(EvidenceRevision(item_id=item.id, revision=item.latest_revision, sha256=sha256,
-                                 filename=filename, uploaded_by=principal.key_id))  # fmt: skip
+    session.add(
+        EvidenceRevision(
+            item_id=item.id,
+            revision=item.latest_revision,
+            sha256=sha256,
+            filename=filename,
+            uploaded_by=principal.key_id,
+        )
+    )
     request_id = _uuid(received, "request_id", required=False)
     if request_id is not None:
         await _answer(session, request_id, assessment.id, item.id)
     audit.record(
-        session, principal, action="evidence.upload", entity="evidence_item",
+        session,
+        principal,
+        action="evidence.upload",
+        entity="evidence_item",
         entity_id=str(item.id),
-        after={"revision": item.latest_revision, "sha256": sha256, "filename": filename,
-               "node_ids": item.node_ids, "assessment_id": str(assessment.id)},
-    )  # fmt: skip
+        after={
+            "revision": item.latest_revision,
+            "sha256": sha256,
+            "filename": filename,
+            "node_ids": item.node_ids,
+            "assessment_id": str(assessment.id),
+        },
+    )
     await session.flush()
     return item
 

@@ -32,12 +32,19 @@ class MetricDefinition:
 
     def public(self) -> dict[str, Any]:
         return {
-            "key": self.key, "name": self.name, "description": self.description,
-            "type": self.type, "unit": self.unit, "min": str(self.min), "max": str(self.max),
+            "key": self.key,
+            "name": self.name,
+            "description": self.description,
+            "type": self.type,
+            "unit": self.unit,
+            "min": str(self.min),
+            "max": str(self.max),
             "grain": self.grain,
-            "dimensions": {name: None if allowed is None else sorted(allowed)
-                           for name, allowed in self.dimensions.items()},
-        }  # fmt: skip
+            "dimensions": {
+                name: None if allowed is None else sorted(allowed)
+                for name, allowed in self.dimensions.items()
+            },
+        }
 
 
 def _definition(key: str, spec: dict[str, Any]) -> MetricDefinition:
@@ -47,10 +54,16 @@ def _definition(key: str, spec: dict[str, Any]) -> MetricDefinition:
     for name, allowed in (spec.get("dimensions") or {}).items():
         dimensions[str(name)] = None if allowed == "any" else frozenset(map(str, allowed))
     return MetricDefinition(
-        key=key, name=str(spec["name"]), description=str(spec.get("description", "")),
-        type=spec["type"], unit=str(spec["unit"]), min=Decimal(str(spec["min"])),
-        max=Decimal(str(spec["max"])), grain=spec["grain"], dimensions=dimensions,
-    )  # fmt: skip
+        key=key,
+        name=str(spec["name"]),
+        description=str(spec.get("description", "")),
+        type=spec["type"],
+        unit=str(spec["unit"]),
+        min=Decimal(str(spec["min"])),
+        max=Decimal(str(spec["max"])),
+        grain=spec["grain"],
+        dimensions=dimensions,
+    )
 
 
 @lru_cache(maxsize=1)

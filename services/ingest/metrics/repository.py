@@ -14,9 +14,16 @@ from services.ingest.metrics.validation import ValidPoint
 from services.models import MetricPoint, Region
 
 _STAGING_COLUMNS = (
-    "ord", "region_code", "metric", "period", "period_start", "year", "dimensions",
-    "dimension_key", "value",
-)  # fmt: skip
+    "ord",
+    "region_code",
+    "metric",
+    "period",
+    "period_start",
+    "year",
+    "dimensions",
+    "dimension_key",
+    "value",
+)
 
 _CREATE_STAGING = text(
     """
@@ -119,10 +126,19 @@ async def copy_to_staging(session: AsyncSession, points: Sequence[tuple[int, Val
     driver = raw.driver_connection
     assert driver is not None
     records = [
-        (index, p.region_code, p.metric, p.period, p.period_start, p.year,
-         json.dumps(p.dimensions), p.dimension_key, p.value)
+        (
+            index,
+            p.region_code,
+            p.metric,
+            p.period,
+            p.period_start,
+            p.year,
+            json.dumps(p.dimensions),
+            p.dimension_key,
+            p.value,
+        )
         for index, p in points
-    ]  # fmt: skip
+    ]
     await driver.copy_records_to_table(
         "metric_staging", records=records, columns=list(_STAGING_COLUMNS)
     )
@@ -148,9 +164,14 @@ async def apply(
 ) -> list[Change]:
     rows = await session.execute(
         _APPLY,
-        {"source_key_id": source_key_id, "actor_id": source_key_id, "actor_name": actor_name,
-         "role": role, "request_id": request_id},
-    )  # fmt: skip
+        {
+            "source_key_id": source_key_id,
+            "actor_id": source_key_id,
+            "actor_name": actor_name,
+            "role": role,
+            "request_id": request_id,
+        },
+    )
     return [Change(r.region_code, r.year, r.metric, r.created, r.updated) for r in rows]
 
 

@@ -85,9 +85,14 @@ async def push_batch(
             yield index, point
 
     summary = await service.import_points(
-        session, principal, points(), atomic=atomic, dry_run=dry_run,
-        queue=request.app.state.runtime.queue, request_id=request.state.request_id,
-    )  # fmt: skip
+        session,
+        principal,
+        points(),
+        atomic=atomic,
+        dry_run=dry_run,
+        queue=request.app.state.runtime.queue,
+        request_id=request.state.request_id,
+    )
     if idempotency_key and not dry_run and summary.status != "error":
         remember(session, principal.audit_id, idempotency_key, fingerprint, 200, summary.public())
     return _respond(summary)
@@ -99,14 +104,18 @@ async def push_batch(
     summary="Bulk load metric points from CSV (streamed)",
     openapi_extra={
         "requestBody": {
-            "content": {"text/csv": {"schema": {"type": "string"}, "example":
-                "region,metric,period,value,dimensions\n"
-                "32.71,integrated_apps,2024-12,148,\n"
-                "32.16,service_transactions,2024-11,5230,service=adminduk\n"}},
+            "content": {
+                "text/csv": {
+                    "schema": {"type": "string"},
+                    "example": "region,metric,period,value,dimensions\n"
+                    "32.71,integrated_apps,2024-12,148,\n"
+                    "32.16,service_transactions,2024-11,5230,service=adminduk\n",
+                }
+            },
             "required": True,
         }
     },
-)  # fmt: skip
+)
 async def import_csv(
     request: Request,
     session: DbSession,
@@ -122,9 +131,14 @@ async def import_csv(
     if content_type not in {"text/csv", "application/csv"}:
         raise UnsupportedMediaType(f"Send the points as text/csv, not {content_type or 'nothing'}.")
     summary = await service.import_points(
-        session, principal, _csv_points(request, principal), atomic=atomic, dry_run=dry_run,
-        queue=request.app.state.runtime.queue, request_id=request.state.request_id,
-    )  # fmt: skip
+        session,
+        principal,
+        _csv_points(request, principal),
+        atomic=atomic,
+        dry_run=dry_run,
+        queue=request.app.state.runtime.queue,
+        request_id=request.state.request_id,
+    )
     return _respond(summary)
 
 
@@ -194,11 +208,17 @@ async def list_metrics(
         session, region=region, metric=metric, year=year, after_id=after, limit=limit + 1
     )
     items = [
-        {"id": row.id, "region": row.region_code, "metric": row.metric, "period": row.period,
-         "dimensions": row.dimensions, "value": format(row.value.normalize(), "f"),
-         "updated_at": row.updated_at.isoformat()}
+        {
+            "id": row.id,
+            "region": row.region_code,
+            "metric": row.metric,
+            "period": row.period,
+            "dimensions": row.dimensions,
+            "value": format(row.value.normalize(), "f"),
+            "updated_at": row.updated_at.isoformat(),
+        }
         for row in rows[:limit]
-    ]  # fmt: skip
+    ]
     next_cursor = encode_cursor(items[-1]["id"]) if len(rows) > limit else None
     return MetricPage.model_validate({"items": items, "next_cursor": next_cursor})
 

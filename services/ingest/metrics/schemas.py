@@ -16,15 +16,29 @@ class MetricBatch(BaseModel):
         ),
         json_schema_extra={
             "example": [
-                {"region": "32.71", "metric": "integrated_apps", "period": "2024-12",
-                 "value": 148, "unit": "apps"},
-                {"region": "32.71", "metric": "integrated_apps_target", "period": "2024-12",
-                 "value": 327},
-                {"region": "32.16", "metric": "service_transactions", "period": "2024-11",
-                 "value": 5230, "dimensions": {"service": "adminduk"}},
+                {
+                    "region": "32.71",
+                    "metric": "integrated_apps",
+                    "period": "2024-12",
+                    "value": 148,
+                    "unit": "apps",
+                },
+                {
+                    "region": "32.71",
+                    "metric": "integrated_apps_target",
+                    "period": "2024-12",
+                    "value": 327,
+                },
+                {
+                    "region": "32.16",
+                    "metric": "service_transactions",
+                    "period": "2024-11",
+                    "value": 5230,
+                    "dimensions": {"service": "adminduk"},
+                },
             ]
         },
-    )  # fmt: skip
+    )
 
 
 class Counts(BaseModel):

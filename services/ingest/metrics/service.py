@@ -59,13 +59,16 @@ class ImportSummary:
             "atomic": self.atomic,
             "stored": self.stored,
             "counts": {
-                "received": self.received, "created": self.created, "updated": self.updated,
-                "unchanged": self.unchanged, "rejected": self.rejected,
+                "received": self.received,
+                "created": self.created,
+                "updated": self.updated,
+                "unchanged": self.unchanged,
+                "rejected": self.rejected,
             },
             "rejected": [rejection.public() for rejection in self.rejections],
             "rejected_truncated": self.rejected > len(self.rejections),
             "recomputes_requested": self.recomputes,
-        }  # fmt: skip
+        }
 
 
 def check_regions(principal: Principal, region_codes: Iterable[object]) -> None:
@@ -121,9 +124,12 @@ async def import_points(
     if dry_run or (atomic and summary.rejected):
         return summary
     changes = await repository.apply(
-        session, source_key_id=principal.key_id, actor_name=principal.name,
-        role=principal.role, request_id=request_id,
-    )  # fmt: skip
+        session,
+        source_key_id=principal.key_id,
+        actor_name=principal.name,
+        role=principal.role,
+        request_id=request_id,
+    )
     summary.stored = True
     summary.recomputes = await _mark_affected(session, changes, queue)
     return summary

@@ -58,8 +58,9 @@ def validate_point(
         return Rejection(index, "", raw)
     if not isinstance(raw, dict):
         return Rejection(index, "", "a point must be an object")
-    unknown = sorted(set(raw) - {"region", "metric", "period", "timestamp", "value", "unit",
-                                 "dimensions"})  # fmt: skip
+    unknown = sorted(
+        set(raw) - {"region", "metric", "period", "timestamp", "value", "unit", "dimensions"}
+    )
     if unknown:
         return Rejection(index, unknown[0], f"unknown field {unknown[0]!r}")
     region = raw.get("region")

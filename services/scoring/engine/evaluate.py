@@ -104,9 +104,11 @@ class _Evaluation:
             if not items:
                 return self._absent(node, note="no items given")
             return _Computed(
-                sum(items, Fraction(0)) / len(items), "input", inputs=(f"value:{node.id}",),
+                sum(items, Fraction(0)) / len(items),
+                "input",
+                inputs=(f"value:{node.id}",),
                 items=items,
-            )  # fmt: skip
+            )
         return _Computed(self._number(node, raw, node.scale), "input", (f"value:{node.id}",))
 
     def _metric(self, node: Node) -> _Computed:
@@ -117,8 +119,10 @@ class _Evaluation:
         if any(raw is None for raw in raws):
             absent = [key for key, raw in zip(rule.metric_keys, raws, strict=True) if raw is None]
             return self._absent(node, note="no value for metric " + ", ".join(absent))
-        values = [self._metric_number(node, key, raw)
-                  for key, raw in zip(rule.metric_keys, raws, strict=True)]  # fmt: skip
+        values = [
+            self._metric_number(node, key, raw)
+            for key, raw in zip(rule.metric_keys, raws, strict=True)
+        ]
         if rule.key is not None:
             value = values[0] * rule.multiplier
         elif values[1] == 0:
@@ -173,8 +177,9 @@ class _Evaluation:
             return _Computed(None, "missing", inputs=used, missing=missing)
         value = self._combine(node, pairs)
         if value is None:
-            return _Computed(None, "missing", inputs=used, missing=missing,
-                             note=f"{node.denominator} is 0")  # fmt: skip
+            return _Computed(
+                None, "missing", inputs=used, missing=missing, note=f"{node.denominator} is 0"
+            )
         return _Computed(value * node.multiplier, "computed", inputs=used, missing=missing)
 
     def _combine(self, node: Node, pairs: list[tuple[Node, _Computed]]) -> Fraction | None:
@@ -221,8 +226,11 @@ class _Evaluation:
 
     def _contributions(self, node: Node) -> None:
         """What each child adds to ``node``'s value, in ``node``'s units."""
-        present = [(child, self.computed[child.id]) for child in node.children
-                   if self.computed[child.id].exact is not None]  # fmt: skip
+        present = [
+            (child, self.computed[child.id])
+            for child in node.children
+            if self.computed[child.id].exact is not None
+        ]
         if node.aggregation == "weighted_mean":
             total = sum((child.weight for child, _ in present), Fraction(0))
             for child, computed in present:
@@ -262,9 +270,9 @@ class _Evaluation:
             computed = self.computed[node.id]
             value = None
             if computed.exact is not None:
-                places = 0 if node.scale is not None and node.scale.integer else (
-                    framework.precision
-                )  # fmt: skip
+                places = (
+                    0 if node.scale is not None and node.scale.integer else (framework.precision)
+                )
                 value = round_exact(computed.exact, places, framework.rounding)
             contribution = None
             if computed.contribution is not None:

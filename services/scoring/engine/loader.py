@@ -35,14 +35,37 @@ from services.scoring.engine.numbers import ROUNDING_MODES, NotANumber, Rounding
 
 _ID = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 _TOP_KEYS = {
-    "id", "name", "version", "source", "description", "precision", "contribution_precision",
-    "rounding", "scales", "index", "views",
-}  # fmt: skip
+    "id",
+    "name",
+    "version",
+    "source",
+    "description",
+    "precision",
+    "contribution_precision",
+    "rounding",
+    "scales",
+    "index",
+    "views",
+}
 _NODE_KEYS = {
-    "id", "name", "description", "weight", "weights_total", "scale", "required", "aggregation",
-    "numerator", "denominator", "multiplier", "input", "items", "metric", "link", "predicates",
+    "id",
+    "name",
+    "description",
+    "weight",
+    "weights_total",
+    "scale",
+    "required",
+    "aggregation",
+    "numerator",
+    "denominator",
+    "multiplier",
+    "input",
+    "items",
+    "metric",
+    "link",
+    "predicates",
     "children",
-}  # fmt: skip
+}
 
 
 class _DecimalLoader(yaml.SafeLoader):
@@ -219,9 +242,12 @@ class _Compiler:
                 else:
                     labels[level] = str(label)
         return Scale(
-            low, high, integer=bool(spec.get("integer", False)), labels=labels,
+            low,
+            high,
+            integer=bool(spec.get("integer", False)),
+            labels=labels,
             unit=_opt_str(spec.get("unit")),
-        )  # fmt: skip
+        )
 
     def _bands(self, specs: Any, path: str, scale: Scale | None, *, kind: str) -> tuple[Band, ...]:
         """Bands must be ordered, touch without overlap or gap, and cover the scale."""
@@ -239,9 +265,10 @@ class _Compiler:
                 return ()
             lower = self._number(spec["from"], path, f"{where} 'from'")
             upper = (
-                self._number(spec["to"], path, f"{where} 'to'") if spec.get("to") is not None
+                self._number(spec["to"], path, f"{where} 'to'")
+                if spec.get("to") is not None
                 else None
-            )  # fmt: skip
+            )
             if lower is None or (spec.get("to") is not None and upper is None):
                 return ()
             if upper is not None and upper <= lower:
@@ -340,10 +367,18 @@ class _Compiler:
         if len(self.issues) > before or weight is None:
             return None
         return Node(
-            id=node_id, name=name, path=path, weight=weight, scale=scale, required=required,
-            children=tuple(children), multiplier=multiplier, predicates=predicates,
-            description=_opt_str(spec.get("description")), **node_kwargs,
-        )  # fmt: skip
+            id=node_id,
+            name=name,
+            path=path,
+            weight=weight,
+            scale=scale,
+            required=required,
+            children=tuple(children),
+            multiplier=multiplier,
+            predicates=predicates,
+            description=_opt_str(spec.get("description")),
+            **node_kwargs,
+        )
 
     def _inner(self, spec: Mapping[str, Any], path: str, children: list[Node]) -> dict[str, Any]:
         aggregation = spec.get("aggregation")

@@ -11,8 +11,15 @@ from services.scoring.engine.numbers import RoundingMode
 
 Aggregation = Literal["weighted_mean", "mean", "sum", "ratio", "min", "max", "pooled_mean", "none"]
 AGGREGATIONS: tuple[str, ...] = (
-    "weighted_mean", "mean", "sum", "ratio", "min", "max", "pooled_mean", "none",
-)  # fmt: skip
+    "weighted_mean",
+    "mean",
+    "sum",
+    "ratio",
+    "min",
+    "max",
+    "pooled_mean",
+    "none",
+)
 InputKind = Literal["assessed", "metric", "linked"]
 INPUT_KINDS: tuple[str, ...] = ("assessed", "metric", "linked")
 

@@ -42,8 +42,11 @@ class NodeResult:
             "path": self.path,
             "parent": self.parent,
             "value": _text(self.value),
-            "scale": None if self.scale is None else {
-                "min": _fraction_text(self.scale.min), "max": _fraction_text(self.scale.max),
+            "scale": None
+            if self.scale is None
+            else {
+                "min": _fraction_text(self.scale.min),
+                "max": _fraction_text(self.scale.max),
                 "integer": self.scale.integer,
             },
             "weight": _text(self.weight),
@@ -53,7 +56,7 @@ class NodeResult:
             "inputs": list(self.inputs),
             "missing": list(self.missing),
             "note": self.note,
-        }  # fmt: skip
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,212 @@
+"""Every write endpoint × every role × own/foreign region (or assigned/unassigned assessor).
+
+The matrix is checked against the app's route table, so a new write endpoint fails this suite
+until its row is added here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.kit.auth import create_key
+from services.kit.settings import Settings
+from services.main import create_app
+from services.models import Assessment, AssessmentAssignment, WebhookSubscription
+
+ROLES = (
+    "anonymous",
+    "super-app:own",
+    "super-app:foreign",
+    "region-operator:own",
+    "region-operator:foreign",
+    "assessor:assigned",
+    "assessor:unassigned",
+    "ministry-admin",
+)
+OWN, FOREIGN = "32.71", "32.16"
+PDF = b"%PDF-1.4\n%%EOF\n"
+
+
+@dataclass
+class World:
+    session: AsyncSession
+    headers: dict[str, dict[str, str]]
+    key_ids: dict[str, uuid.UUID]
+
+    async def assessment(self, state: str) -> Assessment:
+        assessment = Assessment(region_code=OWN, framework_id="spbe-2020", period=2024, state=state)
+        self.session.add(assessment)
+        await self.session.flush()
+        self.session.add(
+            AssessmentAssignment(
+                assessment_id=assessment.id, key_id=self.key_ids["assessor:assigned"]
+            )
+        )
+        await self.session.commit()
+        return assessment
+
+
+@pytest.fixture
+async def world(session: AsyncSession) -> World:
+    headers: dict[str, dict[str, str]] = {"anonymous": {}}
+    key_ids: dict[str, uuid.UUID] = {}
+    for role in ROLES[1:]:
+        kind, _, scope = role.partition(":")
+        regions = {"own": [OWN], "foreign": [FOREIGN]}.get(scope, [])
+        key, secret = await create_key(session, name=role, role=kind, regions=regions)
+        headers[role] = {"Authorization": f"Bearer {secret}"}
+        key_ids[role] = key.id
+    await session.commit()
+    return World(session, headers, key_ids)
+
+
+Request = tuple[str, str, dict[str, Any]]
+Scenario = Callable[[World, str], Awaitable[Request]]
+
+
+def _is(role: str, *kinds: str) -> bool:
+    return role.split(":")[0] in kinds
+
+
+async def metrics_batch(world: World, role: str) -> Request:
+    point = {"region": OWN, "metric": "integrated_apps", "period": "2024-12", "value": 148}
+    return "POST", "/v1/metrics:batch", {"json": {"points": [point]}}
+
+
+async def metrics_import(world: World, role: str) -> Request:
+    body = f"region,metric,period,value\n{OWN},integrated_apps,2024-12,148\n"
+    return "POST", "/v1/metrics:import", {"content": body, "headers": {"Content-Type": "text/csv"}}
+
+
+async def evidence(world: World, role: str) -> Request:
+    assessment = await world.assessment("draft")
+    return (
+        "POST",
+        "/v1/evidence",
+        {
+            "data": {"assessment_id": str(assessment.id), "node_ids": "I11"},
+            "files": {"file": ("perwali.pdf", PDF, "application/pdf")},
+        },
+    )
+
+
+async def recompute_run(world: World, role: str) -> Request:
+    return "POST", "/v1/recompute-runs", {"json": {"framework": "spbe-2020"}}
+
+
+async def open_assessment(world: World, role: str) -> Request:
+    return (
+        "POST",
+        "/v1/assessments",
+        {"json": {"region": OWN, "framework": "gmsc-2023", "period": 2024}},
+    )
+
+
+async def inputs(world: World, role: str) -> Request:
+    # Each role where its values belong: reviewers during review, regions in the draft.
+    state = "in_review" if _is(role, "assessor", "ministry-admin") else "draft"
+    assessment = await world.assessment(state)
+    return "PUT", f"/v1/assessments/{assessment.id}/inputs", {"json": {"values": {"I1": 3}}}
+
+
+async def transitions(world: World, role: str) -> Request:
+    # Each role on an edge it may take: a region submits, an assessor starts the review,
+    # the ministry publishes.
+    state, to = ("draft", "submitted")
+    if _is(role, "assessor"):
+        state, to = ("submitted", "in_review")
+    elif _is(role, "ministry-admin"):
+        state, to = ("verified", "published")
+    assessment = await world.assessment(state)
+    return "POST", f"/v1/assessments/{assessment.id}/transitions", {"json": {"to": to}}
+
+
+async def assessors(world: World, role: str) -> Request:
+    assessment = await world.assessment("submitted")
+    key_id = str(world.key_ids["assessor:unassigned"])
+    return "POST", f"/v1/assessments/{assessment.id}/assessors", {"json": {"key_id": key_id}}
+
+
+async def evidence_requests(world: World, role: str) -> Request:
+    assessment = await world.assessment("in_review")
+    body = {"node_ids": ["I11"], "message": "Lampirkan dokumen arsitektur SPBE"}
+    return "POST", f"/v1/assessments/{assessment.id}/evidence-requests", {"json": body}
+
+
+async def subscribe(world: World, role: str) -> Request:
+    body = {"url": "http://127.0.0.1:9/hook", "events": ["assessment.published"]}
+    return "POST", "/v1/webhooks", {"json": body}
+
+
+async def unsubscribe(world: World, role: str) -> Request:
+    subscription = WebhookSubscription(
+        url="http://127.0.0.1:9/hook", events=["result.changed"], secret="whsec_AAAA"
+    )
+    world.session.add(subscription)
+    await world.session.commit()
+    return "DELETE", f"/v1/webhooks/{subscription.id}", {}
+
+
+WRITERS = {"super-app:own": 200, "region-operator:own": 200, "ministry-admin": 200}
+UPLOADERS = {"super-app:own": 201, "region-operator:own": 201, "ministry-admin": 201}
+MINISTRY = {"ministry-admin": 200}
+# Route → (scenario, the 2xx roles with their status); every other role gets 403, anonymous 401.
+MATRIX: dict[tuple[str, str], tuple[Scenario, dict[str, int]]] = {
+    ("POST", "/v1/metrics:batch"): (metrics_batch, WRITERS),
+    ("POST", "/v1/metrics:import"): (metrics_import, WRITERS),
+    ("POST", "/v1/evidence"): (evidence, UPLOADERS),
+    ("POST", "/v1/recompute-runs"): (recompute_run, {"ministry-admin": 202}),
+    ("POST", "/v1/assessments"): (
+        open_assessment,
+        {"region-operator:own": 201, "ministry-admin": 201},
+    ),
+    ("PUT", "/v1/assessments/{assessment_id}/inputs"): (
+        inputs,
+        {"region-operator:own": 200, "assessor:assigned": 200, "ministry-admin": 200},
+    ),
+    ("POST", "/v1/assessments/{assessment_id}/transitions"): (
+        transitions,
+        {"region-operator:own": 200, "assessor:assigned": 200, "ministry-admin": 200},
+    ),
+    ("POST", "/v1/assessments/{assessment_id}/assessors"): (assessors, {"ministry-admin": 201}),
+    ("POST", "/v1/assessments/{assessment_id}/evidence-requests"): (
+        evidence_requests,
+        {"assessor:assigned": 201, "ministry-admin": 201},
+    ),
+    ("POST", "/v1/webhooks"): (subscribe, {"ministry-admin": 201}),
+    ("DELETE", "/v1/webhooks/{subscription_id}"): (unsubscribe, {"ministry-admin": 204}),
+}
+
+
+def test_every_write_route_is_in_the_matrix(settings: Settings) -> None:
+    # The OpenAPI document is the public route table: every endpoint the app serves.
+    paths = create_app(settings).openapi()["paths"]
+    writes = {
+        (method.upper(), path)
+        for path, operations in paths.items()
+        for method in operations
+        if method in {"post", "put", "patch", "delete"}
+    }
+    assert writes == set(MATRIX), "add the new write endpoint to MATRIX"
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("route", sorted(MATRIX), ids=lambda route: f"{route[0]} {route[1]}")
+async def test_authorization(
+    client: httpx.AsyncClient, world: World, route: tuple[str, str], role: str
+) -> None:
+    scenario, allowed = MATRIX[route]
+    method, url, kwargs = await scenario(world, role)
+    headers = {**kwargs.pop("headers", {}), **world.headers[role]}
+    response = await client.request(method, url, headers=headers, **kwargs)
+    expected = 401 if role == "anonymous" else allowed.get(role, 403)
+    assert response.status_code == expected, response.text
+    if expected in (401, 403):
+        assert response.headers["content-type"] == "application/problem+json"

@@ -1,0 +1,172 @@
+"""Kota Bogor's SPBE evaluation 2024, from draft to published, as the people involved do it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.kit.auth import create_key
+from services.scoring.service import recompute
+
+# Levels giving Σ(weight × level) = 372, an index of 3.72: level 4 for A2–A4 (I11–I20), I21 and
+# the services A7–A8 (I32–I47), level 3 elsewhere.
+LEVELS = {f"I{n}": 4 if 11 <= n <= 21 or n >= 32 else 3 for n in range(1, 48)}
+PDF = b"%PDF-1.4\n1 0 obj << >> endobj\n%%EOF\n"
+
+
+async def keys(session: AsyncSession) -> dict[str, Any]:
+    made: dict[str, Any] = {}
+    for name, role, regions in (
+        ("Diskominfo Kota Bogor", "region-operator", ["32.71"]),
+        ("Asesor SPBE", "assessor", []),
+        ("KemenPANRB", "ministry-admin", []),
+    ):
+        key, secret = await create_key(session, name=name, role=role, regions=regions)
+        made[role] = {"Authorization": f"Bearer {secret}"}
+        made[f"{role}:id"] = str(key.id)
+    await session.commit()
+    return made
+
+
+@pytest.mark.slow
+async def test_kota_bogor_2024_from_draft_to_published(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    k = await keys(session)
+    region, assessor, ministry = k["region-operator"], k["assessor"], k["ministry-admin"]
+
+    async def move(who: dict[str, str], to: str, **extra: Any) -> httpx.Response:
+        return await client.post(
+            f"/v1/assessments/{aid}/transitions", headers=who, json={"to": to, **extra}
+        )
+
+    opened = await client.post(
+        "/v1/assessments",
+        headers=region,
+        json={"region": "32.71", "framework": "spbe-2020", "period": 2024},
+    )
+    assert opened.status_code == 201, opened.text
+    aid = opened.json()["id"]
+    assert opened.json()["state"] == "draft"
+
+    # The region fills in its self-assessment, rating itself higher on I21 than it will keep.
+    own = {**LEVELS, "I21": 5}
+    filled = await client.put(f"/v1/assessments/{aid}/inputs", headers=region, json={"values": own})
+    assert filled.json()["written"] == "self"
+    assert (await move(region, "in_review")).status_code == 409  # not from draft
+    assert (await move(region, "submitted")).json()["state"] == "submitted"
+
+    # Unpublished: invisible to the public, visible to the region.
+    assert (await client.get(f"/v1/assessments/{aid}")).status_code == 404
+    assert (await client.get(f"/v1/assessments/{aid}", headers=region)).status_code == 200
+
+    # The ministry assigns an assessor, who starts the review and asks for more evidence.
+    assert (await move(assessor, "in_review")).status_code == 403  # not assigned yet
+    assigned = await client.post(
+        f"/v1/assessments/{aid}/assessors", headers=ministry, json={"key_id": k["assessor:id"]}
+    )
+    assert assigned.status_code == 201
+    assert (await move(assessor, "in_review")).json()["state"] == "in_review"
+    asked = await client.post(
+        f"/v1/assessments/{aid}/evidence-requests",
+        headers=assessor,
+        json={
+            "node_ids": ["I11", "I12"],
+            "message": "Lampirkan Perwali Arsitektur SPBE",
+            "due_date": "2024-09-30",
+        },
+    )
+    assert asked.status_code == 201, asked.text
+    request_id = asked.json()["id"]
+    open_requests = (
+        await client.get(f"/v1/assessments/{aid}/evidence-requests", headers=region)
+    ).json()
+    assert [r["id"] for r in open_requests] == [request_id]
+    assert (await client.get(f"/v1/assessments/{aid}", headers=region)).json()["state"] == (
+        "evidence_requested"
+    )
+
+    # The region answers with an upload, and sends the assessment back for review.
+    uploaded = await client.post(
+        "/v1/evidence",
+        headers=region,
+        data={"assessment_id": aid, "node_ids": "I11,I12", "request_id": request_id},
+        files={"file": ("perwali-arsitektur-spbe.pdf", PDF, "application/pdf")},
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    assert (
+        await client.get(f"/v1/assessments/{aid}/evidence-requests", headers=region)
+    ).json() == []
+    answered = (
+        await client.get(
+            f"/v1/assessments/{aid}/evidence-requests",
+            params={"status": "answered"},
+            headers=region,
+        )
+    ).json()
+    assert answered[0]["answered_by_item"] == uploaded.json()["id"]
+    assert (await move(region, "in_review")).json()["state"] == "in_review"
+
+    # The assessor verifies I21 at level 4 and closes the review; the ministry publishes.
+    verified = await client.put(
+        f"/v1/assessments/{aid}/inputs",
+        headers=assessor,
+        json={"values": {"I21": 4}, "note": "Bukti manajemen risiko"},
+    )
+    assert verified.json()["written"] == "verified"
+    assert (await move(assessor, "verified")).json()["state"] == "verified"
+    assert (await move(assessor, "published")).status_code == 403  # the ministry publishes
+    assert (await move(ministry, "published")).json()["state"] == "published"
+
+    await recompute(sessionmaker, uuid.UUID(aid), None)
+    tree = (await client.get(f"/v1/assessments/{aid}/results")).json()  # public now
+    assert tree["result"]["index"] == "3.72"
+    assert tree["result"]["predicate"] == "Sangat Baik"
+    nodes = {node["id"]: node for node in tree["nodes"]}
+    assert (nodes["I21"]["value"], nodes["I21"]["value_from"]) == ("4", "verified")
+    assert (nodes["I1"]["value"], nodes["I1"]["value_from"]) == ("3", "self")
+    assert nodes["I11"]["evidence_count"] == 1
+
+    # Published inputs are locked; a correction reopens with a reason, and is audited.
+    locked = await client.put(
+        f"/v1/assessments/{aid}/inputs", headers=assessor, json={"values": {"I21": 3}}
+    )
+    assert locked.status_code == 409
+    assert (await move(ministry, "in_review")).status_code == 422
+    reopened = await move(ministry, "in_review", reason="Koreksi nilai I21 setelah keberatan")
+    assert reopened.json()["state"] == "in_review"
+
+    trail = (
+        await client.get(
+            "/v1/audit", headers=ministry, params={"entity": "assessment", "entity_id": aid}
+        )
+    ).json()
+    transitions = [
+        (e["before"]["state"], e["after"]["state"], e["role"])
+        for e in reversed(trail["items"])
+        if e["action"] == "assessment.transition"
+    ]
+    assert transitions == [
+        ("draft", "submitted", "region-operator"),
+        ("submitted", "in_review", "assessor"),
+        ("evidence_requested", "in_review", "region-operator"),
+        ("in_review", "verified", "assessor"),
+        ("verified", "published", "ministry-admin"),
+        ("published", "in_review", "ministry-admin"),
+    ]
+    assert trail["items"][0]["after"]["reason"] == "Koreksi nilai I21 setelah keberatan"
+    assert trail["items"][0]["request_id"]
+    inputs_trail = (
+        await client.get("/v1/audit", headers=ministry, params={"entity_id": f"{aid}/I21"})
+    ).json()["items"]
+    assert [(e["action"], e["after"]) for e in reversed(inputs_trail)] == [
+        ("input.self", {"self": "5", "verified": None}),
+        ("input.verified", {"self": "5", "verified": "4"}),
+    ]
+    assert (await client.get("/v1/audit", headers=region)).status_code == 403
