@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from services.kit.auth import create_key
 from services.kit.runtime import Runtime
-from services.kit.webhooks import verify
+from services.kit.webhooks import new_secret, verify
 from services.models import Assessment, WebhookDelivery
 from services.scoring.worker import build_worker
 from tests.conftest import app_client
@@ -122,7 +122,8 @@ async def test_a_published_assessment_reaches_the_receiver_signed(live: Runtime)
         await wait_for_delivery(live, "succeeded")
     [(headers, body, _)] = receiver.received
     assert verify(secret, headers, body)
-    assert not verify(secret.replace("A", "B", 1), headers, body)  # another secret fails
+    assert not verify(new_secret(), headers, body)  # another subscription's secret fails
+    assert not verify(secret, headers, body.replace(b"32.75", b"32.71"))  # a changed body fails
     event = json.loads(body)
     assert event["type"] == "assessment.published"
     assert event["data"] == {
