@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8000
 
-.PHONY: venv run test lint typecheck migrate clean
+.PHONY: venv run test lint typecheck migrate bench clean
 
 # The venv is rebuilt only when pyproject.toml changes, so later targets work offline.
 $(VENV)/.installed: pyproject.toml
@@ -32,6 +32,10 @@ typecheck: venv
 
 migrate: venv
 	$(BIN)/cerdas migrate
+
+# Ratios against baselines measured in the same run; writes bench-report.json (docs/benchmarks.md).
+bench: venv
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
