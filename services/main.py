@@ -30,6 +30,7 @@ from services.kit.errors import install_problem_handlers
 from services.kit.http import ConditionalGetMiddleware
 from services.kit.migrate import upgrade_to_head
 from services.kit.requests import RequestIdMiddleware
+from services.kit.results_cache import ResultsCache
 from services.kit.runtime import Runtime
 from services.kit.settings import Settings
 from services.kit.storage import LocalStorage
@@ -75,6 +76,7 @@ def create_app(
         app.state.runtime = current
         app.state.sessionmaker = current.sessionmaker
         app.state.storage = LocalStorage(current.settings.evidence_path)
+        app.state.results_cache = ResultsCache()
         worker_task: asyncio.Task[None] | None = None
         try:
             if migrate:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.kit import webhooks
+from services.kit import results_cache, webhooks
 from services.kit.db import run_after_commit
 from services.kit.outbox import (
     RECOMPUTE_JOB,
@@ -58,6 +58,9 @@ async def recompute(
         async with session.begin():
             outcome = await _recompute_locked(session, assessment_id, queue, force=force)
         await run_after_commit(session)  # enqueue the dependents marked in that transaction
+        if outcome.outcome == "computed":
+            async with session.begin():  # after the commit: cached reads rebuild from here on
+                await results_cache.bump(await session.connection())
         if outcome.outcome in ("computed", "current"):
             await _settle_outbox(session, assessment_id, outcome.revision, queue)
     return outcome

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select, update
 
 from services import demo
+from services.kit.auth import create_key
 from services.kit.outbox import mark_dirty
 from services.kit.runtime import Runtime
 from services.models import Assessment, AssessmentInput
@@ -244,3 +245,23 @@ async def test_framework_tree_labels_everything(seeded: httpx.AsyncClient) -> No
     ]
     i1 = root["children"][0]["children"][0]["children"][0]
     assert i1["scale"]["labels"]["5"] == "Optimum"
+
+
+async def test_a_correction_takes_a_result_out_of_public_rankings_at_once(
+    seeded: httpx.AsyncClient, live: Runtime
+) -> None:
+    params = {"framework": "spbe-2020", "period": 2024}
+    before = (await seeded.get("/v1/rankings", params=params)).json()["items"]
+    assert [item["region"] for item in before] == ["32.75", "32.71"]
+    async with live.sessionmaker() as session, session.begin():
+        _, secret = await create_key(session, name="KemenPANRB", role="ministry-admin", regions=[])
+    bekasi = await assessment_id(seeded, "spbe-2020", "32.75", 2024)
+    reopened = await seeded.post(
+        f"/v1/assessments/{bekasi}/transitions",
+        headers={"Authorization": f"Bearer {secret}"},
+        json={"to": "in_review", "reason": "Keberatan atas nilai I44"},
+    )
+    assert reopened.status_code == 200, reopened.text
+    after = (await seeded.get("/v1/rankings", params=params)).json()["items"]
+    assert [item["region"] for item in after] == ["32.71"]  # no stale cached ranking
+    assert (await seeded.get(f"/v1/assessments/{bekasi}/summary")).status_code == 404

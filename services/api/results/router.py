@@ -9,7 +9,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from services.api.frameworks.router import get_or_404
 from services.api.results import repository
@@ -19,10 +19,17 @@ from services.kit.db import DbSession
 from services.kit.errors import NotFound, invalid
 from services.kit.http import json_response
 from services.kit.pagination import decode_cursor, encode_cursor
+from services.kit.results_cache import ResultsCache
 from services.models import ASSESSMENT_STATES, Region
 from services.scoring.engine import Framework, round_exact
 
 router = APIRouter(tags=["results"])
+
+
+def cache(request: Request) -> ResultsCache:
+    results_cache: ResultsCache = request.app.state.results_cache
+    return results_cache
+
 
 FrameworkQuery = Annotated[str, Query(description="Framework id", examples=["spbe-2020"])]
 PeriodQuery = Annotated[int, Query(ge=2000, le=2100, description="Evaluation year")]
@@ -189,10 +196,23 @@ async def _ranks(
 
 @router.get("/v1/assessments/{assessment_id}/summary", summary="Index, predicate, parts, rank")
 async def get_summary(
-    assessment_id: uuid.UUID, session: DbSession, principal: MaybePrincipal
+    assessment_id: uuid.UUID, request: Request, session: DbSession, principal: MaybePrincipal
 ) -> Response:
     """The figures of a results letter: the final index and predicate, the index's parts (the
     five GMSC components, the four SPBE domains), national and provincial rank, improvement."""
+
+    async def build() -> dict[str, Any]:
+        return await summary_payload(session, assessment_id, principal)
+
+    # Visibility is checked when building; a state change bumps the version, so a cached
+    # answer never outlives the visibility it was built under.
+    key = ("summary", assessment_id, principal.key_id if principal else None)
+    return await cache(request).respond(session, key, build)
+
+
+async def summary_payload(
+    session: DbSession, assessment_id: uuid.UUID, principal: Principal | None
+) -> dict[str, Any]:
     row = await _assessment_or_404(session, assessment_id, principal)
     assessment, state, _, province_code = row
     framework = get_or_404(assessment.framework_id)
@@ -212,7 +232,7 @@ async def get_summary(
     history = {row.period: row.index_value for row in trend}
     previous = history.get(assessment.period - 1)
     index = state.index_value if state else None
-    payload = {
+    return {
         "assessment_id": str(assessment.id),
         "region": assessment.region_code,
         "framework": assessment.framework_id,
@@ -231,7 +251,6 @@ async def get_summary(
         "previous_index": text(previous),
         "improvement": None if index is None or previous is None else text(index - previous),
     }
-    return json_response(payload)
 
 
 async def ranking_items(
@@ -262,6 +281,7 @@ async def ranking_items(
 
 @router.get("/v1/rankings", summary="Ranking of a framework and period, national or provincial")
 async def get_ranking(
+    request: Request,
     session: DbSession,
     principal: MaybePrincipal,
     framework: FrameworkQuery,
@@ -272,10 +292,14 @@ async def get_ranking(
     publish them. `movement` is previous rank − rank (positive: moved up)."""
     get_or_404(framework)
     await check_region(session, province, province=True)
-    items = await ranking_items(session, framework, period, province, only_published(principal))
-    return json_response(
-        {"framework": framework, "period": period, "province": province, "items": items}
-    )
+    scope = only_published(principal)
+
+    async def build() -> dict[str, Any]:
+        items = await ranking_items(session, framework, period, province, scope)
+        return {"framework": framework, "period": period, "province": province, "items": items}
+
+    key = ("rankings", framework, period, province, scope)
+    return await cache(request).respond(session, key, build)
 
 
 @router.get("/v1/trends", summary="A region's index per period, with improvement")
@@ -392,6 +416,7 @@ async def dashboard_payload(
 
 @router.get("/v1/dashboard", summary="Province or national figures for a framework and period")
 async def dashboard(
+    request: Request,
     session: DbSession,
     principal: MaybePrincipal,
     framework: FrameworkQuery,
@@ -401,7 +426,10 @@ async def dashboard(
     """Counts per predicate, mean and median index, the distribution of the index's parts
     (GMSC components, SPBE domains), and coverage: how many kabupaten/kota have results."""
     await check_region(session, province, province=True)
-    payload = await dashboard_payload(
-        session, framework, period, province, only_published(principal)
-    )
-    return json_response(payload)
+    scope = only_published(principal)
+
+    async def build() -> dict[str, Any]:
+        return await dashboard_payload(session, framework, period, province, scope)
+
+    key = ("dashboard", framework, period, province, scope)
+    return await cache(request).respond(session, key, build)

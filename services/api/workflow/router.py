@@ -11,8 +11,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from services.api.workflow import service
+from services.kit import results_cache
 from services.kit.auth import CurrentPrincipal
-from services.kit.db import DbSession
+from services.kit.db import DbSession, after_commit
 from services.kit.errors import NotFound
 from services.models import ASSESSMENT_STATES, Assessment, EvidenceRequest
 
@@ -130,15 +131,21 @@ async def post_transition(
 ) -> dict[str, Any]:
     """draft → submitted → in_review ⇄ evidence_requested; in_review → verified → published.
     409 for a move the current state does not allow, 403 for a role that may not make it."""
+    runtime = request.app.state.runtime
     assessment = await service.transition(
         session,
         principal,
         assessment_id,
         body.to,
         body.reason,
-        request.app.state.runtime.queue,
+        runtime.queue,
         request.state.request_id,
     )
+
+    async def invalidate() -> None:  # who may see which results has changed
+        await results_cache.bump(runtime.engine)
+
+    after_commit(session, invalidate)
     return _state(assessment)
 
 

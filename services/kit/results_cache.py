@@ -1,0 +1,69 @@
+"""A cache of rendered reads (rankings, summaries, dashboards), invalidated by recomputes.
+
+``results_version`` is a Postgres sequence bumped *after* every commit that changes what these
+reads show (a recompute, a workflow transition). A read asks for the current version (one cheap
+query) and serves its cached bytes if they were built at that version. Because the bump follows
+the commit, a response built after reading version v holds data at least as new as v: the cache
+can serve something too new for its version, never too old. Every process keeps its own cache;
+all of them agree through the shared version.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
+
+from fastapi import Response
+from fastapi.encoders import jsonable_encoder
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from services.kit.http import etag_of
+
+_READ = text("SELECT last_value + CASE WHEN is_called THEN 1 ELSE 0 END FROM results_version")
+_BUMP = text("SELECT nextval('results_version')")
+
+
+async def bump(engine: AsyncEngine | AsyncConnection) -> None:
+    """Call after the change has committed."""
+    if isinstance(engine, AsyncEngine):
+        async with engine.connect() as connection:
+            await connection.execute(_BUMP)
+            await connection.commit()
+    else:
+        await engine.execute(_BUMP)
+
+
+class ResultsCache:
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self.entries: OrderedDict[Hashable, tuple[int, bytes, str]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    async def respond(
+        self,
+        session: AsyncSession,
+        key: Hashable,
+        build: Callable[[], Awaitable[Any]],
+    ) -> Response:
+        version = int(await session.scalar(_READ) or 0)
+        entry = self.entries.get(key)
+        if entry is not None and entry[0] == version:
+            self.hits += 1
+            self.entries.move_to_end(key)
+            _, body, etag = entry
+        else:
+            self.misses += 1
+            payload = await build()
+            body = json.dumps(
+                jsonable_encoder(payload), ensure_ascii=False, separators=(",", ":")
+            ).encode()
+            etag = etag_of(body)
+            self.entries[key] = (version, body, etag)
+            self.entries.move_to_end(key)
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        return Response(body, media_type="application/json", headers={"ETag": etag})
