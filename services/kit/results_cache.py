@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import Response
 from fastapi.encoders import jsonable_encoder
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.kit.http import etag_of
 
@@ -45,11 +45,18 @@ class ResultsCache:
 
     async def respond(
         self,
-        session: AsyncSession,
+        engine: AsyncEngine,
         key: Hashable,
         build: Callable[[], Awaitable[Any]],
     ) -> Response:
-        version = int(await session.scalar(_READ) or 0)
+        """The cached answer for ``key`` at the current version, else ``build()``'s.
+
+        A hit costs one autocommit round trip and opens no transaction; checks that may fail
+        (unknown region, visibility) belong in ``build``, whose errors are not cached.
+        """
+        async with engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            version = int(await autocommit.scalar(_READ) or 0)
         entry = self.entries.get(key)
         if entry is not None and entry[0] == version:
             self.hits += 1

@@ -207,7 +207,7 @@ async def get_summary(
     # Visibility is checked when building; a state change bumps the version, so a cached
     # answer never outlives the visibility it was built under.
     key = ("summary", assessment_id, principal.key_id if principal else None)
-    return await cache(request).respond(session, key, build)
+    return await cache(request).respond(request.app.state.runtime.engine, key, build)
 
 
 async def summary_payload(
@@ -291,15 +291,15 @@ async def get_ranking(
     """Equal indices share a rank and the next rank is skipped (1, 2, 2, 4), as competitions
     publish them. `movement` is previous rank − rank (positive: moved up)."""
     get_or_404(framework)
-    await check_region(session, province, province=True)
     scope = only_published(principal)
 
     async def build() -> dict[str, Any]:
+        await check_region(session, province, province=True)
         items = await ranking_items(session, framework, period, province, scope)
         return {"framework": framework, "period": period, "province": province, "items": items}
 
     key = ("rankings", framework, period, province, scope)
-    return await cache(request).respond(session, key, build)
+    return await cache(request).respond(request.app.state.runtime.engine, key, build)
 
 
 @router.get("/v1/trends", summary="A region's index per period, with improvement")
@@ -425,11 +425,11 @@ async def dashboard(
 ) -> Response:
     """Counts per predicate, mean and median index, the distribution of the index's parts
     (GMSC components, SPBE domains), and coverage: how many kabupaten/kota have results."""
-    await check_region(session, province, province=True)
     scope = only_published(principal)
 
     async def build() -> dict[str, Any]:
+        await check_region(session, province, province=True)
         return await dashboard_payload(session, framework, period, province, scope)
 
     key = ("dashboard", framework, period, province, scope)
-    return await cache(request).respond(session, key, build)
+    return await cache(request).respond(request.app.state.runtime.engine, key, build)
