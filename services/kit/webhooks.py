@@ -64,7 +64,16 @@ def verify(secret: str, headers: dict[str, str], body: bytes, *, tolerance: int 
 
 async def emit(session: AsyncSession, event: str, data: dict[str, Any], queue: Queue | None) -> int:
     """Record ``event`` for every active subscription to it; enqueue after commit."""
+    return await emit_many(session, event, [data], queue)
+
+
+async def emit_many(
+    session: AsyncSession, event: str, items: list[dict[str, Any]], queue: Queue | None
+) -> int:
+    """Record one ``event`` per item of ``items`` (one subscription lookup for all)."""
     assert event in EVENTS, event
+    if not items:
+        return 0
     subscriptions = (
         await session.scalars(
             select(WebhookSubscription).where(
@@ -74,19 +83,21 @@ async def emit(session: AsyncSession, event: str, data: dict[str, Any], queue: Q
     ).all()
     if not subscriptions:
         return 0
-    event_id = f"evt_{uuid.uuid4().hex}"
-    payload = {"type": event, "timestamp": datetime.now(UTC).isoformat(), "data": data}
-    deliveries = [
-        WebhookDelivery(
-            subscription_id=subscription.id,
-            event_id=event_id,
-            event=event,
-            payload=payload,
-            status="pending",
-            attempts=0,
-        )
-        for subscription in subscriptions
-    ]
+    deliveries = []
+    for data in items:
+        event_id = f"evt_{uuid.uuid4().hex}"
+        payload = {"type": event, "timestamp": datetime.now(UTC).isoformat(), "data": data}
+        deliveries += [
+            WebhookDelivery(
+                subscription_id=subscription.id,
+                event_id=event_id,
+                event=event,
+                payload=payload,
+                status="pending",
+                attempts=0,
+            )
+            for subscription in subscriptions
+        ]
     session.add_all(deliveries)
     await session.flush()
     if queue is not None:

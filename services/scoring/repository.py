@@ -2,117 +2,197 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.models import Assessment, AssessmentInput, RecomputeRun, ResultNode, ResultState
 
+_RESULT_COLUMNS = (
+    "assessment_id",
+    "node_id",
+    "parent_id",
+    "value",
+    "weight",
+    "contribution",
+    "predicate",
+    "source",
+    "detail",
+    "input_revision",
+    "computed_at",
+)
 
-async def lock_assessment(session: AsyncSession, assessment_id: uuid.UUID) -> Assessment | None:
-    """The assessment, locked: no input change can commit until this transaction ends."""
-    return await session.scalar(
-        select(Assessment).where(Assessment.id == assessment_id).with_for_update()
+
+async def lock_assessments(
+    session: AsyncSession, assessment_ids: Sequence[uuid.UUID]
+) -> list[Assessment]:
+    """The assessments, locked in id order: no input change to them can commit until this
+    transaction ends (every change takes the same lock before it touches the outbox)."""
+    query = (
+        select(Assessment)
+        .where(Assessment.id.in_(assessment_ids))
+        .order_by(Assessment.id)
+        .with_for_update()
     )
+    return list((await session.scalars(query)).all())
 
 
-async def result_state(session: AsyncSession, assessment_id: uuid.UUID) -> ResultState | None:
-    return await session.get(ResultState, assessment_id)
+async def result_states(
+    session: AsyncSession, assessment_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, ResultState]:
+    rows = await session.scalars(
+        select(ResultState).where(ResultState.assessment_id.in_(assessment_ids))
+    )
+    return {row.assessment_id: row for row in rows}
 
 
 async def assessed_values(
-    session: AsyncSession, assessment_id: uuid.UUID
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Node id → the value that counts (the assessor's verified one, else the region's own),
-    and node id → which of the two it was ("verified" or "self")."""
+    session: AsyncSession, assessment_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[dict[str, Any], dict[str, str]]]:
+    """Per assessment: node id → the value that counts (the assessor's verified one, else the
+    region's own), and node id → which of the two it was ("verified" or "self")."""
     rows = await session.execute(
         select(
-            AssessmentInput.node_id, AssessmentInput.self_value, AssessmentInput.verified_value
-        ).where(AssessmentInput.assessment_id == assessment_id)
+            AssessmentInput.assessment_id,
+            AssessmentInput.node_id,
+            AssessmentInput.self_value,
+            AssessmentInput.verified_value,
+        ).where(AssessmentInput.assessment_id.in_(assessment_ids))
     )
-    values: dict[str, Any] = {}
-    origins: dict[str, str] = {}
-    for node_id, self_value, verified_value in rows:
+    found: dict[uuid.UUID, tuple[dict[str, Any], dict[str, str]]] = {
+        identifier: ({}, {}) for identifier in assessment_ids
+    }
+    for assessment_id, node_id, self_value, verified_value in rows:
+        values, origins = found[assessment_id]
         if verified_value is not None:
             values[node_id], origins[node_id] = verified_value, "verified"
         elif self_value is not None:
             values[node_id], origins[node_id] = self_value, "self"
-    return values, origins
+    return found
 
 
 async def latest_metrics(
-    session: AsyncSession, region_code: str, year: int, keys: Sequence[str]
-) -> dict[str, Decimal]:
-    """Each metric's value in the latest period of ``year`` (the region-wide series)."""
-    if not keys:
+    session: AsyncSession, region_years: set[tuple[str, int]], keys: Sequence[str]
+) -> dict[tuple[str, int], dict[str, Decimal]]:
+    """Per region and year: each metric's value in the latest period of that year (the
+    region-wide series, without dimensions)."""
+    if not keys or not region_years:
         return {}
+    regions = [region for region, _ in region_years]
+    years = [year for _, year in region_years]
     rows = await session.execute(
         text(
             """
-            SELECT DISTINCT ON (metric) metric, value FROM metric_point
-            WHERE region_code = :region AND year = :year AND metric = ANY(:keys)
-              AND dimension_key = ''
-            ORDER BY metric, period_start DESC
+            SELECT DISTINCT ON (m.region_code, m.year, m.metric)
+                   m.region_code, m.year, m.metric, m.value
+            FROM metric_point m
+            JOIN unnest(CAST(:regions AS text[]), CAST(:years AS int[])) AS t(region, year)
+              ON t.region = m.region_code AND t.year = m.year
+            WHERE m.metric = ANY(:keys) AND m.dimension_key = ''
+            ORDER BY m.region_code, m.year, m.metric, m.period_start DESC
             """
         ),
-        {"region": region_code, "year": year, "keys": list(keys)},
+        {"regions": regions, "years": years, "keys": list(keys)},
     )
-    return {row.metric: row.value for row in rows}
+    found: dict[tuple[str, int], dict[str, Decimal]] = {}
+    for row in rows:
+        found.setdefault((row.region_code, row.year), {})[row.metric] = row.value
+    return found
 
 
-async def linked_value(
-    session: AsyncSession, assessment: Assessment, framework_id: str, node_id: str
-) -> Decimal | None:
-    """The value of ``node_id`` in the same region and period on another framework, once that
+async def linked_values(
+    session: AsyncSession,
+    framework_id: str,
+    node_id: str,
+    keys: set[tuple[str, int, str]],
+) -> dict[tuple[str, int, str], Decimal]:
+    """The value of ``node_id`` on ``framework_id`` for each (region, period, stage), once that
     assessment is published (a linked view never shows figures still under review)."""
-    return await session.scalar(
-        select(ResultNode.value)
-        .join(Assessment, Assessment.id == ResultNode.assessment_id)
+    if not keys:
+        return {}
+    rows = await session.execute(
+        select(Assessment.region_code, Assessment.period, Assessment.stage, ResultNode.value)
+        .join(ResultNode, ResultNode.assessment_id == Assessment.id)
         .where(
-            Assessment.region_code == assessment.region_code,
-            Assessment.period == assessment.period,
-            Assessment.stage == assessment.stage,
             Assessment.framework_id == framework_id,
             Assessment.state == "published",
+            Assessment.region_code.in_({region for region, _, _ in keys}),
             ResultNode.node_id == node_id,
+            ResultNode.value.is_not(None),
         )
     )
+    return {
+        (region, period, stage): value
+        for region, period, stage, value in rows
+        if (region, period, stage) in keys and value is not None
+    }
 
 
 async def replace_results(
     session: AsyncSession,
-    assessment_id: uuid.UUID,
+    assessment_ids: Sequence[uuid.UUID],
     rows: list[dict[str, Any]],
-    state: dict[str, Any],
+    states: list[dict[str, Any]],
 ) -> None:
-    """Replace the whole result set: nodes that no longer exist are gone, nothing is stale."""
-    await session.execute(delete(ResultNode).where(ResultNode.assessment_id == assessment_id))
+    """Replace whole result sets: nodes that no longer exist are gone, nothing is stale."""
+    await session.execute(delete(ResultNode).where(ResultNode.assessment_id.in_(assessment_ids)))
     if rows:
-        await session.execute(insert(ResultNode), rows)
-    statement = pg_insert(ResultState).values(assessment_id=assessment_id, **state)
+        # COPY: a national run writes ~60 rows per assessment, tens of thousands in all.
+        connection = await session.connection()
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        await driver.copy_records_to_table(
+            "result_node",
+            records=[
+                tuple(json.dumps(row[c]) if c == "detail" else row[c] for c in _RESULT_COLUMNS)
+                for row in rows
+            ],
+            columns=list(_RESULT_COLUMNS),
+        )
+    if states:
+        statement = pg_insert(ResultState)
+        columns = (
+            "input_revision",
+            "framework_hash",
+            "index_value",
+            "predicate",
+            "complete",
+            "computed_at",
+            "error",
+        )
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[ResultState.assessment_id],
+                set_={column: statement.excluded[column] for column in columns},
+            ),
+            states,
+        )
+
+
+async def clear_requests(session: AsyncSession, computed: Sequence[tuple[uuid.UUID, int]]) -> None:
+    """Outbox rows satisfied by results at these revisions (newer ones stay)."""
+    if not computed:
+        return
     await session.execute(
-        statement.on_conflict_do_update(index_elements=[ResultState.assessment_id], set_=state)
-    )
-
-
-async def pending_revision(session: AsyncSession, assessment_id: uuid.UUID) -> int | None:
-    revision = await session.scalar(
-        text("SELECT revision FROM recompute_request WHERE assessment_id = :id"),
-        {"id": assessment_id},
-    )
-    return None if revision is None else int(revision)
-
-
-async def clear_request(session: AsyncSession, assessment_id: uuid.UUID, revision: int) -> None:
-    await session.execute(
-        text("DELETE FROM recompute_request WHERE assessment_id = :id AND revision <= :rev"),
-        {"id": assessment_id, "rev": revision},
+        text(
+            """
+            DELETE FROM recompute_request r
+            USING unnest(CAST(:ids AS uuid[]), CAST(:revisions AS bigint[])) AS t(id, revision)
+            WHERE r.assessment_id = t.id AND r.revision <= t.revision
+            """
+        ),
+        {
+            "ids": [identifier for identifier, _ in computed],
+            "revisions": [revision for _, revision in computed],
+        },
     )
 
 

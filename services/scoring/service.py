@@ -1,15 +1,17 @@
 """The scoring shell: load an assessment's inputs, run the engine, replace its results.
 
-A recompute locks the assessment row, so the inputs it reads are exactly those of the revision
-it records; an input change arriving meanwhile waits for the lock, bumps the revision after, and
-leaves its outbox row for the next run. After the results commit, the outbox row is cleared up
-to the computed revision; a newer one left behind is enqueued again, so no change is ever lost.
+A recompute locks the assessment rows, so the inputs it reads are exactly those of the revisions
+it records; an input change arriving meanwhile waits for the lock, then bumps the revision and
+writes a fresh outbox row (enqueued after its commit), so no change is ever lost. The outbox rows
+the recompute satisfied are cleared in its own transaction. A batch (a national run) is one
+transaction with a handful of queries, not a handful per assessment.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -30,7 +32,7 @@ from services.kit.outbox import (
 from services.kit.queue import Queue
 from services.models import Assessment, RecomputeRun
 from services.scoring import repository
-from services.scoring.engine import Framework, InputError, Inputs, Result, evaluate, link_order
+from services.scoring.engine import InputError, Inputs, Result, evaluate, link_order
 from services.scoring.frameworks import initial_state, registry
 
 log = logging.getLogger(__name__)
@@ -54,100 +56,175 @@ async def recompute(
     force: bool = False,
 ) -> Recomputed:
     """Bring one assessment's results up to its current input revision (idempotent)."""
+    outcomes = await recompute_many(sessionmaker, [assessment_id], queue, force=force)
+    return outcomes.get(assessment_id, Recomputed("gone"))
+
+
+async def recompute_many(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    assessment_ids: Sequence[uuid.UUID],
+    queue: Queue | None,
+    *,
+    force: bool = False,
+) -> dict[uuid.UUID, Recomputed]:
+    """Recompute a batch of assessments in one transaction, each query taken for the batch.
+
+    ``force`` recomputes even results already at the current revision and framework hash.
+    """
     async with sessionmaker() as session:
         async with session.begin():
-            outcome = await _recompute_locked(session, assessment_id, queue, force=force)
-        await run_after_commit(session)  # enqueue the dependents marked in that transaction
-        if outcome.outcome == "computed":
+            outcomes = await _recompute_locked(session, assessment_ids, queue, force=force)
+        await run_after_commit(session)  # enqueue dependents and webhooks of that transaction
+        if any(outcome.outcome == "computed" for outcome in outcomes.values()):
             async with session.begin():  # after the commit: cached reads rebuild from here on
                 await results_cache.bump(await session.connection())
-        if outcome.outcome in ("computed", "current"):
-            await _settle_outbox(session, assessment_id, outcome.revision, queue)
-    return outcome
+    return outcomes
 
 
 async def _recompute_locked(
-    session: AsyncSession, assessment_id: uuid.UUID, queue: Queue | None, *, force: bool
-) -> Recomputed:
-    assessment = await repository.lock_assessment(session, assessment_id)
-    if assessment is None:
-        return Recomputed("gone")
-    framework = registry().get(assessment.framework_id)
-    if framework is None:
-        log.error("assessment %s uses unknown framework %s", assessment.id, assessment.framework_id)
-        return Recomputed("unknown-framework")
-    revision = assessment.input_revision
-    state = await repository.result_state(session, assessment.id)
-    if (
-        not force
-        and state is not None
-        and state.input_revision >= revision
-        and state.framework_hash == framework.content_hash
-    ):
-        return Recomputed("current", revision, state.index_value)
-
-    inputs, origins = await load_inputs(session, assessment, framework)
-    error: str | None = None
-    try:
-        result = evaluate(framework, inputs)
-    except InputError as exc:
-        # An input that no longer fits (e.g. a framework file changed): keep the assessment
-        # visible as incomplete with the reason, rather than failing the job forever.
-        error = str(exc)
-        result = evaluate(framework, Inputs())
+    session: AsyncSession,
+    assessment_ids: Sequence[uuid.UUID],
+    queue: Queue | None,
+    *,
+    force: bool,
+) -> dict[uuid.UUID, Recomputed]:
+    frameworks = registry()
+    assessments = await repository.lock_assessments(session, assessment_ids)
+    states = await repository.result_states(session, [a.id for a in assessments])
+    outcomes: dict[uuid.UUID, Recomputed] = {}
+    due: list[Assessment] = []
+    for assessment in assessments:
+        framework = frameworks.get(assessment.framework_id)
+        state = states.get(assessment.id)
+        if framework is None:
+            log.error(
+                "assessment %s uses unknown framework %s", assessment.id, assessment.framework_id
+            )
+            outcomes[assessment.id] = Recomputed("unknown-framework")
+        elif (
+            not force
+            and state is not None
+            and state.input_revision >= assessment.input_revision
+            and state.framework_hash == framework.content_hash
+        ):
+            outcomes[assessment.id] = Recomputed(
+                "current", assessment.input_revision, state.index_value
+            )
+        else:
+            due.append(assessment)
+    inputs = await load_inputs(session, due)
     computed_at = datetime.now(UTC)
-    rows = result_rows(result, assessment.id, revision, computed_at, origins)
-    index = result.index.value
-    await repository.replace_results(
+    rows: list[dict[str, Any]] = []
+    result_states: list[dict[str, Any]] = []
+    changed: list[tuple[Assessment, Result]] = []
+    for assessment in due:
+        framework = frameworks[assessment.framework_id]
+        engine_inputs, origins = inputs[assessment.id]
+        error: str | None = None
+        try:
+            result = evaluate(framework, engine_inputs)
+        except InputError as exc:
+            # An input that no longer fits (e.g. a framework file changed): keep the assessment
+            # visible as incomplete with the reason, rather than failing the job forever.
+            error = str(exc)
+            result = evaluate(framework, Inputs())
+        revision, index = assessment.input_revision, result.index.value
+        rows += result_rows(result, assessment.id, revision, computed_at, origins)
+        result_states.append(
+            {
+                "assessment_id": assessment.id,
+                "input_revision": revision,
+                "framework_hash": framework.content_hash,
+                "index_value": index,
+                "predicate": result.index.predicate,
+                "complete": result.complete and error is None,
+                "computed_at": computed_at,
+                "error": error,
+            }
+        )
+        state = states.get(assessment.id)
+        if state is None or state.index_value != index:
+            changed.append((assessment, result))
+        outcomes[assessment.id] = Recomputed("computed", revision, index)
+    await repository.replace_results(session, [a.id for a in due], rows, result_states)
+    await _mark_dependents(session, [assessment for assessment, _ in changed], queue)
+    await webhooks.emit_many(
         session,
-        assessment.id,
-        rows,
-        {
-            "input_revision": revision,
-            "framework_hash": framework.content_hash,
-            "index_value": index,
-            "predicate": result.index.predicate,
-            "complete": result.complete and error is None,
-            "computed_at": computed_at,
-            "error": error,
-        },
-    )
-    if state is None or state.index_value != index:
-        await _mark_dependents(session, assessment, queue)
-        await webhooks.emit(
-            session,
-            "result.changed",
+        "result.changed",
+        [
             {
                 "assessment_id": str(assessment.id),
                 "region": assessment.region_code,
                 "framework": assessment.framework_id,
                 "period": assessment.period,
-                "index": None if index is None else str(index),
-                "previous_index": None
-                if state is None or state.index_value is None
-                else str(state.index_value),
+                "index": _text(result.index.value),
+                "previous_index": _text(states[assessment.id].index_value)
+                if assessment.id in states
+                else None,
                 "predicate": result.index.predicate,
-                "input_revision": revision,
-            },
-            queue,
-        )
-    return Recomputed("computed", revision, index)
+                "input_revision": assessment.input_revision,
+            }
+            for assessment, result in changed
+        ],
+        queue,
+    )
+    # Safe inside the transaction: a newer change waits for our lock before it writes its row.
+    await repository.clear_requests(
+        session,
+        [
+            (a.id, a.input_revision)
+            for a in assessments
+            if a.id in outcomes and outcomes[a.id].outcome in ("computed", "current")
+        ],
+    )
+    return outcomes
 
 
 async def load_inputs(
-    session: AsyncSession, assessment: Assessment, framework: Framework
-) -> tuple[Inputs, dict[str, str]]:
-    """The engine's inputs, and for each entered value whether it is the verified one."""
-    values, origins = await repository.assessed_values(session, assessment.id)
-    metrics = await repository.latest_metrics(
-        session, assessment.region_code, assessment.period, framework.metric_keys
+    session: AsyncSession, assessments: Sequence[Assessment]
+) -> dict[uuid.UUID, tuple[Inputs, dict[str, str]]]:
+    """Each assessment's engine inputs, and for each entered value whether it is the verified
+    one: a handful of queries for the whole batch."""
+    if not assessments:
+        return {}
+    frameworks = registry()
+    entered = await repository.assessed_values(session, [a.id for a in assessments])
+    metric_keys = sorted(
+        {key for a in assessments for key in frameworks[a.framework_id].metric_keys}
     )
-    linked: dict[str, Any] = {}
-    for link in framework.links:
-        value = await repository.linked_value(session, assessment, link.framework, link.node)
-        if value is not None:
-            linked[link.ref] = value
-    return Inputs(values=values, metrics=metrics, linked=linked), origins
+    metrics = await repository.latest_metrics(
+        session, {(a.region_code, a.period) for a in assessments}, metric_keys
+    )
+    linked: dict[tuple[str, str], dict[tuple[str, int, str], Decimal]] = {}
+    sources = {
+        (link.framework, link.node)
+        for a in assessments
+        for link in frameworks[a.framework_id].links
+    }
+    for source_framework, source_node in sorted(sources):
+        linked[(source_framework, source_node)] = await repository.linked_values(
+            session,
+            source_framework,
+            source_node,
+            {(a.region_code, a.period, a.stage) for a in assessments},
+        )
+    result: dict[uuid.UUID, tuple[Inputs, dict[str, str]]] = {}
+    for assessment in assessments:
+        framework = frameworks[assessment.framework_id]
+        values, origins = entered[assessment.id]
+        key = (assessment.region_code, assessment.period, assessment.stage)
+        links = {
+            link.ref: linked[(link.framework, link.node)][key]
+            for link in framework.links
+            if key in linked[(link.framework, link.node)]
+        }
+        inputs = Inputs(
+            values=values,
+            metrics=metrics.get((assessment.region_code, assessment.period), {}),
+            linked=links,
+        )
+        result[assessment.id] = (inputs, origins)
+    return result
 
 
 def result_rows(
@@ -181,31 +258,23 @@ def result_rows(
 
 
 async def _mark_dependents(
-    session: AsyncSession, assessment: Assessment, queue: Queue | None
+    session: AsyncSession, changed: Sequence[Assessment], queue: Queue | None
 ) -> None:
-    """Frameworks linking to this one, for the same region and period, must follow it."""
+    """Frameworks linking to a changed one, for the same region and period, must follow it."""
+    if not changed:
+        return
     for framework in registry().values():
-        if any(link.framework == assessment.framework_id for link in framework.links):
+        sources = {link.framework for link in framework.links}
+        region_years = {(a.region_code, a.period) for a in changed if a.framework_id in sources}
+        if region_years:
             ids = await ensure_assessments(
-                session,
-                framework.id,
-                {(assessment.region_code, assessment.period)},
-                state=initial_state(framework),
+                session, framework.id, region_years, state=initial_state(framework)
             )
             await mark_dirty(session, ids, queue)
 
 
-async def _settle_outbox(
-    session: AsyncSession, assessment_id: uuid.UUID, revision: int, queue: Queue | None
-) -> None:
-    async with session.begin():
-        await repository.clear_request(session, assessment_id, revision)
-        pending = await repository.pending_revision(session, assessment_id)
-    if pending is not None and queue is not None:
-        # A change landed while this run computed: it gets a run of its own.
-        await queue.enqueue(
-            RECOMPUTE_JOB, str(assessment_id), job_id=recompute_job_id(assessment_id, pending)
-        )
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
 
 
 async def sweep(
@@ -293,13 +362,19 @@ async def run_step(
             recompute_run.finished_at = recompute_run.updated_at = now
             return None
         done = failed = 0
-        for assessment_id in batch:
-            try:
-                await recompute(sessionmaker, assessment_id, queue, force=True)
-                done += 1
-            except Exception:
-                log.exception("recompute of %s failed in run %s", assessment_id, run_id)
-                failed += 1
+        try:
+            await recompute_many(sessionmaker, batch, queue, force=True)
+            done = len(batch)
+        except Exception:
+            # One bad assessment must not sink the batch: retry them one by one to find it.
+            log.exception("batch recompute failed in run %s; retrying one by one", run_id)
+            for assessment_id in batch:
+                try:
+                    await recompute(sessionmaker, assessment_id, queue, force=True)
+                    done += 1
+                except Exception:
+                    log.exception("recompute of %s failed in run %s", assessment_id, run_id)
+                    failed += 1
         recompute_run.state = "running"
         recompute_run.done += done
         recompute_run.failed += failed
