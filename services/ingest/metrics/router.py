@@ -71,10 +71,11 @@ async def push_batch(
     is an update, recorded in the audit trail. `Idempotency-Key` makes a retry safe."""
     require_role(principal, *WRITERS)
     service.check_regions(principal, (point.get("region") for point in batch.points))
-    fingerprint = request_fingerprint(
-        json.dumps(batch.model_dump(mode="json"), sort_keys=True), str(atomic), str(dry_run)
-    )
+    fingerprint = ""
     if idempotency_key and not dry_run:
+        fingerprint = request_fingerprint(
+            json.dumps(batch.points, sort_keys=True, default=str), str(atomic), str(dry_run)
+        )
         replayed = await replay(session, principal.audit_id, idempotency_key, fingerprint)
         if replayed is not None:
             status, body = replayed

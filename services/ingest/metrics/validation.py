@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from services.ingest.metrics.catalogue import MetricDefinition
@@ -99,6 +100,8 @@ def validate_point(
 
 def _period(raw: dict[str, Any], definition: MetricDefinition) -> tuple[str, date] | str:
     period, timestamp = raw.get("period"), raw.get("timestamp")
+    if isinstance(period, str) and timestamp is None:
+        return _calendar_period(period, definition.grain, definition.key)
     if (period is None) == (timestamp is None):
         return "give exactly one of 'period' or 'timestamp'"
     if timestamp is not None:
@@ -109,13 +112,15 @@ def _period(raw: dict[str, Any], definition: MetricDefinition) -> tuple[str, dat
         day = (moment.astimezone(WIB) if moment.tzinfo else moment).date()
         label = {"year": f"{day:%Y}", "month": f"{day:%Y-%m}", "day": f"{day:%Y-%m-%d}"}
         period = label[definition.grain]
-    text = str(period)
-    match = _PATTERNS[definition.grain].match(text)
+    return _calendar_period(str(period), definition.grain, definition.key)
+
+
+@lru_cache(maxsize=4096)
+def _calendar_period(text: str, grain: str, key: str) -> tuple[str, date] | str:
+    """A period label in ``grain`` and the day it starts (batches repeat a few periods)."""
+    match = _PATTERNS[grain].match(text)
     if match is None:
-        return (
-            f"period {text!r} does not fit {definition.key}'s grain ({definition.grain}: "
-            f"e.g. {_EXAMPLES[definition.grain]})"
-        )
+        return f"period {text!r} does not fit {key}'s grain ({grain}: e.g. {_EXAMPLES[grain]})"
     parts = [int(part) for part in match.groups()] + [1] * (3 - len(match.groups()))
     try:
         start = date(parts[0], parts[1], parts[2])
