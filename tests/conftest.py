@@ -9,6 +9,7 @@ behaves as in production and nothing leaks into the next test.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -25,6 +26,7 @@ from services.kit.queue import Queue
 from services.kit.runtime import Runtime
 from services.kit.settings import Settings, to_asyncpg_url
 from services.main import create_app, prepare_database
+from services.scoring.worker import build_worker
 
 
 @pytest.fixture(scope="session")
@@ -181,3 +183,17 @@ async def app_client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://cerdas.test") as c:
             yield c
+
+
+@contextlib.asynccontextmanager
+async def running_worker(runtime: Runtime) -> AsyncIterator[None]:
+    """An in-process scoring worker on ``runtime``, stopped on the way out."""
+    worker = build_worker(runtime, handle_signals=False)
+    task = asyncio.create_task(worker.async_run())
+    try:
+        yield
+    finally:
+        await worker.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import func, select, text
+from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.db import after_commit
@@ -102,6 +102,20 @@ async def ensure_assessments(
     return [row.id for row in found if (row.region_code, row.period) in region_years]
 
 
+def run_scope(
+    framework_id: str | None, period: int | None, region_code: str | None
+) -> list[ColumnElement[bool]]:
+    """The assessments a recompute run covers; the run counts and processes the same set."""
+    conditions: list[ColumnElement[bool]] = []
+    if framework_id:
+        conditions.append(Assessment.framework_id == framework_id)
+    if period:
+        conditions.append(Assessment.period == period)
+    if region_code:
+        conditions.append(Assessment.region_code == region_code)
+    return conditions
+
+
 async def create_recompute_run(
     session: AsyncSession,
     *,
@@ -112,12 +126,7 @@ async def create_recompute_run(
 ) -> RecomputeRun:
     """A run row over the matching assessments, its total counted; the caller commits."""
     query = select(func.count()).select_from(Assessment)
-    if framework_id:
-        query = query.where(Assessment.framework_id == framework_id)
-    if period:
-        query = query.where(Assessment.period == period)
-    if region_code:
-        query = query.where(Assessment.region_code == region_code)
+    query = query.where(*run_scope(framework_id, period, region_code))
     recompute_run = RecomputeRun(
         framework_id=framework_id,
         period=period,

@@ -13,6 +13,7 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.kit.outbox import run_scope
 from services.models import Assessment, AssessmentInput, RecomputeRun, ResultNode, ResultState
 
 _RESULT_COLUMNS = (
@@ -222,12 +223,7 @@ async def assessment_ids_after(
 ) -> list[uuid.UUID]:
     """A page of matching assessment ids, in id order (keyset), for batched runs."""
     query = select(Assessment.id).order_by(Assessment.id).limit(limit)
-    if framework_id:
-        query = query.where(Assessment.framework_id == framework_id)
-    if period:
-        query = query.where(Assessment.period == period)
-    if region_code:
-        query = query.where(Assessment.region_code == region_code)
+    query = query.where(*run_scope(framework_id, period, region_code))
     if after is not None:
         query = query.where(Assessment.id > after)
     return list((await session.scalars(query)).all())

@@ -19,8 +19,7 @@ from services.kit.auth import create_key
 from services.kit.runtime import Runtime
 from services.kit.webhooks import new_secret, verify
 from services.models import Assessment, WebhookDelivery
-from services.scoring.worker import build_worker
-from tests.conftest import app_client
+from tests.conftest import app_client, running_worker
 
 pytestmark = pytest.mark.slow
 
@@ -66,19 +65,6 @@ async def serving(app: Receiver) -> AsyncIterator[str]:
         await task
 
 
-@contextlib.asynccontextmanager
-async def worker_for(runtime: Runtime) -> AsyncIterator[None]:
-    worker = build_worker(runtime, handle_signals=False)
-    task = asyncio.create_task(worker.async_run())
-    try:
-        yield
-    finally:
-        await worker.close()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 async def publish_case(
     live: Runtime, client: httpx.AsyncClient, url: str, events: list[str]
 ) -> tuple[dict[str, str], str, str]:
@@ -109,7 +95,7 @@ async def wait_for_delivery(live: Runtime, status: str, seconds: float = 30) -> 
 
 async def test_a_published_assessment_reaches_the_receiver_signed(live: Runtime) -> None:
     receiver = Receiver(failures=0)
-    async with serving(receiver) as url, worker_for(live), app_client(live) as client:
+    async with serving(receiver) as url, running_worker(live), app_client(live) as client:
         ministry, secret, assessment_id = await publish_case(
             live, client, url, ["assessment.published"]
         )
@@ -141,7 +127,7 @@ async def test_a_receiver_failing_twice_gets_exactly_one_successful_delivery(
     receiver = Receiver(failures=2)
     quick = await Runtime.open(live.settings.model_copy(update={"webhook_backoff_seconds": 0.2}))
     try:
-        async with serving(receiver) as url, worker_for(quick), app_client(quick) as client:
+        async with serving(receiver) as url, running_worker(quick), app_client(quick) as client:
             ministry, secret, assessment_id = await publish_case(
                 quick, client, url, ["assessment.published"]
             )

@@ -7,7 +7,6 @@ it wrote afterwards.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import signal
@@ -39,23 +38,9 @@ from services.models import (
 )
 from services.scoring.engine import Inputs, evaluate
 from services.scoring.frameworks import get_framework
-from services.scoring.worker import build_worker
-from tests.conftest import app_client
+from tests.conftest import app_client, running_worker
 
 pytestmark = pytest.mark.slow
-
-
-@contextlib.asynccontextmanager
-async def running_worker(runtime: Runtime) -> AsyncIterator[None]:
-    worker = build_worker(runtime, handle_signals=False)
-    task = asyncio.create_task(worker.async_run())
-    try:
-        yield
-    finally:
-        await worker.close()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def wait_for(check: Callable[[], Awaitable[bool]], seconds: float = 30) -> None:
