@@ -162,6 +162,7 @@ def recompute(
 
     from services.kit.outbox import create_recompute_run
     from services.kit.runtime import Runtime
+    from services.models import RecomputeRun
     from services.scoring.service import run_step
 
     if not (all_ or framework or period or region):
@@ -191,8 +192,6 @@ def recompute(
                     progress.update(task, completed=step.done + step.failed)
                 progress.update(task, completed=created.total)
             async with runtime.sessionmaker() as session:
-                from services.models import RecomputeRun
-
                 final = await session.get(RecomputeRun, created.id)
                 assert final is not None
                 return final.done, final.failed

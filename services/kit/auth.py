@@ -44,9 +44,6 @@ class Principal:
         return str(self.key_id) if self.key_id else self.name
 
 
-SYSTEM = Principal(None, "cerdas", "system")
-
-
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 

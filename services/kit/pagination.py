@@ -7,7 +7,7 @@ import binascii
 import json
 from typing import Any
 
-from services.kit.errors import Unprocessable
+from services.kit.errors import invalid
 
 
 def encode_cursor(*key: Any) -> str:
@@ -22,8 +22,10 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
     except (binascii.Error, ValueError, UnicodeDecodeError):
         key = None
     if not isinstance(key, list) or len(key) != arity:
-        raise Unprocessable(
+        raise invalid(
+            "query",
+            "/cursor",
+            "malformed cursor",
             "query /cursor: not a cursor this endpoint issued",
-            errors=[{"in": "query", "pointer": "/cursor", "detail": "malformed cursor"}],
         )
     return key

@@ -24,8 +24,6 @@ class Storage(Protocol):
 
     async def commit(self, upload: Upload, key: str) -> None: ...
 
-    async def exists(self, key: str) -> bool: ...
-
     def read(self, key: str) -> AsyncIterator[bytes]: ...
 
 
@@ -78,9 +76,6 @@ class LocalStorage:
             os.fsync(directory)  # the rename itself survives a crash
         finally:
             os.close(directory)
-
-    async def exists(self, key: str) -> bool:
-        return self.path_of(key).exists()
 
     async def read(self, key: str) -> AsyncIterator[bytes]:
         async with await anyio.open_file(self.path_of(key), "rb") as file:

@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
 from typing import Any
 
 from fastapi import APIRouter, Response
 
 from services.kit.errors import NotFound
 from services.kit.http import json_response
-from services.scoring.engine import Band, Framework, Node, Scale, round_exact
+from services.scoring.engine import Band, Framework, Node, Scale
+from services.scoring.engine.numbers import plain
 from services.scoring.frameworks import registry
 
 router = APIRouter(prefix="/v1/frameworks", tags=["frameworks"])
-
-
-def _number(value: Fraction) -> str:
-    return format(round_exact(value, 6, "half_up").normalize(), "f")
 
 
 def scale_json(scale: Scale | None) -> dict[str, Any] | None:
     if scale is None:
         return None
     return {
-        "min": _number(scale.min),
-        "max": _number(scale.max),
+        "min": plain(scale.min),
+        "max": plain(scale.max),
         "integer": scale.integer,
         "labels": {str(level): label for level, label in scale.labels.items()},
         "unit": scale.unit,
@@ -35,9 +31,9 @@ def bands_json(bands: tuple[Band, ...]) -> list[dict[str, Any]]:
     return [
         {
             "predicate": band.predicate,
-            "level": None if band.level is None else _number(band.level),
-            "from": _number(band.lower),
-            "to": None if band.upper is None else _number(band.upper),
+            "level": None if band.level is None else plain(band.level),
+            "from": plain(band.lower),
+            "to": None if band.upper is None else plain(band.upper),
         }
         for band in bands
     ]
@@ -48,7 +44,7 @@ def node_json(node: Node) -> dict[str, Any]:
         "id": node.id,
         "name": node.name,
         "description": node.description,
-        "weight": _number(node.weight),
+        "weight": plain(node.weight),
         "scale": scale_json(node.scale),
         "required": node.required,
         "aggregation": node.aggregation,
@@ -58,7 +54,7 @@ def node_json(node: Node) -> dict[str, Any]:
         if node.metric is None
         else {
             "keys": list(node.metric.metric_keys),
-            "multiplier": _number(node.metric.multiplier),
+            "multiplier": plain(node.metric.multiplier),
             "clamp": node.metric.clamp,
             "bands": bands_json(node.metric.bands),
         },

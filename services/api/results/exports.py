@@ -23,6 +23,7 @@ from services.api.results.router import (
     ProvinceQuery,
     check_region,
     ranking_items,
+    text,
 )
 from services.kit.auth import MaybePrincipal
 from services.kit.db import DbSession
@@ -146,9 +147,6 @@ async def export_results(
     framework = get_or_404(assessment.framework_id)
     stored = {node.node_id: node for node in await repository.result_nodes(session, assessment_id)}
 
-    def text(value: Decimal | None) -> str | None:
-        return None if value is None else format_decimal(value)
-
     rows = [
         {
             "id": node.id,
@@ -169,7 +167,3 @@ async def export_results(
         else _xlsx(RESULT_COLUMNS, lang, name, rows)
     )
     return _download(body, format, name)
-
-
-def format_decimal(value: Decimal) -> str:
-    return format(value, "f")

@@ -95,19 +95,6 @@ async def assessment(
     return (await session.execute(query)).first()
 
 
-async def find_assessment(
-    session: AsyncSession, framework: str, period: int, region: str
-) -> uuid.UUID | None:
-    return await session.scalar(
-        select(Assessment.id).where(
-            Assessment.framework_id == framework,
-            Assessment.period == period,
-            Assessment.region_code == region,
-            Assessment.stage == "final",
-        )
-    )
-
-
 async def result_nodes(session: AsyncSession, assessment_id: uuid.UUID) -> Sequence[ResultNode]:
     return (
         await session.scalars(select(ResultNode).where(ResultNode.assessment_id == assessment_id))

@@ -201,10 +201,7 @@ async def list_evidence_requests(
     assessment = await session.get(Assessment, assessment_id)
     if assessment is None:
         raise NotFound(f"No assessment {assessment_id}.")
-    if principal.role != "ministry-admin" and not principal.may_write_region(
-        assessment.region_code
-    ):
-        await service.check_scope(session, principal, assessment)
+    await service.check_scope(session, principal, assessment)
     query = select(EvidenceRequest).where(EvidenceRequest.assessment_id == assessment_id)
     if status == "open":
         query = query.where(EvidenceRequest.answered_at.is_(None))

@@ -60,7 +60,7 @@ _CLASSIFY = text(
 )
 
 # One statement: upsert from staging (a point with the same value is left alone), audit every
-# update with its old and new value, and report what changed per region, year and metric.
+# update with its old and new value, and report which region, year and metric changed.
 _APPLY = text(
     """
     WITH old AS (
@@ -90,11 +90,7 @@ _APPLY = text(
         WHERE NOT up.inserted
         RETURNING 1
     )
-    SELECT region_code, year, metric,
-           count(*) FILTER (WHERE inserted) AS created,
-           count(*) FILTER (WHERE NOT inserted) AS updated,
-           (SELECT count(*) FROM audited) AS audited
-    FROM up GROUP BY region_code, year, metric
+    SELECT DISTINCT region_code, year, metric FROM up  -- the audit CTE runs regardless
     """
 )
 
@@ -104,8 +100,6 @@ class Change:
     region_code: str
     year: int
     metric: str
-    created: int
-    updated: int
 
 
 async def region_codes(session: AsyncSession) -> set[str]:
@@ -172,7 +166,7 @@ async def apply(
             "request_id": request_id,
         },
     )
-    return [Change(r.region_code, r.year, r.metric, r.created, r.updated) for r in rows]
+    return [Change(r.region_code, r.year, r.metric) for r in rows]
 
 
 async def list_points(

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from services.ingest.metrics import repository, service
 from services.ingest.metrics.catalogue import catalogue
 from services.ingest.metrics.schemas import ImportSummaryOut, MetricBatch, MetricPage
-from services.kit.auth import CurrentPrincipal, Principal, require_role
+from services.kit.auth import CurrentPrincipal, require_role
 from services.kit.db import DbSession
 from services.kit.errors import Unprocessable, UnsupportedMediaType
 from services.kit.idempotency import remember, replay, request_fingerprint
@@ -134,7 +134,7 @@ async def import_csv(
     summary = await service.import_points(
         session,
         principal,
-        _csv_points(request, principal),
+        _csv_points(request),
         atomic=atomic,
         dry_run=dry_run,
         queue=request.app.state.runtime.queue,
@@ -159,7 +159,7 @@ async def _csv_lines(request: Request) -> AsyncIterator[str]:
         yield pending.rstrip("\r")
 
 
-async def _csv_points(request: Request, principal: Principal) -> AsyncIterator[tuple[int, Any]]:
+async def _csv_points(request: Request) -> AsyncIterator[tuple[int, Any]]:
     header: list[str] | None = None
     row_number = 0
     async for line in _csv_lines(request):

@@ -11,7 +11,7 @@ from typing import Any
 
 from services.scoring.engine.errors import InputError
 from services.scoring.engine.model import Band, Framework, Node, Scale
-from services.scoring.engine.numbers import NotANumber, exact, round_exact
+from services.scoring.engine.numbers import NotANumber, exact, plain, round_exact
 from services.scoring.engine.result import NodeResult, Result, Source
 
 
@@ -135,7 +135,7 @@ class _Evaluation:
             value = min(max(value, node.scale.min), node.scale.max)
         if node.scale is not None and not node.scale.contains(value):
             raise InputError(
-                f"{node.id}: metric-driven value {_plain(value)} is off the scale "
+                f"{node.id}: metric-driven value {plain(value)} is off the scale "
                 f"{node.scale.describe()} (metrics {', '.join(rule.metric_keys)})",
                 node.id,
             )
@@ -316,8 +316,4 @@ def _band_level(bands: tuple[Band, ...], value: Fraction, node: Node) -> Fractio
     for band in bands:
         if band.holds(value) and band.level is not None:
             return band.level
-    raise InputError(f"{node.id}: metric-driven value {_plain(value)} falls in no band", node.id)
-
-
-def _plain(value: Fraction) -> str:
-    return format(round_exact(value, 4, "half_up").normalize(), "f")
+    raise InputError(f"{node.id}: metric-driven value {plain(value)} falls in no band", node.id)

@@ -31,7 +31,13 @@ from services.scoring.engine.model import (
     Node,
     Scale,
 )
-from services.scoring.engine.numbers import ROUNDING_MODES, NotANumber, RoundingMode, exact
+from services.scoring.engine.numbers import (
+    ROUNDING_MODES,
+    NotANumber,
+    RoundingMode,
+    exact,
+    plain,
+)
 
 _ID = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 _TOP_KEYS = {
@@ -286,13 +292,13 @@ class _Compiler:
             if before.upper is None or before.upper > after.lower:
                 self.problem(
                     path,
-                    f"{kind}: bands overlap at {_show(after.lower)} "
+                    f"{kind}: bands overlap at {plain(after.lower)} "
                     f"({_label(before)} and {_label(after)})",
                 )
             elif before.upper < after.lower:
                 self.problem(
                     path,
-                    f"{kind}: gap between {_show(before.upper)} and {_show(after.lower)} "
+                    f"{kind}: gap between {plain(before.upper)} and {plain(after.lower)} "
                     f"({_label(before)} ends, {_label(after)} starts)",
                 )
         if bands[-1].upper is not None:
@@ -300,13 +306,13 @@ class _Compiler:
         if scale is not None and bands[0].lower > scale.min:
             self.problem(
                 path,
-                f"{kind}: gap between the scale's start {_show(scale.min)} and the first band "
-                f"at {_show(bands[0].lower)}",
+                f"{kind}: gap between the scale's start {plain(scale.min)} and the first band "
+                f"at {plain(bands[0].lower)}",
             )
         if scale is not None and kind == "bands":
             for band in bands:
                 if band.level is not None and not scale.contains(band.level):
-                    self.problem(path, f"bands: level {_show(band.level)} is off the node's scale")
+                    self.problem(path, f"bands: level {plain(band.level)} is off the node's scale")
         return tuple(bands)
 
     def _node(self, spec: Mapping[str, Any], parent_path: str) -> Node | None:
@@ -408,11 +414,11 @@ class _Compiler:
             declared = self._number(spec["weights_total"], path, "weights_total")
             total = sum((child.weight for child in children), Fraction(0))
             if declared is not None and total != declared:
-                listed = " + ".join(_show(child.weight) for child in children)
+                listed = " + ".join(plain(child.weight) for child in children)
                 self.problem(
                     path,
-                    f"weights of the children add up to {_show(total)} ({listed}), "
-                    f"declared weights_total {_show(declared)}",
+                    f"weights of the children add up to {plain(total)} ({listed}), "
+                    f"declared weights_total {plain(declared)}",
                 )
         if aggregation == "weighted_mean" and children and not any(c.weight for c in children):
             self.problem(path, "weighted_mean over children whose weights are all zero")
@@ -459,7 +465,7 @@ class _Compiler:
         if bands and scale is not None:
             for band in bands:
                 if band.level is not None and not scale.contains(band.level):
-                    self.problem(path, f"metric band level {_show(band.level)} is off the scale")
+                    self.problem(path, f"metric band level {plain(band.level)} is off the scale")
         return MetricRule(
             key=str(spec["key"]) if "key" in spec else None,
             numerator=ratio[0] if ratio else None,
@@ -552,15 +558,9 @@ def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value).strip() or None
 
 
-def _show(value: Fraction) -> str:
-    if value.denominator == 1:
-        return str(value.numerator)
-    return format(Decimal(value.numerator) / Decimal(value.denominator), "f").rstrip("0")
-
-
 def _label(band: Band) -> str:
     return (
         repr(band.predicate)
         if band.predicate is not None
-        else f"level {_show(band.level or Fraction(0))}"
+        else f"level {plain(band.level or Fraction(0))}"
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Literal
 
-from services.scoring.engine.numbers import RoundingMode
+from services.scoring.engine.numbers import RoundingMode, plain
 
 Aggregation = Literal["weighted_mean", "mean", "sum", "ratio", "min", "max", "pooled_mean", "none"]
 AGGREGATIONS: tuple[str, ...] = (
@@ -41,7 +41,7 @@ class Scale:
 
     def describe(self) -> str:
         kind = "whole numbers " if self.integer else ""
-        return f"{kind}{_plain(self.min)}–{_plain(self.max)}"
+        return f"{kind}{plain(self.min)}–{plain(self.max)}"
 
     def rescale(self, value: Fraction, target: Scale) -> Fraction:
         """``value`` on this scale, mapped linearly onto ``target``."""
@@ -173,11 +173,3 @@ class Framework:
             if node.metric is not None:
                 keys.update(dict.fromkeys(node.metric.metric_keys))
         return tuple(keys)
-
-
-def _plain(value: Fraction) -> str:
-    if value.denominator == 1:
-        return str(value.numerator)
-    from decimal import Decimal
-
-    return str(Decimal(value.numerator) / Decimal(value.denominator))

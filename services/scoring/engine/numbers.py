@@ -41,6 +41,11 @@ def exact(value: object) -> Fraction:
     raise NotANumber(f"{value!r} is not a number")
 
 
+def plain(value: Fraction, places: int = 6) -> str:
+    """``value`` as short decimal text for messages and labels: 2.5, 100, 0.333333."""
+    return format(round_exact(value, places, "half_up").normalize(), "f")
+
+
 def round_exact(value: Fraction, places: int, mode: RoundingMode = "half_up") -> Decimal:
     """Round ``value`` to ``places`` decimals by ``mode``, exactly (integer arithmetic).
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from services.scoring.engine.model import Framework, Scale
+from services.scoring.engine.numbers import plain
 
 Source = Literal["input", "computed", "metric", "linked", "group", "missing"]
 
@@ -45,8 +46,8 @@ class NodeResult:
             "scale": None
             if self.scale is None
             else {
-                "min": _fraction_text(self.scale.min),
-                "max": _fraction_text(self.scale.max),
+                "min": plain(self.scale.min),
+                "max": plain(self.scale.max),
                 "integer": self.scale.integer,
             },
             "weight": _text(self.weight),
@@ -95,11 +96,3 @@ class Result:
 
 def _text(value: Decimal | None) -> str | None:
     return None if value is None else format(value, "f")
-
-
-def _fraction_text(value: Any) -> str:
-    return (
-        str(value.numerator)
-        if value.denominator == 1
-        else format(Decimal(value.numerator) / Decimal(value.denominator), "f")
-    )
