@@ -17,12 +17,14 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.kit.outbox import ensure_assessments, mark_dirty
+from services.ingest.metrics.repository import Change
+from services.ingest.metrics.service import mark_affected
+from services.kit.outbox import mark_dirty
 from services.kit.runtime import Runtime
 from services.models import Assessment, AssessmentInput, MetricPoint
 from services.scoring.engine import link_order
-from services.scoring.frameworks import initial_state, registry
-from services.scoring.service import recompute
+from services.scoring.frameworks import registry
+from services.scoring.service import recompute_many
 
 SEED_FILE = Path(__file__).with_name("demo.yaml")
 
@@ -74,9 +76,12 @@ async def settle(runtime: Runtime) -> int:
             ).all()
         if not pending:
             return scored
-        for assessment_id, _ in sorted(pending, key=lambda row: order[row[1]]):
-            await recompute(runtime.sessionmaker, assessment_id, None)
-            scored += 1
+        for rank in sorted({order[framework_id] for _, framework_id in pending}):
+            batch = [
+                identifier for identifier, framework_id in pending if order[framework_id] == rank
+            ]
+            await recompute_many(runtime.sessionmaker, batch, None)
+            scored += len(batch)
 
 
 async def _assessment(session: AsyncSession, case: dict[str, Any]) -> uuid.UUID:
@@ -130,10 +135,5 @@ async def _metric(session: AsyncSession, point: dict[str, Any]) -> None:
             set_={"value": point["value"]},
         )
     )
-    # The metric-driven assessment of the region and year, created if missing.
-    for framework in registry().values():
-        if point["metric"] in framework.metric_keys:
-            ids = await ensure_assessments(
-                session, framework.id, {(point["region"], year)}, state=initial_state(framework)
-            )
-            await mark_dirty(session, ids, None)
+    # The metric-driven assessments of the region and year, as a push would mark them.
+    await mark_affected(session, [Change(point["region"], year, point["metric"])], None)

@@ -102,6 +102,20 @@ async def ensure_assessments(
     return [row.id for row in found if (row.region_code, row.period) in region_years]
 
 
+async def mark_region_years_dirty(
+    session: AsyncSession,
+    framework_id: str,
+    region_years: set[tuple[str, int]],
+    *,
+    state: str,
+    queue: Queue | None,
+) -> int:
+    """Mark the assessments of ``framework_id`` for these regions and years dirty, creating
+    them (in ``state``) where missing; returns how many were marked."""
+    ids = await ensure_assessments(session, framework_id, region_years, state=state)
+    return await mark_dirty(session, ids, queue)
+
+
 def run_scope(
     framework_id: str | None, period: int | None, region_code: str | None
 ) -> list[ColumnElement[bool]]:

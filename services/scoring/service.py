@@ -25,8 +25,7 @@ from services.kit.db import run_after_commit
 from services.kit.outbox import (
     RECOMPUTE_JOB,
     RUN_JOB,
-    ensure_assessments,
-    mark_dirty,
+    mark_region_years_dirty,
     recompute_job_id,
 )
 from services.kit.queue import Queue
@@ -267,10 +266,9 @@ async def _mark_dependents(
         sources = {link.framework for link in framework.links}
         region_years = {(a.region_code, a.period) for a in changed if a.framework_id in sources}
         if region_years:
-            ids = await ensure_assessments(
-                session, framework.id, region_years, state=initial_state(framework)
+            await mark_region_years_dirty(
+                session, framework.id, region_years, state=initial_state(framework), queue=queue
             )
-            await mark_dirty(session, ids, queue)
 
 
 def _text(value: Decimal | None) -> str | None:

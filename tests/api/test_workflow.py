@@ -170,3 +170,27 @@ async def test_kota_bogor_2024_from_draft_to_published(
         ("input.verified", {"self": "5", "verified": "4"}),
     ]
     assert (await client.get("/v1/audit", headers=region)).status_code == 403
+
+
+async def test_bad_values_are_refused_with_their_node_and_change_nothing(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    region = (await keys(session))["region-operator"]
+    opened = await client.post(
+        "/v1/assessments",
+        headers=region,
+        json={"region": "32.71", "framework": "spbe-2020", "period": 2024},
+    )
+    aid = opened.json()["id"]
+    off_scale = await client.put(
+        f"/v1/assessments/{aid}/inputs", headers=region, json={"values": {"I1": 3, "I7": 6}}
+    )
+    assert off_scale.status_code == 422
+    assert off_scale.json()["errors"][0]["pointer"] == "/values/I7"
+    assert "off the scale" in off_scale.json()["detail"]
+    computed = await client.put(
+        f"/v1/assessments/{aid}/inputs", headers=region, json={"values": {"I99": 3}}
+    )
+    assert computed.json()["errors"][0]["pointer"] == "/values/I99"
+    stored = await client.get(f"/v1/assessments/{aid}", headers=region)
+    assert stored.json()["input_revision"] == 0  # nothing was written

@@ -10,6 +10,7 @@ from fractions import Fraction
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy import select
 
 from services.api.frameworks.router import get_or_404
 from services.api.results import repository
@@ -341,8 +342,10 @@ async def compare(
     codes = [code.strip() for code in regions.split(",") if code.strip()]
     if not 1 <= len(codes) <= 50:
         raise invalid("query", "/regions", "count", "query /regions: give 1 to 50 region codes")
-    for code in codes:
-        await check_region(session, code)
+    known = set((await session.scalars(select(Region.code).where(Region.code.in_(codes)))).all())
+    unknown = [code for code in codes if code not in known]
+    if unknown:
+        raise NotFound(f"No region with Kemendagri code {unknown[0]!r}.")
     values: dict[str, dict[str, Any]] = {}
     scope = only_published(principal)
     for row in await repository.node_values(session, framework, period, codes, scope):

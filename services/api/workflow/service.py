@@ -169,7 +169,7 @@ async def set_inputs(
         )
     framework = registry()[assessment.framework_id]
     nodes = {node.id: node for node in framework.nodes()}
-    for node_id, value in values.items():
+    for node_id in values:
         node = nodes.get(node_id)
         if node is None:
             raise invalid(
@@ -185,13 +185,23 @@ async def set_inputs(
                 "computed",
                 f"{node_id} is {node.input}-driven; it cannot be entered",
             )
-        if value is not None:
-            try:
-                evaluate(framework, Inputs(values={node_id: _text(value)}))
-            except InputError as exc:
-                raise invalid("body", f"/values/{node_id}", "off scale", str(exc)) from None
+    entered = {node_id: _text(value) for node_id, value in values.items() if value is not None}
+    try:
+        evaluate(framework, Inputs(values=entered))  # checks every value against its scale
+    except InputError as exc:
+        raise invalid("body", f"/values/{exc.node}", "off scale", str(exc)) from None
+    # The assessment row is locked above, and every input write takes that lock first.
+    existing = {
+        row.node_id: row
+        for row in await session.scalars(
+            select(AssessmentInput).where(
+                AssessmentInput.assessment_id == assessment.id,
+                AssessmentInput.node_id.in_(list(values)),
+            )
+        )
+    }
     for node_id, value in values.items():
-        row = await session.get(AssessmentInput, (assessment.id, node_id), with_for_update=True)
+        row = existing.get(node_id)
         before = None if row is None else {"self": row.self_value, "verified": row.verified_value}
         if row is None:
             row = AssessmentInput(assessment_id=assessment.id, node_id=node_id)

@@ -18,7 +18,7 @@ from services.ingest.metrics.catalogue import catalogue
 from services.ingest.metrics.validation import Rejection, ValidPoint, today_wib, validate_point
 from services.kit.auth import Principal
 from services.kit.errors import Forbidden
-from services.kit.outbox import ensure_assessments, mark_dirty
+from services.kit.outbox import mark_region_years_dirty
 from services.kit.queue import Queue
 from services.scoring.frameworks import initial_state, registry
 
@@ -131,11 +131,11 @@ async def import_points(
         request_id=request_id,
     )
     summary.stored = True
-    summary.recomputes = await _mark_affected(session, changes, queue)
+    summary.recomputes = await mark_affected(session, changes, queue)
     return summary
 
 
-async def _mark_affected(
+async def mark_affected(
     session: AsyncSession, changes: list[repository.Change], queue: Queue | None
 ) -> int:
     """Assessments of metric-driven frameworks whose region and year got new values."""
@@ -144,8 +144,7 @@ async def _mark_affected(
         used = set(framework.metric_keys)
         region_years = {(c.region_code, c.year) for c in changes if c.metric in used}
         if region_years:
-            ids = await ensure_assessments(
-                session, framework.id, region_years, state=initial_state(framework)
+            marked += await mark_region_years_dirty(
+                session, framework.id, region_years, state=initial_state(framework), queue=queue
             )
-            marked += await mark_dirty(session, ids, queue)
     return marked
