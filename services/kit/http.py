@@ -27,10 +27,13 @@ def if_none_match(header: str | None, etag: str) -> bool:
     return etag in candidates or "*" in candidates
 
 
-def json_response(payload: Any, *, status_code: int = 200) -> Response:
+def render_json(payload: Any) -> bytes:
     """``payload`` as compact JSON (Decimals as the strings the encoder gives them)."""
-    body = json.dumps(jsonable_encoder(payload), ensure_ascii=False, separators=(",", ":"))
-    return Response(body.encode(), status_code=status_code, media_type="application/json")
+    return json.dumps(jsonable_encoder(payload), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def json_response(payload: Any, *, status_code: int = 200) -> Response:
+    return Response(render_json(payload), status_code=status_code, media_type="application/json")
 
 
 class ConditionalGetMiddleware:

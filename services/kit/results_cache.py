@@ -10,17 +10,15 @@ all of them agree through the shared version.
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 from fastapi import Response
-from fastapi.encoders import jsonable_encoder
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.kit.http import etag_of
+from services.kit.http import etag_of, render_json
 
 _READ = text("SELECT last_value + CASE WHEN is_called THEN 1 ELSE 0 END FROM results_version")
 _BUMP = text("SELECT nextval('results_version')")
@@ -65,9 +63,7 @@ class ResultsCache:
         else:
             self.misses += 1
             payload = await build()
-            body = json.dumps(
-                jsonable_encoder(payload), ensure_ascii=False, separators=(",", ":")
-            ).encode()
+            body = render_json(payload)
             etag = etag_of(body)
             self.entries[key] = (version, body, etag)
             self.entries.move_to_end(key)

@@ -181,6 +181,7 @@ async def test_bad_points_are_rejected_with_index_and_reason(
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
     body = response.json()
+    assert body["status"] == 422  # the problem's status, not the summary's
     assert body["code"] == "batch-rejected"
     assert body["stored"] is False
     [rejected] = body["rejected"]

@@ -14,7 +14,12 @@ from services.ingest.metrics.catalogue import catalogue
 from services.ingest.metrics.schemas import ImportSummaryOut, MetricBatch, MetricPage
 from services.kit.auth import CurrentPrincipal, require_role
 from services.kit.db import DbSession
-from services.kit.errors import Unprocessable, UnsupportedMediaType
+from services.kit.errors import (
+    ProblemError,
+    Unprocessable,
+    UnsupportedMediaType,
+    problem_response,
+)
 from services.kit.idempotency import remember, replay, request_fingerprint
 from services.kit.pagination import decode_cursor, encode_cursor
 
@@ -28,23 +33,20 @@ AtomicQuery = Annotated[
 DryRunQuery = Annotated[bool, Query(description="Validate and report; store nothing")]
 
 
-def _respond(summary: service.ImportSummary) -> JSONResponse:
+def _respond(request: Request, summary: service.ImportSummary) -> JSONResponse:
     body = summary.public()
     if summary.status == "error":
-        rejected, received = summary.rejected, summary.received
-        return JSONResponse(
-            {
-                "type": "https://cerdas.id/problems/batch-rejected",
-                "title": "Batch rejected",
-                "status": 422,
-                "code": "batch-rejected",
-                "detail": f"{rejected} of {received} points were rejected; nothing was stored "
-                "(atomic batch: fix them, or send atomic=false to store the valid points).",
-                **body,
-            },
-            status_code=422,
-            media_type="application/problem+json",
+        # The import summary rides along as extension members; "status" stays the HTTP one.
+        del body["status"]
+        problem = ProblemError(
+            f"{summary.rejected} of {summary.received} points were rejected; nothing was "
+            "stored (atomic batch: fix them, or send atomic=false to store the valid points).",
+            status=422,
+            code="batch-rejected",
+            title="Batch rejected",
+            **body,
         )
+        return problem_response(problem, request.url.path)
     return JSONResponse(body)
 
 
@@ -96,7 +98,7 @@ async def push_batch(
     )
     if idempotency_key and not dry_run and summary.status != "error":
         remember(session, principal.audit_id, idempotency_key, fingerprint, 200, summary.public())
-    return _respond(summary)
+    return _respond(request, summary)
 
 
 @router.post(
@@ -140,7 +142,7 @@ async def import_csv(
         queue=request.app.state.runtime.queue,
         request_id=request.state.request_id,
     )
-    return _respond(summary)
+    return _respond(request, summary)
 
 
 async def _csv_lines(request: Request) -> AsyncIterator[str]:
