@@ -262,6 +262,18 @@ class Bench:
     # -- P1, P3, P4 (a running server) --------------------------------------------------------
 
     async def p1_ingest(self, url: str) -> None:
+        """One pusher against one COPY stream (the ratio), then two against two: super-apps
+        push side by side, and the baseline gets the same parallelism."""
+        one = await self.p1_run(url, concurrency=1)
+        two = await self.p1_run(url, concurrency=2)
+        self.results["P1"] = {
+            **one,
+            "two_pushers_ratio": two["ratio"],
+            "two_pushers_points_per_s": two["http_points_per_s"],
+            "two_copy_streams_rows_per_s": two["copy_rows_per_s"],
+        }
+
+    async def p1_run(self, url: str, concurrency: int) -> dict[str, Any]:
         rows = []
         months = [f"{2019 + n // 12}-{n % 12 + 1:02d}" for n in range(40)]
         for month in months:
@@ -277,50 +289,63 @@ class Bench:
                     for n, (r, m) in enumerate(batch)
                 ]
                 file.write(json.dumps({"points": points}) + "\n")
+        connection = await asyncpg.connect(self.dsn)
+        try:  # both sides create every row (a rerun starts from the same state)
+            await connection.execute("DELETE FROM metric_point WHERE metric = 'active_users'")
+            await connection.execute("VACUUM ANALYZE metric_point")
+        finally:
+            await connection.close()
         run = subprocess.run(
-            [PYTHON, "-m", "bench.client", "ingest", url, self.key, str(path)],
+            [PYTHON, "-m", "bench.client", "ingest", url, self.key, str(path), str(concurrency)],
             capture_output=True,
             text=True,
             check=True,
             env=self.env,
         )
         http = json.loads(run.stdout)
-        connection = await asyncpg.connect(self.dsn)
+        records = [
+            (
+                r,
+                "active_users",
+                m,
+                date(int(m[:4]), int(m[5:]), 1),
+                int(m[:4]),
+                "{}",
+                "",
+                Decimal(n),
+            )
+            for n, (r, m) in enumerate(rows)
+        ]
+        columns = [
+            "region_code",
+            "metric",
+            "period",
+            "period_start",
+            "year",
+            "dimensions",
+            "dimension_key",
+            "value",
+        ]
+        # The baseline at the same concurrency: as many COPY streams as the client has pushers.
+        connections = [await asyncpg.connect(self.dsn) for _ in range(concurrency)]
         try:
-            await connection.execute("DELETE FROM metric_point WHERE metric = 'active_users'")
-            records = [
-                (
-                    r,
-                    "active_users",
-                    m,
-                    date(int(m[:4]), int(m[5:]), 1),
-                    int(m[:4]),
-                    "{}",
-                    "",
-                    Decimal(n),
-                )
-                for n, (r, m) in enumerate(rows)
-            ]
+            await connections[0].execute("DELETE FROM metric_point WHERE metric = 'active_users'")
+            await connections[0].execute("VACUUM ANALYZE metric_point")
             started = time.perf_counter()
-            await connection.copy_records_to_table(
-                "metric_point",
-                records=records,
-                columns=[
-                    "region_code",
-                    "metric",
-                    "period",
-                    "period_start",
-                    "year",
-                    "dimensions",
-                    "dimension_key",
-                    "value",
-                ],
+            await asyncio.gather(
+                *(
+                    connection.copy_records_to_table(
+                        "metric_point", records=records[n::concurrency], columns=columns
+                    )
+                    for n, connection in enumerate(connections)
+                )
             )
             copy = time.perf_counter() - started
         finally:
-            await connection.close()
+            for connection in connections:
+                await connection.close()
         http_rate, copy_rate = http["points"] / http["seconds"], len(records) / copy
-        self.results["P1"] = {
+        return {
             "ratio": http_rate / copy_rate,
             "http_points_per_s": http_rate,
             "copy_rows_per_s": copy_rate,

@@ -2,76 +2,64 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.ingest.metrics.validation import ValidPoint
+from services.ingest.metrics.validation import STAGED_COLUMNS, StagedRow
 from services.models import MetricPoint, Region
 
-_STAGING_COLUMNS = (
-    "ord",
-    "region_code",
-    "metric",
-    "period",
-    "period_start",
-    "year",
-    "dimensions",
-    "dimension_key",
-    "value",
-)
-
+# Created once per database connection and emptied by every commit, so a request costs no
+# catalogue churn (a temp table per transaction would create and drop one each time).
 _CREATE_STAGING = text(
     """
     CREATE TEMP TABLE IF NOT EXISTS metric_staging (
         ord int, region_code text, metric text, period text, period_start date, year int,
         dimensions jsonb, dimension_key text, value numeric
-    ) ON COMMIT DROP
+    ) ON COMMIT DELETE ROWS
     """
 )
 
-# A point sent twice in one request: every later copy is rejected, naming the first.
-_DUPLICATES = text(
-    """
+# The whole import in one statement over the points (staged, or passed as arrays):
+# - a point sent twice in one request: every later copy is a duplicate, naming the first;
+# - each first copy is classified against what is stored (created / updated / unchanged);
+# - if :store (and, for an atomic import, no duplicate), new and changed values are upserted,
+#   every update audited with its old and new value;
+# - it reports which region, year and metric changed, for the recomputes.
+# Data-modifying CTEs see the snapshot from before the statement, so the classification is of
+# the stored values the upsert replaces.
+_IMPORT = """
     WITH ranked AS (
-        SELECT ord, first_value(ord) OVER same AS first, row_number() OVER same AS copy
-        FROM metric_staging
+        SELECT s.*, first_value(ord) OVER same AS first, row_number() OVER same AS copy
+        FROM {source}
         WINDOW same AS (PARTITION BY region_code, metric, period, dimension_key ORDER BY ord)
-    ), removed AS (
-        DELETE FROM metric_staging s USING ranked r WHERE s.ord = r.ord AND r.copy > 1
-        RETURNING r.ord, r.first
-    )
-    SELECT ord, first FROM removed ORDER BY ord
-    """
-)
-
-_CLASSIFY = text(
-    """
-    SELECT count(*) FILTER (WHERE m.id IS NULL) AS created,
-           count(*) FILTER (WHERE m.id IS NOT NULL AND m.value <> s.value) AS updated,
-           count(*) FILTER (WHERE m.value = s.value) AS unchanged
-    FROM metric_staging s
-    LEFT JOIN metric_point m USING (region_code, metric, period, dimension_key)
-    """
-)
-
-# One statement: upsert from staging (a point with the same value is left alone), audit every
-# update with its old and new value, and report which region, year and metric changed.
-_APPLY = text(
-    """
-    WITH old AS (
-        SELECT m.id, m.value FROM metric_point m
-        JOIN metric_staging s USING (region_code, metric, period, dimension_key)
+    ), duplicates AS (
+        SELECT ord, first FROM ranked WHERE copy > 1
+    ), matched AS (
+        SELECT r.*, m.id AS old_id, m.value AS old_value
+        FROM ranked r
+        LEFT JOIN LATERAL (  -- a lookup by key per point (LIMIT keeps it one, see below)
+            SELECT id, value FROM metric_point p
+            WHERE (p.region_code, p.metric, p.period, p.dimension_key)
+                = (r.region_code, r.metric, r.period, r.dimension_key)
+            LIMIT 1
+        ) m ON true
+        WHERE r.copy = 1
+    ), go AS (
+        SELECT CAST(:store AS boolean)
+               AND NOT (CAST(:atomic AS boolean) AND EXISTS (SELECT 1 FROM duplicates)) AS ok
     ), up AS (
         INSERT INTO metric_point (region_code, metric, period, period_start, year, dimensions,
                                   dimension_key, value, source_key_id)
         SELECT region_code, metric, period, period_start, year, dimensions, dimension_key, value,
-               :source_key_id
-        FROM metric_staging
+               CAST(:source_key_id AS uuid)
+        FROM matched
+        WHERE (SELECT ok FROM go) AND (old_id IS NULL OR old_value <> value)
+        ORDER BY ord  -- new points get ids in the order they were sent
         ON CONFLICT (region_code, metric, period, dimension_key) DO UPDATE
             SET value = excluded.value, source_key_id = excluded.source_key_id,
                 updated_at = now()
@@ -84,14 +72,35 @@ _APPLY = text(
         SELECT :actor_id, :actor_name, :role, 'metric.update', 'metric_point',
                concat_ws('/', up.region_code, up.metric, up.period,
                          nullif(up.dimension_key, '')),
-               jsonb_build_object('value', old.value::text),
+               jsonb_build_object('value', matched.old_value::text),
                jsonb_build_object('value', up.value::text), :request_id
-        FROM up JOIN old ON old.id = up.id
+        FROM up JOIN matched ON matched.old_id = up.id
         WHERE NOT up.inserted
         RETURNING 1
     )
-    SELECT DISTINCT region_code, year, metric FROM up  -- the audit CTE runs regardless
+    SELECT
+        (SELECT ok FROM go) AS stored,
+        (SELECT count(*) FROM matched WHERE old_id IS NULL) AS created,
+        (SELECT count(*) FROM matched WHERE old_value <> value) AS updated,
+        (SELECT count(*) FROM matched WHERE old_value = value) AS unchanged,
+        (SELECT coalesce(jsonb_agg(jsonb_build_array(ord, first) ORDER BY ord), '[]')
+         FROM duplicates) AS duplicates,
+        (SELECT coalesce(jsonb_agg(jsonb_build_array(region_code, year, metric)), '[]')
+         FROM (SELECT DISTINCT region_code, year, metric FROM up) c) AS changes,
+        (SELECT count(*) FROM audited) AS audited
     """
+_IMPORT_STAGED = text(_IMPORT.format(source="metric_staging s"))
+# An import that fits one staging batch (every JSON batch) skips the staging table.
+_IMPORT_ARRAYS = text(
+    _IMPORT.format(
+        source="""unnest(CAST(:ord AS int[]), CAST(:region_code AS text[]),
+                          CAST(:metric AS text[]), CAST(:period AS text[]),
+                          CAST(:period_start AS date[]), CAST(:year AS int[]),
+                          CAST(:dimensions AS jsonb[]), CAST(:dimension_key AS text[]),
+                          CAST(CAST(:value AS text[]) AS numeric[]))
+                   AS s(ord, region_code, metric, period, period_start, year, dimensions,
+                        dimension_key, value)"""
+    )
 )
 
 
@@ -107,66 +116,85 @@ async def region_codes(session: AsyncSession) -> set[str]:
 
 
 async def open_staging(session: AsyncSession) -> None:
+    """The connection's staging table, empty. A commit or rollback has emptied it already,
+    unless an earlier import ran in this same transaction: then DELETE (cheap on a table this
+    small, where TRUNCATE would rewrite the catalogue) clears what it left."""
     await session.execute(_CREATE_STAGING)
-    await session.execute(text("TRUNCATE metric_staging"))
+    await session.execute(text("DELETE FROM metric_staging"))
 
 
-async def copy_to_staging(session: AsyncSession, points: Sequence[tuple[int, ValidPoint]]) -> None:
+async def copy_to_staging(session: AsyncSession, rows: Sequence[StagedRow]) -> None:
     """COPY a batch into the staging table (binary protocol, no per-row statements)."""
-    if not points:
+    if not rows:
         return
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None
-    records = [
-        (
-            index,
-            p.region_code,
-            p.metric,
-            p.period,
-            p.period_start,
-            p.year,
-            json.dumps(p.dimensions),
-            p.dimension_key,
-            p.value,
-        )
-        for index, p in points
-    ]
-    await driver.copy_records_to_table(
-        "metric_staging", records=records, columns=list(_STAGING_COLUMNS)
-    )
+    await driver.copy_records_to_table("metric_staging", records=rows, columns=list(STAGED_COLUMNS))
 
 
-async def remove_duplicates(session: AsyncSession) -> list[tuple[int, int]]:
-    """(index, index of the first copy) of every repeated point, removed from staging."""
-    return [(row.ord, row.first) for row in await session.execute(_DUPLICATES)]
+@dataclass(frozen=True, slots=True)
+class Imported:
+    """What one import statement found and did."""
+
+    stored: bool
+    created: int
+    updated: int
+    unchanged: int
+    duplicates: list[tuple[int, int]]  # (index, index of the first copy)
+    changes: list[Change]
 
 
-async def classify(session: AsyncSession) -> tuple[int, int, int]:
-    row = (await session.execute(_CLASSIFY)).one()
-    return int(row.created), int(row.updated), int(row.unchanged)
-
-
-async def apply(
+async def import_points(
     session: AsyncSession,
+    rows: Sequence[StagedRow] | None,
     *,
+    store: bool,
+    atomic: bool,
     source_key_id: uuid.UUID | None,
     actor_name: str,
     role: str,
     request_id: str | None,
-) -> list[Change]:
-    rows = await session.execute(
-        _APPLY,
-        {
-            "source_key_id": source_key_id,
-            "actor_id": source_key_id,
-            "actor_name": actor_name,
-            "role": role,
-            "request_id": request_id,
-        },
+) -> Imported:
+    """Classify the points and, with ``store``, apply them: one round trip. The points are
+    ``rows``, or with None those in the staging table."""
+    columns: dict[str, Any] = {}
+    if rows is not None:
+        values = zip(*rows, strict=True) if rows else ([] for _ in STAGED_COLUMNS)
+        columns = {name: list(column) for name, column in zip(STAGED_COLUMNS, values, strict=True)}
+        # As text: asyncpg encodes Decimals to binary numeric at twice the cost of strings.
+        columns["value"] = [str(value) for value in columns["value"]]
+    # Points are looked up by key, never by reading all of metric_point. The statement's plan
+    # is cached per connection, and one made while the table looked empty (fresh, or just
+    # vacuumed) joined by reading it whole, for every batch, as it grew: each batch of 1,000
+    # slower than the last, 35 ms → 1.5 s over 20 batches. A per-point lateral lookup, planned
+    # with sequential scans off, can only be an index probe.
+    await session.execute(text("SET LOCAL enable_seqscan = off"))
+    row = (
+        await session.execute(
+            _IMPORT_STAGED if rows is None else _IMPORT_ARRAYS,
+            {
+                **columns,
+                "store": store,
+                "atomic": atomic,
+                "source_key_id": source_key_id,
+                "actor_id": source_key_id,
+                "actor_name": actor_name,
+                "role": role,
+                "request_id": request_id,
+            },
+        )
+    ).one()
+    await session.execute(text("SET LOCAL enable_seqscan = on"))
+    return Imported(
+        stored=bool(row.stored),
+        created=int(row.created),
+        updated=int(row.updated),
+        unchanged=int(row.unchanged),
+        duplicates=[(int(index), int(first)) for index, first in row.duplicates],
+        changes=[Change(region, int(year), metric) for region, year, metric in row.changes],
     )
-    return [Change(r.region_code, r.year, r.metric) for r in rows]
 
 
 async def list_points(

@@ -1,8 +1,10 @@
 """Importing metric points: validate, stage, upsert, audit, and mark affected assessments dirty.
 
 The JSON batch and the CSV upload share this path. Points are validated one by one (a bad point
-is reported with its index and reason, DHIS2-style), good ones are COPYed into a staging table in
-batches, and one statement applies them. Default is all-or-nothing: any rejection stores nothing.
+is reported with its index and reason, DHIS2-style). One statement finds duplicates, classifies
+and applies the good ones: passed as arrays when they fit one batch (every JSON batch), or
+COPYed into a staging table batch by batch for a large CSV load, so memory stays flat. Default
+is all-or-nothing: any rejection stores nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest.metrics import repository
 from services.ingest.metrics.catalogue import catalogue
-from services.ingest.metrics.validation import Rejection, ValidPoint, today_wib, validate_point
+from services.ingest.metrics.validation import Rejection, StagedRow, today_wib, validate_point
 from services.kit.auth import Principal
 from services.kit.errors import Forbidden
 from services.kit.outbox import mark_region_years_dirty
@@ -100,38 +102,48 @@ async def import_points(
     known_regions = await repository.region_codes(session)
     metrics = catalogue()
     today = today_wib()
-    batch: list[tuple[int, ValidPoint]] = []
-    await repository.open_staging(session)
+    rows: list[StagedRow] = []
+    staged = False  # whether rows went to the staging table (an import over one batch)
+    allowed: set[object] = set()  # regions already authorised in this request
     async for index, raw in points:
         summary.received += 1
-        if isinstance(raw, dict):
-            check_regions(principal, [raw.get("region")])
+        region = raw.get("region") if isinstance(raw, dict) else None
+        if isinstance(region, str) and region not in allowed:
+            check_regions(principal, [region])
+            allowed.add(region)
         checked = validate_point(raw, index, catalogue=metrics, regions=known_regions, today=today)
         if isinstance(checked, Rejection):
             summary.reject(checked)
             continue
-        batch.append((index, checked))
-        if len(batch) >= STAGING_BATCH:
-            await repository.copy_to_staging(session, batch)
-            batch.clear()
-    await repository.copy_to_staging(session, batch)
+        rows.append(checked)
+        if len(rows) >= STAGING_BATCH:
+            if not staged:
+                await repository.open_staging(session)
+                staged = True
+            await repository.copy_to_staging(session, rows)
+            rows.clear()
+    if staged:
+        await repository.copy_to_staging(session, rows)
     # Duplicates are found in the database, so memory stays flat however large the load.
-    for index, first in await repository.remove_duplicates(session):
-        summary.reject(Rejection(index, "", f"duplicate of point {first} in this request"))
-    summary.rejections.sort(key=lambda rejection: rejection.index)
-
-    summary.created, summary.updated, summary.unchanged = await repository.classify(session)
-    if dry_run or (atomic and summary.rejected):
-        return summary
-    changes = await repository.apply(
+    imported = await repository.import_points(
         session,
+        None if staged else rows,
+        store=not dry_run and not (atomic and summary.rejected),
+        atomic=atomic,
         source_key_id=principal.key_id,
         actor_name=principal.name,
         role=principal.role,
         request_id=request_id,
     )
+    for index, first in imported.duplicates:
+        summary.reject(Rejection(index, "", f"duplicate of point {first} in this request"))
+    summary.rejections.sort(key=lambda rejection: rejection.index)
+    summary.created, summary.updated = imported.created, imported.updated
+    summary.unchanged = imported.unchanged
+    if not imported.stored:
+        return summary
     summary.stored = True
-    summary.recomputes = await mark_affected(session, changes, queue)
+    summary.recomputes = await mark_affected(session, imported.changes, queue)
     return summary
 
 

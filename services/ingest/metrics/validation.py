@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -19,18 +20,24 @@ _PATTERNS = {
     "day": re.compile(r"^(\d{4})-(\d{2})-(\d{2})$"),
 }
 _EXAMPLES = {"year": "2024", "month": "2024-05", "day": "2024-05-17"}
+_FIELDS = frozenset({"region", "metric", "period", "timestamp", "value", "unit", "dimensions"})
 
 
-@dataclass(frozen=True, slots=True)
-class ValidPoint:
-    region_code: str
-    metric: str
-    period: str
-    period_start: date
-    year: int
-    dimensions: dict[str, str]
-    dimension_key: str
-    value: Decimal
+# A valid point as the row it is staged as: (index in the request, region_code, metric, period,
+# period_start, year, dimensions as JSON text, dimension_key, value). A plain tuple in the
+# staging table's column order: a batch is thousands of them, COPYed or turned into arrays.
+StagedRow = tuple[int, str, str, str, date, int, str, str, Decimal]
+STAGED_COLUMNS = (
+    "ord",
+    "region_code",
+    "metric",
+    "period",
+    "period_start",
+    "year",
+    "dimensions",
+    "dimension_key",
+    "value",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,16 +61,14 @@ def validate_point(
     catalogue: dict[str, MetricDefinition],
     regions: set[str],
     today: date,
-) -> ValidPoint | Rejection:
+) -> StagedRow | Rejection:
     if isinstance(raw, str):  # a row the reader could not even split into a point
         return Rejection(index, "", raw)
     if not isinstance(raw, dict):
         return Rejection(index, "", "a point must be an object")
-    unknown = sorted(
-        set(raw) - {"region", "metric", "period", "timestamp", "value", "unit", "dimensions"}
-    )
-    if unknown:
-        return Rejection(index, unknown[0], f"unknown field {unknown[0]!r}")
+    if not raw.keys() <= _FIELDS:
+        unknown = sorted(set(raw) - _FIELDS, key=str)
+        return Rejection(index, str(unknown[0]), f"unknown field {unknown[0]!r}")
     region = raw.get("region")
     if not isinstance(region, str) or region not in regions:
         return Rejection(index, "region", f"unknown region {region!r} (a Kemendagri code)")
@@ -83,18 +88,24 @@ def validate_point(
     value = _value(raw.get("value"), definition)
     if isinstance(value, str):
         return Rejection(index, "value", value)
-    dimensions = _dimensions(raw.get("dimensions"), definition)
+    raw_dimensions = raw.get("dimensions")
+    if raw_dimensions is None:  # most points: no dimensions
+        return (index, region, definition.key, label, start, start.year, "{}", "", value)
+    dimensions = _dimensions(raw_dimensions, definition)
     if isinstance(dimensions, str):
         return Rejection(index, "dimensions", dimensions)
-    return ValidPoint(
-        region_code=region,
-        metric=definition.key,
-        period=label,
-        period_start=start,
-        year=start.year,
-        dimensions=dimensions,
-        dimension_key=";".join(f"{name}={dimensions[name]}" for name in sorted(dimensions)),
-        value=value,
+    dimension_key = ";".join(f"{name}={dimensions[name]}" for name in sorted(dimensions))
+    dimension_text = json.dumps(dimensions)
+    return (
+        index,
+        region,
+        definition.key,
+        label,
+        start,
+        start.year,
+        dimension_text,
+        dimension_key,
+        value,
     )
 
 
@@ -130,15 +141,18 @@ def _calendar_period(text: str, grain: str, key: str) -> tuple[str, date] | str:
 
 
 def _value(raw: Any, definition: MetricDefinition) -> Decimal | str:
-    if isinstance(raw, bool) or not isinstance(raw, int | float | str | Decimal):
+    if type(raw) is int:  # the common case, exact and whole
+        value = Decimal(raw)
+    elif isinstance(raw, bool) or not isinstance(raw, int | float | str | Decimal):
         return f"value {raw!r} is not a number"
-    try:
-        # JSON floats arrive as their shortest decimal text, so str() keeps what was sent.
-        value = Decimal(str(raw).strip())
-    except InvalidOperation:
-        return f"value {raw!r} is not a number"
-    if not value.is_finite():
-        return f"value {raw!r} is not a finite number"
+    else:
+        try:
+            # JSON floats arrive as their shortest decimal text, so str() keeps what was sent.
+            value = Decimal(str(raw).strip())
+        except InvalidOperation:
+            return f"value {raw!r} is not a number"
+        if not value.is_finite():
+            return f"value {raw!r} is not a finite number"
     if definition.type == "count" and value != value.to_integral_value():
         return f"{definition.key} is a count; {raw} is not a whole number"
     if not definition.min <= value <= definition.max:
