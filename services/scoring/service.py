@@ -9,6 +9,7 @@ transaction with a handful of queries, not a handful per assessment.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Sequence
@@ -113,7 +114,8 @@ async def _recompute_locked(
             due.append(assessment)
     inputs = await load_inputs(session, due)
     computed_at = datetime.now(UTC)
-    rows: list[dict[str, Any]] = []
+    rows: list[repository.ResultRow] = []
+    details: dict[tuple[Any, ...], str] = {}
     result_states: list[dict[str, Any]] = []
     changed: list[tuple[Assessment, Result]] = []
     for assessment in due:
@@ -128,7 +130,7 @@ async def _recompute_locked(
             error = str(exc)
             result = evaluate(framework, Inputs())
         revision, index = assessment.input_revision, result.index.value
-        rows += result_rows(result, assessment.id, revision, computed_at, origins)
+        rows += result_rows(result, assessment.id, revision, origins, details)
         result_states.append(
             {
                 "assessment_id": assessment.id,
@@ -145,7 +147,7 @@ async def _recompute_locked(
         if state is None or state.index_value != index:
             changed.append((assessment, result))
         outcomes[assessment.id] = Recomputed("computed", revision, index)
-    await repository.replace_results(session, [a.id for a in due], rows, result_states)
+    await repository.replace_results(session, [a.id for a in due], rows, result_states, computed_at)
     await _mark_dependents(session, [assessment for assessment, _ in changed], queue)
     await webhooks.emit_many(
         session,
@@ -230,30 +232,39 @@ def result_rows(
     result: Result,
     assessment_id: uuid.UUID,
     revision: int,
-    computed_at: datetime,
     origins: dict[str, str],
-) -> list[dict[str, Any]]:
-    return [
-        {
-            "assessment_id": assessment_id,
-            "node_id": node.id,
-            "parent_id": node.parent,
-            "value": node.value,
-            "weight": node.weight,
-            "contribution": node.contribution,
-            "predicate": node.predicate,
-            "source": node.source,
-            "detail": {
-                "inputs": list(node.inputs),
-                "missing": list(node.missing),
-                "note": node.note,
-                "value_from": origins.get(node.id),
-            },
-            "input_revision": revision,
-            "computed_at": computed_at,
-        }
-        for node in result.nodes.values()
-    ]
+    details: dict[tuple[Any, ...], str],
+) -> list[repository.ResultRow]:
+    """The rows of ``result``; ``details`` memoises the JSON of each node's detail, which
+    repeats from one assessment to the next (the same inputs, nothing missing)."""
+    rows: list[repository.ResultRow] = []
+    for node in result.nodes.values():
+        key = (node.inputs, node.missing, node.note, origins.get(node.id))
+        detail = details.get(key)
+        if detail is None:
+            detail = details[key] = json.dumps(
+                {
+                    "inputs": list(key[0]),
+                    "missing": list(key[1]),
+                    "note": key[2],
+                    "value_from": key[3],
+                }
+            )
+        rows.append(
+            (
+                assessment_id,
+                node.id,
+                node.parent,
+                node.value,
+                node.weight,
+                node.contribution,
+                node.predicate,
+                node.source,
+                detail,
+                revision,
+            )
+        )
+    return rows
 
 
 async def _mark_dependents(

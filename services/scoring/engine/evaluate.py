@@ -6,12 +6,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
 from services.scoring.engine.errors import InputError
 from services.scoring.engine.model import Band, Framework, Node, Scale
-from services.scoring.engine.numbers import NotANumber, exact, plain, round_exact
+from services.scoring.engine.numbers import NotANumber, exact, plain, round_exact, rounded_units
 from services.scoring.engine.result import NodeResult, Result, Source
 
 
@@ -268,12 +269,12 @@ class _Evaluation:
         nodes: dict[str, NodeResult] = {}
         for node in framework.nodes():
             computed = self.computed[node.id]
-            value = None
+            value = predicate = None
             if computed.exact is not None:
-                places = (
-                    0 if node.scale is not None and node.scale.integer else (framework.precision)
-                )
-                value = round_exact(computed.exact, places, framework.rounding)
+                places = 0 if node.scale is not None and node.scale.integer else framework.precision
+                units = rounded_units(computed.exact, places, framework.rounding)
+                value = Decimal(units).scaleb(-places)
+                predicate = _predicate(node, units, places)
             contribution = None
             if computed.contribution is not None:
                 contribution = round_exact(
@@ -286,11 +287,9 @@ class _Evaluation:
                 parent=self.parents[node.id],
                 value=value,
                 scale=node.scale,
-                weight=round_exact(
-                    node.weight, framework.contribution_precision, "half_up"
-                ).normalize(),
+                weight=_weight(node.weight, framework.contribution_precision),
                 contribution=contribution,
-                predicate=_predicate(node, value),
+                predicate=predicate,
                 source=computed.source,
                 inputs=computed.inputs,
                 missing=computed.missing,
@@ -299,16 +298,22 @@ class _Evaluation:
         return Result(framework, MappingProxyType(nodes))
 
 
-def _predicate(node: Node, value: Decimal | None) -> str | None:
-    """The band of the published (rounded) value, or the scale's label of a level."""
-    if value is None:
-        return None
-    rounded = Fraction(value)
-    for band in node.predicates:
-        if band.holds(rounded):
-            return band.predicate
-    if node.scale is not None and node.scale.labels and rounded.denominator == 1:
-        return node.scale.labels.get(int(rounded))
+@lru_cache(maxsize=1024)
+def _weight(weight: Fraction, places: int) -> Decimal:
+    """A node's weight as reported: fixed by the framework, so worked out once."""
+    return round_exact(weight, places, "half_up").normalize()
+
+
+def _predicate(node: Node, units: int, places: int) -> str | None:
+    """The band of the published value (``units`` of 10^-``places``, as rounded), or the
+    scale's label of a level."""
+    if node.predicates:
+        rounded = Fraction(units, 10**places)
+        for band in node.predicates:
+            if band.holds(rounded):
+                return band.predicate
+    if node.scale is not None and node.scale.labels and units % 10**places == 0:
+        return node.scale.labels.get(units // 10**places)
     return None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
+from functools import lru_cache
 from typing import Literal
 
 RoundingMode = Literal["half_up", "half_even", "half_down", "down", "up"]
@@ -31,14 +32,21 @@ def exact(value: object) -> Fraction:
             raise NotANumber(f"{value} is not a finite number")
         return Fraction(value)
     if isinstance(value, str):
-        try:
-            parsed = Decimal(value.strip())
-        except InvalidOperation:
-            raise NotANumber(f"{value!r} is not a number") from None
-        return exact(parsed)
+        return _parse(value)
     if isinstance(value, float):
         raise NotANumber(f"{value!r} is a binary float; pass numbers as decimal strings")
     raise NotANumber(f"{value!r} is not a number")
+
+
+@lru_cache(maxsize=4096)
+def _parse(text: str) -> Fraction:
+    """A decimal string as a fraction; inputs repeat (maturity levels "1"–"5"), so cached
+    (fractions are immutable)."""
+    try:
+        parsed = Decimal(text.strip())
+    except InvalidOperation:
+        raise NotANumber(f"{text!r} is not a number") from None
+    return exact(parsed)
 
 
 def plain(value: Fraction, places: int = 6) -> str:
@@ -52,12 +60,18 @@ def round_exact(value: Fraction, places: int, mode: RoundingMode = "half_up") ->
     ``half_up`` rounds halves away from zero, as the official methodologies (and Excel's ROUND)
     do: 3.125 → 3.13, -3.125 → -3.13.
     """
-    sign = -1 if value < 0 else 1
-    scaled = abs(value) * 10**places
-    quotient, remainder = divmod(scaled.numerator, scaled.denominator)
-    twice = 2 * remainder
-    denominator = scaled.denominator
+    return Decimal(rounded_units(value, places, mode)).scaleb(-places)
+
+
+def rounded_units(value: Fraction, places: int, mode: RoundingMode = "half_up") -> int:
+    """``value`` rounded to ``places`` decimals, as a whole number of 10^-places units."""
+    numerator, denominator = value.numerator, value.denominator
+    scale: int = 10**places
+    if denominator == 1:
+        return numerator * scale
+    quotient, remainder = divmod(abs(numerator) * scale, denominator)
     if remainder:
+        twice = 2 * remainder
         if mode == "up":
             quotient += 1
         elif mode == "half_up":
@@ -66,4 +80,4 @@ def round_exact(value: Fraction, places: int, mode: RoundingMode = "half_up") ->
             quotient += twice > denominator
         elif mode == "half_even":
             quotient += twice > denominator or (twice == denominator and quotient % 2 == 1)
-    return Decimal(sign * quotient).scaleb(-places)
+    return -quotient if numerator < 0 else quotient
