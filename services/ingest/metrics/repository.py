@@ -186,7 +186,7 @@ async def import_points(
             },
         )
     ).one()
-    await session.execute(text("SET LOCAL enable_seqscan = on"))
+    await session.execute(text("SET LOCAL enable_seqscan TO DEFAULT"))
     return Imported(
         stored=bool(row.stored),
         created=int(row.created),

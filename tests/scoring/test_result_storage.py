@@ -1,0 +1,81 @@
+"""Result rows are written by COPY in text format: what is stored must be what was computed,
+whatever characters a node's texts hold."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.models import Assessment, ResultNode
+from services.scoring import repository
+
+
+async def test_result_rows_round_trip_through_copy_with_awkward_text(
+    session: AsyncSession,
+) -> None:
+    assessment = Assessment(region_code="32.71", framework_id="spbe-2020", period=2024)
+    session.add(assessment)
+    await session.flush()
+    note = 'tab\there, line\nbreak, back\\slash, "quoted", Rp 1.000 — ✓'
+    detail = json.dumps({"inputs": ["I1"], "missing": [], "note": note, "value_from": "self"})
+    computed_at = datetime(2026, 11, 22, 8, 30, tzinfo=UTC)
+    rows: list[repository.ResultRow] = [
+        (
+            assessment.id,
+            "spbe",
+            None,
+            Decimal("3.13"),
+            Decimal("100"),
+            None,
+            "Baik",
+            "computed",
+            detail,
+            7,
+        ),
+        (
+            assessment.id,
+            "I1",
+            "A1\\x",
+            None,
+            Decimal("1.3"),
+            Decimal("-0.0100"),
+            "Sangat\tBaik",
+            "missing",
+            "{}",
+            7,
+        ),
+    ]
+    state = {
+        "assessment_id": assessment.id,
+        "input_revision": 7,
+        "framework_hash": "h",
+        "index_value": Decimal("3.13"),
+        "predicate": "Baik",
+        "complete": True,
+        "computed_at": computed_at,
+        "error": None,
+    }
+    await repository.replace_results(session, [assessment.id], rows, [state], computed_at)
+
+    stored = {
+        node.node_id: node
+        for node in await session.scalars(
+            select(ResultNode).where(ResultNode.assessment_id == assessment.id)
+        )
+    }
+    index, leaf = stored["spbe"], stored["I1"]
+    assert (index.parent_id, index.value, index.weight, index.contribution) == (
+        None,
+        Decimal("3.13"),
+        Decimal("100"),
+        None,
+    )
+    assert index.detail["note"] == note
+    assert (index.predicate, index.source, index.input_revision) == ("Baik", "computed", 7)
+    assert index.computed_at == computed_at
+    assert (leaf.parent_id, leaf.value, leaf.contribution) == ("A1\\x", None, Decimal("-0.0100"))
+    assert (leaf.predicate, leaf.detail) == ("Sangat\tBaik", {})
