@@ -36,6 +36,7 @@ import psutil
 from arq.jobs import Job
 from sqlalchemy import insert, select
 
+from services.ingest.metrics.validation import STAGED_COLUMNS
 from services.kit.auth import create_key
 from services.kit.embedded import EmbeddedServers
 from services.kit.outbox import create_recompute_run
@@ -347,16 +348,7 @@ class Bench:
             )
             for n, (r, m) in enumerate(rows)
         ]
-        columns = [
-            "region_code",
-            "metric",
-            "period",
-            "period_start",
-            "year",
-            "dimensions",
-            "dimension_key",
-            "value",
-        ]
+        columns = list(STAGED_COLUMNS[1:])  # the staged row's columns, without its index
         # The baseline at the same concurrency: as many COPY streams as the client has pushers.
         connections = [await asyncpg.connect(self.dsn) for _ in range(concurrency)]
         try:

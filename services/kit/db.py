@@ -7,10 +7,11 @@ after the endpoint returns (rolled back if it raised); services and repositories
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -66,3 +67,12 @@ async def run_after_commit(session: AsyncSession) -> None:
 
 
 DbSession = Annotated[AsyncSession, Depends(session_dependency)]
+
+
+async def driver_of(connection: AsyncConnection) -> Any:
+    """The asyncpg connection under ``connection``, for COPY and other driver-only calls
+    (in the same transaction, if one is open)."""
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    return driver

@@ -13,6 +13,7 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.kit.db import driver_of
 from services.kit.outbox import run_scope
 from services.models import Assessment, AssessmentInput, RecomputeRun, ResultNode, ResultState
 
@@ -153,10 +154,7 @@ async def replace_results(
     if rows:
         # COPY in text format: a national run writes ~60 rows per assessment, tens of
         # thousands in all, and text costs a fraction of asyncpg's binary encoding of Decimals.
-        connection = await session.connection()
-        raw = await connection.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None
+        driver = await driver_of(await session.connection())
         await driver.copy_to_table(
             "result_node",
             source=io.BytesIO(_copy_text(rows, computed_at)),

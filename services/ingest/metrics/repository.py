@@ -11,6 +11,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest.metrics.validation import STAGED_COLUMNS, StagedRow
+from services.kit.db import driver_of
 from services.models import MetricPoint, Region
 
 # Created once per database connection and emptied by every commit, so a request costs no
@@ -127,10 +128,7 @@ async def copy_to_staging(session: AsyncSession, rows: Sequence[StagedRow]) -> N
     """COPY a batch into the staging table (binary protocol, no per-row statements)."""
     if not rows:
         return
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver = raw.driver_connection
-    assert driver is not None
+    driver = await driver_of(await session.connection())
     await driver.copy_records_to_table("metric_staging", records=rows, columns=list(STAGED_COLUMNS))
 
 
