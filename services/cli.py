@@ -111,17 +111,24 @@ def serve(
 
 @app.command()
 def worker() -> None:
-    """Run the scoring worker alone (production shape: one deployment per process kind)."""
+    """Run the scoring worker alone (production shape: one deployment per process kind).
+
+    It starts while Redis is down and reconnects with backoff whenever Redis goes away; SIGTERM
+    or SIGINT stop it after the running jobs are cancelled (they are retried elsewhere)."""
     from services.kit.runtime import Runtime
-    from services.scoring.worker import build_worker
+    from services.scoring.worker import SupervisedWorker
 
     settings = _settings()
     _configure_logging(settings)
 
     async def run(ready: Settings) -> None:
         runtime = await Runtime.open(ready)
+        task = asyncio.create_task(SupervisedWorker(runtime).run())
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, task.cancel)
         try:
-            await build_worker(runtime, handle_signals=True).async_run()
+            await task
         finally:
             await runtime.close()
 

@@ -26,6 +26,7 @@ from services.api.webhooks.router import router as webhooks_router
 from services.api.workflow.router import router as workflow_router
 from services.ingest.evidence.router import router as evidence_router
 from services.ingest.metrics.router import router as metrics_router
+from services.kit.edge import EdgeMiddleware
 from services.kit.errors import install_problem_handlers
 from services.kit.http import ConditionalGetMiddleware
 from services.kit.migrate import upgrade_to_head
@@ -34,7 +35,7 @@ from services.kit.results_cache import ResultsCache
 from services.kit.runtime import Runtime
 from services.kit.settings import Settings
 from services.kit.storage import LocalStorage
-from services.scoring.worker import build_worker
+from services.scoring.worker import SupervisedWorker
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,13 @@ async def prepare_database(runtime: Runtime) -> None:
     async with runtime.sessionmaker() as session, session.begin():
         count = await seed_regions(session)
     log.info("schema at head; %d regions loaded", count)
+
+
+def _report_worker_exit(task: asyncio.Task[None]) -> None:
+    """The supervised worker only ends when cancelled; anything else is logged loudly (and
+    /readyz reports the worker as stopped)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the in-process scoring worker died", exc_info=task.exception())
 
 
 def create_app(
@@ -77,6 +85,7 @@ def create_app(
         app.state.sessionmaker = current.sessionmaker
         app.state.storage = LocalStorage(current.settings.evidence_path)
         app.state.results_cache = ResultsCache()
+        app.state.worker = None
         worker_task: asyncio.Task[None] | None = None
         try:
             if migrate:
@@ -86,12 +95,12 @@ def create_app(
                     "first start: loading the seed cases (%d scored)", await demo_data.load(current)
                 )
             if in_process_worker:
-                worker = build_worker(current, handle_signals=False)
-                worker_task = asyncio.create_task(worker.async_run(), name="arq-worker")
+                supervised = app.state.worker = SupervisedWorker(current)
+                worker_task = asyncio.create_task(supervised.run(), name="scoring-worker")
+                worker_task.add_done_callback(_report_worker_exit)
             yield
         finally:
             if worker_task is not None:
-                await worker.close()
                 worker_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task
@@ -105,6 +114,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    app.add_middleware(EdgeMiddleware, settings=settings)
     app.add_middleware(ConditionalGetMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router)

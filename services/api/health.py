@@ -36,6 +36,9 @@ async def readyz(request: Request) -> JSONResponse:
         checks["database"] = f"unreachable: {type(exc).__name__}"
         checks["migrations"] = "unknown"
     checks["redis"] = "ok" if await runtime.queue.ping() else "unreachable"
+    worker = getattr(request.app.state, "worker", None)
+    if worker is not None:  # the in-process worker of `cerdas serve`
+        checks["worker"] = "ok" if worker.state == "running" else worker.state
     if all(value == "ok" for value in checks.values()):
         return JSONResponse({"status": "ready", "checks": checks})
     failing = ", ".join(f"{name}: {value}" for name, value in checks.items() if value != "ok")

@@ -14,9 +14,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.kit.db import DbSession
+from services.kit import ratelimit
 from services.kit.errors import Forbidden, Unauthorized
 from services.models import ApiKey
 
@@ -69,29 +69,41 @@ async def create_key(
     return key, secret
 
 
-async def authenticate(request: Request, session: DbSession) -> Principal:
+async def authenticate(request: Request) -> Principal:
+    """The key's principal, looked up in a session of its own that is closed at once: the
+    request's own session takes a connection only when the endpoint needs one, so no connection
+    is held while a client is still sending its body."""
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise Unauthorized("Send an API key as 'Authorization: Bearer <key>'.")
-    key = await session.scalar(
-        select(ApiKey).where(ApiKey.secret_hash == hash_secret(secret.strip()))
-    )
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        key = await session.scalar(
+            select(ApiKey).where(ApiKey.secret_hash == hash_secret(secret.strip()))
+        )
     if key is None or key.revoked_at is not None:
         raise Unauthorized("The API key is unknown or revoked.")
     principal = Principal(key.id, key.name, key.role, frozenset(key.regions))
     request.state.principal = principal
+    runtime = request.app.state.runtime
+    await ratelimit.check(runtime.queue, f"key:{key.id}", runtime.settings.rate_limit_per_minute)
     return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
 
 
-async def optional_principal(request: Request, session: DbSession) -> Principal | None:
+async def optional_principal(request: Request) -> Principal | None:
     """The caller, or None for an anonymous read; a bad key is still a 401."""
     if "authorization" not in request.headers:
+        runtime = request.app.state.runtime
+        address = request.client.host if request.client else "unknown"
+        await ratelimit.check(
+            runtime.queue, f"anon:{address}", runtime.settings.anonymous_rate_limit_per_minute
+        )
         return None
-    return await authenticate(request, session)
+    return await authenticate(request)
 
 
 MaybePrincipal = Annotated[Principal | None, Depends(optional_principal)]

@@ -11,9 +11,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -115,6 +117,54 @@ class UnsupportedMediaType(ProblemError):
     title = "Unsupported media type"
 
 
+class RequestTimeout(ProblemError):
+    status = 408
+    code = "request-timeout"
+    title = "Request body too slow"
+
+
+class Unavailable(ProblemError):
+    status = 503
+    code = "unavailable"
+    title = "Service unavailable"
+
+
+class ProblemHTTPException(StarletteHTTPException):
+    """A problem raised while the request body is being read.
+
+    FastAPI turns any other exception raised while it reads a body into a bare 400; an
+    ``HTTPException`` it lets through, and the handler below renders the problem it carries.
+    """
+
+    def __init__(self, problem: ProblemError) -> None:
+        super().__init__(problem.status, problem.detail, problem.headers)
+        self.problem = problem
+
+
+# Errors that mean "the database is not reachable right now", not "this request is wrong".
+_UNAVAILABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.ConnectionDoesNotExistError,
+)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the database cannot be reached."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, sa_exc.DBAPIError) and seen.connection_invalidated:
+            return True
+        if isinstance(seen, _UNAVAILABLE):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def problem_response(problem: ProblemError, instance: str | None = None) -> JSONResponse:
     headers = dict(problem.headers)
     if problem.status == 401:
@@ -159,6 +209,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if isinstance(exc, ProblemHTTPException):
+            return problem_response(exc.problem, request.url.path)
         problem = ProblemError(
             str(exc.detail),
             status=exc.status_code,
@@ -178,7 +230,33 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
         return problem_response(problem, request.url.path)
 
+    async def on_database(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, sa_exc.TimeoutError):
+            log.warning("no free database connection for %s %s", request.method, request.url.path)
+            problem: ProblemError = Unavailable(
+                "Every database connection is busy; retry in a moment.",
+                code="busy",
+                headers={"Retry-After": "1"},
+            )
+        elif database_unavailable(exc):
+            log.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc)
+            # An OSError can also come from the evidence store (disk gone, full): also a backing
+            # service that is down, not a mistake of the client's.
+            problem = Unavailable(
+                "A backing service (the database or the evidence store) is unreachable; "
+                "nothing was stored. Retry shortly.",
+                code="database-unavailable",
+                headers={"Retry-After": "5"},
+            )
+        else:
+            return await on_unhandled(request, exc)
+        return problem_response(problem, request.url.path)
+
     app.add_exception_handler(ProblemError, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    # Registered by class (not only under Exception), so they are answered by the exception
+    # middleware and not re-raised into the server's log as crashes.
+    for kind in (sa_exc.SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        app.add_exception_handler(kind, on_database)
     app.add_exception_handler(Exception, on_unhandled)

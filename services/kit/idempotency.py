@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.kit.edge import storable
 from services.kit.errors import Unprocessable
 from services.models import IdempotencyRecord
 
@@ -67,12 +68,14 @@ def remember(
     status_code: int,
     response: dict[str, Any],
 ) -> None:
+    """Store the answer in the caller's transaction, so it commits (or not) with the data it
+    describes; nothing the client sent can make it unstorable."""
     session.add(
         IdempotencyRecord(
             principal=principal,
             key=key,
             request_hash=fingerprint,
             status_code=status_code,
-            response=response,
+            response=storable(response),
         )
     )

@@ -22,8 +22,12 @@ class Runtime:
     async def open(cls, settings: Settings) -> Runtime:
         if not settings.database_url or not settings.redis_url:
             raise RuntimeError("Runtime.open needs resolved DATABASE_URL and REDIS_URL")
-        engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
-        queue = await Queue.connect(settings.redis_url)
+        engine = make_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            pool_timeout=settings.db_pool_timeout_seconds,
+        )
+        queue = Queue.connect(settings.redis_url)  # lazily: a process starts while Redis is down
         return cls(settings, engine, make_sessionmaker(engine), queue)
 
     async def close(self) -> None:

@@ -35,6 +35,21 @@ class Settings(BaseSettings):
     evidence_max_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    # How long a request waits for a free database connection before it is answered 503.
+    db_pool_timeout_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Request bodies, by kind (see docs/api.md, "Limits"): JSON, CSV imports; evidence uploads
+    # are bounded by evidence_max_bytes.
+    json_max_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    csv_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    # Longest CSV line; longer is a 422 naming the line.
+    csv_max_line_bytes: int = Field(default=64 * 1024, ge=256)
+    # A client that sends nothing for this long while its body is due gets 408; a body that
+    # takes longer than body_total_seconds in all, too.
+    body_idle_seconds: float = Field(default=15.0, gt=0, le=3600)
+    body_total_seconds: float = Field(default=600.0, gt=0, le=86400)
+    # Requests per minute per API key, and per client address without a key (0: unlimited).
+    rate_limit_per_minute: int = Field(default=1200, ge=0)
+    anonymous_rate_limit_per_minute: int = Field(default=600, ge=0)
     # The sweeper re-enqueues outbox rows older than this, checking as often.
     sweep_seconds: int = Field(default=5, ge=1, le=60)
     # Longest a job may run; a job whose worker died is retried this much (+10 s) later.

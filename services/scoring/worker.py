@@ -1,11 +1,17 @@
 """The scoring worker: arq settings shared by ``cerdas worker`` and the in-process worker.
 
 Jobs may run more than once (a worker dies, the sweeper re-enqueues); each one re-reads fresh
-state by id and is idempotent.
+state by id and is idempotent. An arq worker stops when its Redis connection drops; the
+:class:`SupervisedWorker` around it logs that, reconnects with backoff and tells readiness checks
+what state it is in, so a Redis outage delays recomputes and never ends them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -19,6 +25,8 @@ from services.kit.outbox import RECOMPUTE_JOB, RUN_JOB
 from services.kit.queue import QUEUE_NAME, redis_settings
 from services.kit.runtime import Runtime
 from services.scoring import service
+
+log = logging.getLogger(__name__)
 
 
 async def ping(ctx: dict[str, Any]) -> str:
@@ -64,12 +72,15 @@ async def deliver_webhook(ctx: dict[str, Any], delivery_id: int) -> str:
     )
 
 
-def build_worker(runtime: Runtime, *, handle_signals: bool) -> Worker:
-    """A worker bound to ``runtime``'s database and Redis."""
+def build_worker(runtime: Runtime, *, handle_signals: bool, on_ready: Any = None) -> Worker:
+    """A worker bound to ``runtime``'s database and Redis; ``on_ready()`` is called once it
+    has connected to Redis and is about to poll."""
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["runtime"] = runtime
         ctx["http"] = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
+        if on_ready is not None:
+            on_ready()
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         await ctx["http"].aclose()
@@ -103,3 +114,66 @@ def build_worker(runtime: Runtime, *, handle_signals: bool) -> Worker:
         poll_delay=0.05,
         retry_jobs=True,
     )
+
+
+class SupervisedWorker:
+    """An arq worker that is restarted whenever it stops, with backoff.
+
+    ``state`` is what readiness checks report: ``starting``, ``running`` or ``reconnecting``
+    (with the reason); ``stopped`` only after :meth:`stop`.
+    """
+
+    def __init__(self, runtime: Runtime, *, max_backoff: float = 5.0) -> None:
+        self.runtime = runtime
+        self.max_backoff = max_backoff
+        self.state = "starting"
+        self.restarts = 0
+        self._worker: Worker | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    def _ready(self) -> None:
+        if self.restarts:
+            log.info("scoring worker connected again (restart %d)", self.restarts)
+        self.state = "running"
+
+    async def run(self) -> None:
+        """Run until cancelled; never returns otherwise."""
+        backoff = 0.25
+        while True:
+            worker = self._worker = build_worker(
+                self.runtime, handle_signals=False, on_ready=self._ready
+            )
+            started = time.monotonic()
+            try:
+                await worker.async_run()
+                reason = "the worker loop ended"
+            except asyncio.CancelledError:
+                await self._close(worker)
+                self.state = "stopped"
+                raise
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}".strip()
+            await self._close(worker)
+            if time.monotonic() - started > 30:
+                backoff = 0.25  # it had been running: this is a new outage
+            self.restarts += 1
+            self.state = f"reconnecting ({reason})"
+            log.warning("scoring worker stopped (%s); reconnecting in %.2f s", reason, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.max_backoff)
+
+    @staticmethod
+    async def _close(worker: Worker) -> None:
+        """Close what can be closed; with Redis gone, parts of arq's close fail."""
+        with contextlib.suppress(Exception):
+            await worker.close()
+        http = worker.ctx.get("http")
+        if isinstance(http, httpx.AsyncClient) and not http.is_closed:
+            await http.aclose()
+        pool = worker._pool
+        if pool is not None:
+            with contextlib.suppress(Exception):
+                await pool.aclose(close_connection_pool=True)

@@ -48,7 +48,7 @@ async def list_audit(
     if until is not None:
         query = query.where(AuditEvent.at < until)
     if cursor:
-        query = query.where(AuditEvent.id < int(decode_cursor(cursor, 1)[0]))
+        query = query.where(AuditEvent.id < decode_cursor(cursor, int)[0])
     rows = (await session.scalars(query)).all()
     items = [
         {

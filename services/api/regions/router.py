@@ -29,7 +29,7 @@ async def list_regions(
         parent = await repository.get(session, province)
         if parent is None or parent.kind != "provinsi":
             raise NotFound(f"No province with code {province!r}.")
-    after = decode_cursor(cursor, 1)[0] if cursor else None
+    after = decode_cursor(cursor, str)[0] if cursor else None
     rows = await repository.page(
         session, kind=kind, province=province, after=after, limit=limit + 1
     )

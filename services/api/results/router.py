@@ -97,7 +97,7 @@ async def list_assessments(
     await check_region(session, province, province=True)
     if state is not None and state not in ASSESSMENT_STATES:
         raise invalid("query", "/state", "unknown", f"query /state: unknown state {state!r}")
-    after = decode_cursor(cursor, 1)[0] if cursor else None
+    after = decode_cursor(cursor, uuid.UUID)[0] if cursor else None
     rows = await repository.assessments_page(
         session,
         framework=framework,

@@ -12,6 +12,7 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit import audit, webhooks
@@ -99,28 +100,36 @@ async def create(
         raise NotFound(f"No region with Kemendagri code {region!r}.")
     if not principal.may_write_region(region):
         raise Forbidden(f"The key {principal.name!r} may not act for region {region!r}.")
-    existing = await session.scalar(
-        select(Assessment.id).where(
-            Assessment.region_code == region,
-            Assessment.framework_id == framework_id,
-            Assessment.period == period,
-            Assessment.stage == stage,
-        )
+    same = select(Assessment.id).where(
+        Assessment.region_code == region,
+        Assessment.framework_id == framework_id,
+        Assessment.period == period,
+        Assessment.stage == stage,
     )
+    existing = await session.scalar(same)
+    if existing is None:
+        assessment = Assessment(
+            region_code=region,
+            framework_id=framework_id,
+            period=period,
+            stage=stage,
+            state=initial_state(framework),
+        )
+        try:
+            # A concurrent request may create the same assessment between the check and here:
+            # the unique constraint decides, inside a savepoint so the loser can still answer.
+            async with session.begin_nested():
+                session.add(assessment)
+                await session.flush()
+        except IntegrityError:
+            existing = await session.scalar(same)
+            if existing is None:
+                raise
     if existing is not None:
         raise Conflict(
             f"Assessment {existing} already covers {region} {framework_id} {period}.",
             assessment_id=str(existing),
         )
-    assessment = Assessment(
-        region_code=region,
-        framework_id=framework_id,
-        period=period,
-        stage=stage,
-        state=initial_state(framework),
-    )
-    session.add(assessment)
-    await session.flush()
     audit.record(
         session,
         principal,

@@ -4,7 +4,7 @@ import uuid
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -108,19 +108,23 @@ async def _out(session: DbSession, items: list[EvidenceItem]) -> list[EvidenceOu
     },
 )
 async def upload_evidence(
-    request: Request, session: DbSession, principal: CurrentPrincipal
+    request: Request, response: Response, session: DbSession, principal: CurrentPrincipal
 ) -> EvidenceOut:
     """The type is decided by the bytes, not the name. The same bytes uploaded twice are stored
-    once; `item_id` adds a revision and keeps the earlier ones."""
+    once; the same bytes for the same nodes again answer 200 with the item already stored (a
+    safe retry); `item_id` adds a revision and keeps the earlier ones. The body is received in
+    full before the database is touched."""
     storage = request.app.state.storage
     received = await receive(
         request, storage, request.app.state.runtime.settings.evidence_max_bytes
     )
     try:
-        item = await service.store(session, principal, received, storage)
+        item, created = await service.store(session, principal, received, storage)
     except BaseException:
         received.discard()
         raise
+    if not created:
+        response.status_code = 200
     return (await _out(session, [item]))[0]
 
 

@@ -8,7 +8,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import PurePosixPath, PureWindowsPath
 
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest.evidence.sniff import ALLOWED, sniff
@@ -34,6 +35,7 @@ from services.scoring.frameworks import registry
 
 UPLOADERS = ("region-operator", "super-app", "ministry-admin")
 _UNSAFE = re.compile(r"[^\w.\- ()]+")
+MAX_TITLE = 300
 
 
 def safe_filename(raw: str | None, kind: str) -> str:
@@ -76,8 +78,13 @@ def _uuid(received: ReceivedUpload, name: str, *, required: bool) -> uuid.UUID |
 
 async def store(
     session: AsyncSession, principal: Principal, received: ReceivedUpload, storage: Storage
-) -> EvidenceItem:
-    """Record an upload; the caller commits. Raises (and the caller discards the file) on error."""
+) -> tuple[EvidenceItem, bool]:
+    """Record an upload; the caller commits. Raises (and the caller discards the file) on error.
+
+    Returns the item and whether it is new. The same bytes for the same nodes of the same
+    assessment, uploaded again as a new item (a retry whose answer was lost, or ten identical
+    uploads at once), are answered with the item already stored instead of a copy.
+    """
     if principal.role not in UPLOADERS:
         raise Forbidden(f"The role {principal.role!r} may not upload evidence.")
     assessment_id = _uuid(received, "assessment_id", required=True)
@@ -121,15 +128,30 @@ async def store(
             "whatever its name says."
         )
     filename = safe_filename(received.filename, kind)
+    title = _field(received, "title")
+    if title is not None and len(title) > MAX_TITLE:
+        raise _invalid("title", "too long", f"form field 'title' is longer than {MAX_TITLE}")
+
+    if item_id is None:
+        # Identical uploads wait for each other here, so exactly one of them creates the item.
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:lock, 0))"),
+            {"lock": f"evidence:{assessment.id}:{sha256}"},
+        )
+        same = await _identical_item(session, assessment.id, sha256, sorted(set(node_ids)))
+        if same is not None:
+            upload.discard()
+            return same, False
 
     stored = await session.get(EvidenceObject, sha256)
     if stored is None:
         key = object_key(sha256)
         await storage.commit(upload, key)
-        session.add(
-            EvidenceObject(
-                sha256=sha256, size=upload.size, content_type=ALLOWED[kind], storage_key=key
-            )
+        # Another assessment's upload of the same bytes may be storing them right now.
+        await session.execute(
+            insert(EvidenceObject)
+            .values(sha256=sha256, size=upload.size, content_type=ALLOWED[kind], storage_key=key)
+            .on_conflict_do_nothing(index_elements=["sha256"])
         )
     else:
         upload.discard()  # the same bytes are already stored
@@ -142,11 +164,10 @@ async def store(
         if node_ids:
             item.node_ids = sorted(set(item.node_ids) | set(node_ids))
     else:
-        title = _field(received, "title") or filename
         item = EvidenceItem(
             assessment_id=assessment.id,
             node_ids=sorted(set(node_ids)),
-            title=title,
+            title=title or filename,
             latest_revision=1,
         )
         session.add(item)
@@ -178,7 +199,28 @@ async def store(
         },
     )
     await session.flush()
-    return item
+    return item, True
+
+
+async def _identical_item(
+    session: AsyncSession, assessment_id: uuid.UUID, sha256: str, node_ids: list[str]
+) -> EvidenceItem | None:
+    """An item of this assessment for exactly these nodes whose latest revision is these bytes."""
+    found = await session.scalar(
+        select(EvidenceItem)
+        .join(
+            EvidenceRevision,
+            (EvidenceRevision.item_id == EvidenceItem.id)
+            & (EvidenceRevision.revision == EvidenceItem.latest_revision),
+        )
+        .where(
+            EvidenceItem.assessment_id == assessment_id,
+            EvidenceRevision.sha256 == sha256,
+            EvidenceItem.node_ids == node_ids,
+        )
+        .limit(1)
+    )
+    return found
 
 
 async def _answer(

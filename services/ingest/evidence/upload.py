@@ -13,11 +13,20 @@ from dataclasses import dataclass, field
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from services.kit.errors import PayloadTooLarge, ProblemError, UnsupportedMediaType
+from services.kit.edge import MULTIPART_OVERHEAD, unstorable
+from services.kit.errors import (
+    PayloadTooLarge,
+    ProblemError,
+    ProblemHTTPException,
+    UnsupportedMediaType,
+    invalid,
+)
 from services.kit.storage import Storage, Upload
 
 MAX_FIELD_BYTES = 16 * 1024
-MULTIPART_OVERHEAD = 64 * 1024  # boundaries, part headers and the small fields
+# The form has six fields and one file; more parts than this is not an evidence upload.
+MAX_PARTS = 16
+MAX_HEADER_BYTES = 8 * 1024
 
 
 class BadUpload(ProblemError):
@@ -51,6 +60,8 @@ class _Receiver:
         self._name: str | None = None
         self._is_file = False
         self._value = bytearray()
+        self._parts = 0
+        self._header_bytes = 0
 
     def callbacks(self) -> dict[str, object]:
         return {
@@ -65,13 +76,24 @@ class _Receiver:
         }
 
     def _add_field(self, data: bytes) -> None:
+        self._count_header(data)
         self._header_field += data
 
     def _add_value(self, data: bytes) -> None:
+        self._count_header(data)
         self._header_value += data
 
+    def _count_header(self, data: bytes) -> None:
+        self._header_bytes += len(data)
+        if self._header_bytes > MAX_HEADER_BYTES:
+            raise BadUpload(f"The part headers are longer than {MAX_HEADER_BYTES:,} bytes.")
+
     def on_part_begin(self) -> None:
+        self._parts += 1
+        if self._parts > MAX_PARTS:
+            raise BadUpload(f"An evidence upload has at most {MAX_PARTS} parts.")
         self._headers, self._name, self._is_file, self._value = {}, None, False, bytearray()
+        self._header_bytes = 0
 
     def on_header_end(self) -> None:
         self._headers[self._header_field.lower()] = self._header_value
@@ -111,6 +133,10 @@ class _Receiver:
             self.result.sha256 = self.hasher.hexdigest()
         elif self._name is not None:
             text = self._value.decode("utf-8", "replace")
+            reason = unstorable(text) or unstorable(self._name)
+            if reason:
+                name = self._name.encode("unicode_escape").decode("ascii")
+                raise invalid("body", f"/{name}", reason, f"form field {name!r} {reason}")
             self.result.fields.setdefault(self._name, []).append(text)
 
     def on_end(self) -> None:
@@ -140,7 +166,7 @@ async def receive(request: Request, storage: Storage, max_bytes: int) -> Receive
     except ClientDisconnect:
         receiver.result.discard()
         raise BadUpload("The client disconnected before the upload finished.") from None
-    except ProblemError:
+    except (ProblemError, ProblemHTTPException):  # ours, or the edge's size and time limits
         receiver.result.discard()
         raise
     except Exception as exc:  # the parser's own errors: malformed multipart

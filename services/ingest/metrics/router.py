@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import json
+import tempfile
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
@@ -26,6 +28,7 @@ from services.kit.pagination import decode_cursor, encode_cursor
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
 WRITERS = ("super-app", "region-operator", "ministry-admin")
 CSV_COLUMNS = ("region", "metric", "period", "timestamp", "value", "unit", "dimensions")
+SPOOL_IN_MEMORY = 4 * 1024 * 1024
 
 AtomicQuery = Annotated[
     bool, Query(description="All-or-nothing (default): any rejected point stores nothing")
@@ -127,16 +130,20 @@ async def import_csv(
     dry_run: DryRunQuery = False,
 ) -> JSONResponse:
     """The same points as a CSV body with a header row (region, metric, period or timestamp,
-    value, and optional unit and dimensions as `name=value;name=value`). The body is read as a
-    stream and loaded with COPY, so large files use bounded memory. Fields hold no newlines."""
+    value, and optional unit and dimensions as `name=value;name=value`). The body is received
+    in full (spooled to disk past a few MB) before anything is stored, then loaded with COPY,
+    so large files use bounded memory. Fields hold no newlines; a line is at most
+    `CERDAS_CSV_MAX_LINE_BYTES` characters."""
     require_role(principal, *WRITERS)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in {"text/csv", "application/csv"}:
         raise UnsupportedMediaType(f"Send the points as text/csv, not {content_type or 'nothing'}.")
+    settings = request.app.state.runtime.settings
+    spool = await receive_csv(request, settings.csv_max_line_bytes)
     summary = await service.import_points(
         session,
         principal,
-        _csv_points(request),
+        _csv_points(spool),
         atomic=atomic,
         dry_run=dry_run,
         queue=request.app.state.runtime.queue,
@@ -145,26 +152,60 @@ async def import_csv(
     return _respond(request, summary)
 
 
-async def _csv_lines(request: Request) -> AsyncIterator[str]:
+async def receive_csv(request: Request, max_line: int) -> IO[bytes]:
+    """The whole CSV body, spooled (memory, then a temporary file) before any database work.
+
+    While it arrives it is checked as UTF-8 text whose lines are at most ``max_line``
+    characters and hold no NUL, so a malformed body is refused before anything is stored and
+    no database connection waits on a slow client.
+    """
+    spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
     decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
-    pending = ""
+    line, line_length = 1, 0
     try:
         async for chunk in request.stream():
-            pending += decoder.decode(chunk)
-            *lines, pending = pending.split("\n")
-            for line in lines:
-                yield line.rstrip("\r")
-        pending += decoder.decode(b"", final=True)
+            spool.write(chunk)
+            text = decoder.decode(chunk)
+            if "\x00" in text:
+                at = line + text[: text.index("\x00")].count("\n")
+                raise Unprocessable(f"CSV line {at} contains a NUL character.")
+            *complete, rest = text.split("\n")
+            for segment in complete:
+                if line_length + len(segment) > max_line:
+                    raise _line_too_long(line, max_line)
+                line, line_length = line + 1, 0
+            line_length += len(rest)
+            if line_length > max_line:
+                raise _line_too_long(line, max_line)
+        decoder.decode(b"", final=True)
     except UnicodeDecodeError:
+        spool.close()
         raise Unprocessable("The CSV body is not UTF-8 text.") from None
-    if pending.strip():
-        yield pending.rstrip("\r")
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return spool
 
 
-async def _csv_points(request: Request) -> AsyncIterator[tuple[int, Any]]:
+def _line_too_long(line: int, max_line: int) -> Unprocessable:
+    return Unprocessable(
+        f"CSV line {line} is longer than {max_line:,} characters (a field holds no newline; "
+        "is this a CSV file?).",
+        limit=max_line,
+    )
+
+
+async def _csv_lines(spool: IO[bytes]) -> AsyncIterator[str]:
+    with io.TextIOWrapper(spool, encoding="utf-8-sig", newline="") as text:
+        for line in text:
+            yield line.rstrip("\r\n")
+
+
+async def _csv_points(spool: IO[bytes]) -> AsyncIterator[tuple[int, Any]]:
     header: list[str] | None = None
     row_number = 0
-    async for line in _csv_lines(request):
+    async for line in _csv_lines(spool):
         if not line.strip():
             continue
         fields = next(csv.reader([line]))
@@ -206,7 +247,7 @@ async def list_metrics(
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> MetricPage:
-    after = int(decode_cursor(cursor, 1)[0]) if cursor else None
+    after = decode_cursor(cursor, int)[0] if cursor else None
     rows = await repository.list_points(
         session, region=region, metric=metric, year=year, after_id=after, limit=limit + 1
     )
