@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from services import demo as demo_data
 from services.api.audit.router import router as audit_router
@@ -26,6 +26,7 @@ from services.api.webhooks.router import router as webhooks_router
 from services.api.workflow.router import router as workflow_router
 from services.ingest.evidence.router import router as evidence_router
 from services.ingest.metrics.router import router as metrics_router
+from services.kit.auth import limit_anonymous
 from services.kit.edge import EdgeMiddleware
 from services.kit.errors import install_problem_handlers
 from services.kit.http import ConditionalGetMiddleware
@@ -117,15 +118,18 @@ def create_app(
     app.add_middleware(EdgeMiddleware, settings=settings)
     app.add_middleware(ConditionalGetMiddleware)
     app.add_middleware(RequestIdMiddleware)
-    app.include_router(health_router)
-    app.include_router(regions_router)
-    app.include_router(frameworks_router)
-    app.include_router(exports_router)
-    app.include_router(results_router)
-    app.include_router(metrics_router)
-    app.include_router(evidence_router)
-    app.include_router(jobs_router)
-    app.include_router(workflow_router)
-    app.include_router(webhooks_router)
-    app.include_router(audit_router)
+    app.include_router(health_router)  # probes are never rate limited
+    for router in (
+        regions_router,
+        frameworks_router,
+        exports_router,
+        results_router,
+        metrics_router,
+        evidence_router,
+        jobs_router,
+        workflow_router,
+        webhooks_router,
+        audit_router,
+    ):
+        app.include_router(router, dependencies=[Depends(limit_anonymous)])
     return app

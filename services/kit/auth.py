@@ -97,13 +97,20 @@ CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
 async def optional_principal(request: Request) -> Principal | None:
     """The caller, or None for an anonymous read; a bad key is still a 401."""
     if "authorization" not in request.headers:
-        runtime = request.app.state.runtime
-        address = request.client.host if request.client else "unknown"
-        await ratelimit.check(
-            runtime.queue, f"anon:{address}", runtime.settings.anonymous_rate_limit_per_minute
-        )
         return None
     return await authenticate(request)
+
+
+async def limit_anonymous(request: Request) -> None:
+    """The rate limit of callers without a key, by client address (keyed callers are limited
+    per key by :func:`authenticate`). Mounted on every router but health's."""
+    if "authorization" in request.headers:
+        return
+    runtime = request.app.state.runtime
+    address = request.client.host if request.client else "unknown"
+    await ratelimit.check(
+        runtime.queue, f"anon:{address}", runtime.settings.anonymous_rate_limit_per_minute
+    )
 
 
 MaybePrincipal = Annotated[Principal | None, Depends(optional_principal)]

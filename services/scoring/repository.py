@@ -234,17 +234,18 @@ async def clear_requests(session: AsyncSession, computed: Sequence[tuple[uuid.UU
 
 async def stale_requests(
     session: AsyncSession, older_than: datetime, limit: int
-) -> list[tuple[uuid.UUID, int]]:
+) -> list[tuple[uuid.UUID, int, datetime]]:
+    """Recompute requests waiting since before ``older_than``: (assessment, revision, since)."""
     rows = await session.execute(
         text(
             """
-            SELECT assessment_id, revision FROM recompute_request
+            SELECT assessment_id, revision, requested_at FROM recompute_request
             WHERE requested_at < :older_than ORDER BY requested_at LIMIT :limit
             """
         ),
         {"older_than": older_than, "limit": limit},
     )
-    return [(row.assessment_id, row.revision) for row in rows]
+    return [(row.assessment_id, row.revision, row.requested_at) for row in rows]
 
 
 async def assessment_ids_after(

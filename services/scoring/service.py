@@ -295,22 +295,29 @@ async def sweep(
     limit: int = 1000,
 ) -> int:
     """Re-enqueue outbox rows that waited too long (Redis was down, a worker died), and runs
-    whose next step has not come for longer than a step may take.
+    whose next step has not come.
 
-    Sweep job ids carry the revision and a time bucket as long as arq's retry window (a dead
-    worker's claim on a job lapses after the job timeout + 10 s), so an assessment is swept at
-    most once per window however often the sweeper runs.
+    First each one's own job id is enqueued again: arq refuses it while that job is queued or
+    running, so this only recreates jobs that Redis lost (an outage, a restart without
+    persistence), and they run within seconds of Redis coming back. A job that exists but has
+    not finished within arq's retry window (a dead worker's claim lapses after the job timeout +
+    10 s) gets a sweep job whose id carries a time bucket as long as that window, so it is swept
+    at most once per window however often the sweeper runs.
     """
     now = datetime.now(UTC)
     window = job_timeout + timedelta(seconds=10)
     bucket = int(now.timestamp() // window.total_seconds())
     async with sessionmaker() as session:
         stale = await repository.stale_requests(session, now - older_than, limit)
-        runs = await repository.stalled_runs(session, now - window)
+        runs = await repository.stalled_runs(session, now - older_than)
     enqueued = 0
-    for assessment_id, revision in stale:
-        job_id = f"{recompute_job_id(assessment_id, revision)}:sweep{bucket}"
-        if await queue.enqueue(RECOMPUTE_JOB, str(assessment_id), job_id=job_id) is not None:
+    for assessment_id, revision, since in stale:
+        job_id = recompute_job_id(assessment_id, revision)
+        job = await queue.enqueue(RECOMPUTE_JOB, str(assessment_id), job_id=job_id)
+        if job is None and since < now - window:
+            job_id = f"{job_id}:sweep{bucket}"
+            job = await queue.enqueue(RECOMPUTE_JOB, str(assessment_id), job_id=job_id)
+        if job is not None:
             enqueued += 1
     async with sessionmaker() as session:
         deliveries = await webhooks.due_deliveries(session, limit)
@@ -319,10 +326,14 @@ async def sweep(
         if await queue.enqueue(webhooks.DELIVER_JOB, delivery_id, job_id=job_id) is not None:
             enqueued += 1
     for recompute_run in runs:
-        job_id = f"{run_job_id(recompute_run)}:sweep{bucket}"
-        if await queue.enqueue(RUN_JOB, str(recompute_run.id), job_id=job_id) is not None:
+        job_id = run_job_id(recompute_run)
+        job = await queue.enqueue(RUN_JOB, str(recompute_run.id), job_id=job_id)
+        if job is None and recompute_run.updated_at < now - window:
+            job_id = f"{job_id}:sweep{bucket}"
+            job = await queue.enqueue(RUN_JOB, str(recompute_run.id), job_id=job_id)
+        if job is not None:
             enqueued += 1
-    if stale or runs:
+    if enqueued:
         log.info(
             "sweeper: %d stale recompute requests, %d stalled runs, %d enqueued",
             len(stale),
