@@ -87,6 +87,8 @@ class Bench:
             REDIS_URL=self.servers.redis_url,
             data_dir=self.folder / "data",
             log_level="warning",
+            rate_limit_per_minute=0,
+            anonymous_rate_limit_per_minute=0,
         )
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CERDAS_")}
         self.env.update(
@@ -94,6 +96,9 @@ class Bench:
             REDIS_URL=self.servers.redis_url,
             CERDAS_DATA_DIR=str(self.folder / "data"),
             CERDAS_LOG_LEVEL="warning",
+            # The bench measures capacity; per-caller throttling would measure the limit.
+            CERDAS_RATE_LIMIT_PER_MINUTE="0",
+            CERDAS_ANONYMOUS_RATE_LIMIT_PER_MINUTE="0",
         )
         self.dsn = self.servers.database_url.replace("postgresql+asyncpg://", "postgresql://")
         self.results: dict[str, Any] = {}
