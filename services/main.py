@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import Depends, FastAPI
 
@@ -57,11 +57,18 @@ async def prepare_database(runtime: Runtime) -> None:
     log.info("schema at head; %d regions loaded", count)
 
 
-def _report_worker_exit(task: asyncio.Task[None]) -> None:
-    """The supervised worker only ends when cancelled; anything else is logged loudly (and
-    /readyz reports the worker as stopped)."""
-    if not task.cancelled() and task.exception() is not None:
-        log.error("the in-process scoring worker died", exc_info=task.exception())
+def _report_exit(supervised: SupervisedWorker) -> Callable[[asyncio.Task[None]], None]:
+    """The supervised worker only ends when cancelled; anything else is logged loudly and
+    /readyz reports the worker as stopped."""
+
+    def report(task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        supervised.state = f"stopped ({type(error).__name__}: {error})"
+        log.error("the in-process scoring worker died", exc_info=error)
+
+    return report
 
 
 def create_app(
@@ -98,7 +105,7 @@ def create_app(
             if in_process_worker:
                 supervised = app.state.worker = SupervisedWorker(current)
                 worker_task = asyncio.create_task(supervised.run(), name="scoring-worker")
-                worker_task.add_done_callback(_report_worker_exit)
+                worker_task.add_done_callback(_report_exit(supervised))
             yield
         finally:
             if worker_task is not None:

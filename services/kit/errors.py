@@ -242,9 +242,11 @@ def install_problem_handlers(app: FastAPI) -> None:
             log.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc)
             # An OSError can also come from the evidence store (disk gone, full): also a backing
             # service that is down, not a mistake of the client's.
+            # Whether a commit that lost its connection went through cannot be known here: say
+            # so, and point at the way to retry safely.
             problem = Unavailable(
-                "A backing service (the database or the evidence store) is unreachable; "
-                "nothing was stored. Retry shortly.",
+                "A backing service (the database or the evidence store) is unreachable. Retry "
+                "shortly; a write retried with the same Idempotency-Key is stored at most once.",
                 code="database-unavailable",
                 headers={"Retry-After": "5"},
             )
