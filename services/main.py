@@ -31,6 +31,7 @@ from services.kit.edge import EdgeMiddleware
 from services.kit.errors import install_problem_handlers
 from services.kit.http import ConditionalGetMiddleware
 from services.kit.migrate import upgrade_to_head
+from services.kit.openapi import install_openapi
 from services.kit.requests import RequestIdMiddleware
 from services.kit.results_cache import ResultsCache
 from services.kit.runtime import Runtime
@@ -122,6 +123,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    install_openapi(app)
     app.add_middleware(EdgeMiddleware, settings=settings)
     app.add_middleware(ConditionalGetMiddleware)
     app.add_middleware(RequestIdMiddleware)

@@ -10,9 +10,10 @@ generated document once (cached in ``app.openapi_schema``, as FastAPI does):
   ``HTTPValidationError`` and ``ValidationError`` components are removed;
 - every operation lists the errors it can give, as ``Problem``: 400, 404, 422 and 503 always
   (the edge refuses unstorable text anywhere, any lookup may miss, the database may be down);
-  401, 403 and 429 when the route authenticates; 408, 409 and 413 for methods that carry a body,
-  and 415 when the operation declares one. 429 and 503 carry ``Retry-After``, 401
-  ``WWW-Authenticate``. A description (or content) the route declared itself is kept.
+  401, 403 and 429 when the route checks a key, 429 when it counts anonymous callers; 408, 409
+  and 413 for methods that carry a body, and 415 when the operation declares one. 429 and 503
+  carry ``Retry-After``, 401 ``WWW-Authenticate``. A description (or content) the route
+  declared itself is kept.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import fastapi.routing
 from fastapi import FastAPI
 
-from services.kit.auth import authenticate, optional_principal
+from services.kit.auth import authenticate, limit_anonymous, optional_principal
 from services.kit.errors import PROBLEM_JSON
 
 PROBLEM_REF = "#/components/schemas/Problem"
@@ -143,17 +144,23 @@ def _dependency_calls(route: Any) -> Iterator[Callable[..., Any]]:
         stack.extend(dependant.dependencies)
 
 
-def _authenticated(route: Any) -> bool:
+def _dependency_statuses(route: Any) -> set[int]:
+    """The statuses the route's dependencies can answer: a key check 401, 403 (the key's role or
+    regions) and 429 (per-key limit); the anonymous limit 429."""
     if route is None:
-        return True  # a route not found: assume the worst
-    checks = {authenticate, optional_principal}
-    return any(call in checks for call in _dependency_calls(route))
+        return {401, 403, 429}  # a route not found: assume the worst
+    calls = set(_dependency_calls(route))
+    statuses: set[int] = set()
+    if calls & {authenticate, optional_principal}:
+        statuses |= {401, 403, 429}
+    if limit_anonymous in calls:
+        statuses.add(429)
+    return statuses
 
 
 def _statuses(method: str, operation: dict[str, Any], route: Any) -> list[int]:
     statuses = {400, 404, 422, 503}
-    if _authenticated(route):
-        statuses |= {401, 403, 429}
+    statuses |= _dependency_statuses(route)
     if method in _BODY_METHODS:
         statuses |= {408, 409, 413}
     if "requestBody" in operation:

@@ -45,3 +45,14 @@ async def test_every_json_read_has_an_etag_and_answers_304(client: httpx.AsyncCl
         assert again.headers["etag"] == etag
     missing = await client.get("/v1/regions/99.99", headers={"If-None-Match": "*"})
     assert missing.status_code == 404  # errors are never turned into 304
+
+
+async def test_openapi_documents_errors_as_problems(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    push = spec["paths"]["/v1/metrics:batch"]["post"]["responses"]
+    for status in ("401", "413", "422", "429", "503"):
+        assert list(push[status]["content"]) == ["application/problem+json"], status
+    assert "Retry-After" in push["429"]["headers"]
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    export = spec["paths"]["/v1/rankings/export"]["get"]["responses"]["200"]["content"]
+    assert "text/csv" in export

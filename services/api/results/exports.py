@@ -59,6 +59,14 @@ MEDIA = {
     "csv": "text/csv; charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
+# What the document says a 200 holds: the file, not JSON.
+EXPORT_CONTENT: dict[str, Any] = {
+    "description": "The file, as `format` asks",
+    "content": {
+        "text/csv": {"schema": {"type": "string"}},
+        MEDIA["xlsx"]: {"schema": {"type": "string", "format": "binary"}},
+    },
+}
 NUMERIC = {"index", "previous_index", "improvement", "value", "weight", "contribution"}
 
 
@@ -110,7 +118,12 @@ def _download(body: AsyncIterator[bytes], fmt: str, filename: str) -> StreamingR
     )
 
 
-@router.get("/v1/rankings/export", summary="A ranking as CSV or XLSX")
+@router.get(
+    "/v1/rankings/export",
+    summary="A ranking as CSV or XLSX",
+    response_class=StreamingResponse,
+    responses={200: EXPORT_CONTENT},
+)
 async def export_ranking(
     session: DbSession,
     principal: MaybePrincipal,
@@ -132,7 +145,12 @@ async def export_ranking(
     return _download(body, format, name)
 
 
-@router.get("/v1/assessments/{assessment_id}/results/export", summary="Results as CSV or XLSX")
+@router.get(
+    "/v1/assessments/{assessment_id}/results/export",
+    summary="Results as CSV or XLSX",
+    response_class=StreamingResponse,
+    responses={200: EXPORT_CONTENT},
+)
 async def export_results(
     assessment_id: uuid.UUID,
     session: DbSession,
