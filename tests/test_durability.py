@@ -18,12 +18,14 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import func, select
+from starlette.types import Message, Receive, Scope, Send
 
+from services.kit.auth import create_key
 from services.kit.db import make_engine, make_sessionmaker
 from services.kit.queue import Queue
 from services.kit.runtime import Runtime
 from services.main import create_app
-from services.models import Assessment, EvidenceItem, ResultNode
+from services.models import Assessment, AssessmentInput, EvidenceItem, MetricPoint, ResultNode
 from services.scoring.worker import SupervisedWorker
 from tests.conftest import app_client
 from tests.ingest.test_evidence import PDF
@@ -244,3 +246,77 @@ async def test_concurrent_creation_of_one_assessment_is_one_201_and_409s(live: R
         )
     statuses = sorted(response.status_code for response in responses)
     assert statuses == [201] + [409] * 5, [r.text for r in responses]
+
+
+async def test_every_write_is_committed_when_its_status_line_goes_out(live: Runtime) -> None:
+    """At the instant each 2xx status line is sent, another connection already sees the write:
+    the answer follows the commit (with a commit after the answer this sees nothing)."""
+    key = await ministry_key(live)
+    async with live.sessionmaker() as session, session.begin():
+        _, secret = await create_key(
+            session, name="Diskominfo Kota Bogor", role="region-operator", regions=["32.71"]
+        )
+    region = {"Authorization": f"Bearer {secret}"}
+    app = create_app(live.settings, runtime=live)
+    seen: list[tuple[str, int]] = []
+
+    async def visible(path: str) -> int:
+        async with live.engine.connect() as connection:
+            if path.endswith(":batch"):
+                query = select(func.count()).select_from(MetricPoint)
+            elif path.endswith("/evidence"):
+                query = select(func.count()).select_from(EvidenceItem)
+            elif path.endswith("/inputs"):
+                query = select(func.count()).select_from(AssessmentInput)
+            elif path.endswith("/transitions"):
+                query = select(func.count()).where(Assessment.state == "submitted")
+            else:
+                query = select(func.count()).select_from(Assessment)
+            return int(await connection.scalar(query) or 0)
+
+    async def observed(scope: Scope, receive: Receive, send: Send) -> None:
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start" and scope["method"] != "GET":
+                seen.append((scope["path"], await visible(scope["path"])))
+            await send(message)
+
+        await app(scope, receive, watch)
+
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=observed)
+        async with httpx.AsyncClient(transport=transport, base_url="http://cerdas.test") as client:
+            opened = await client.post(
+                "/v1/assessments",
+                json={"region": "32.71", "framework": "spbe-2020", "period": 2024},
+                headers=key,
+            )
+            assert opened.status_code == 201, opened.text
+            aid = opened.json()["id"]
+            point = {"region": "32.71", "metric": "integrated_apps", "period": "2024-06"}
+            for response in (
+                await client.post(
+                    "/v1/metrics:batch",
+                    json={"points": [{**point, "value": 148}]},
+                    headers={**key, "Idempotency-Key": "bsw-2024-06"},
+                ),
+                await client.put(
+                    f"/v1/assessments/{aid}/inputs", json={"values": {"I1": 3}}, headers=region
+                ),
+                await client.post(
+                    "/v1/evidence",
+                    headers=key,
+                    data={"assessment_id": aid, "node_ids": "I1"},
+                    files={"file": ("perwali.pdf", PDF, "application/pdf")},
+                ),
+                await client.post(
+                    f"/v1/assessments/{aid}/transitions", json={"to": "submitted"}, headers=region
+                ),
+            ):
+                assert response.is_success, response.text
+    assert seen == [
+        ("/v1/assessments", 1),
+        ("/v1/metrics:batch", 1),
+        (f"/v1/assessments/{aid}/inputs", 1),
+        ("/v1/evidence", 1),
+        (f"/v1/assessments/{aid}/transitions", 1),
+    ]
