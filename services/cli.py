@@ -121,18 +121,27 @@ def worker() -> None:
     settings = _settings()
     _configure_logging(settings)
 
+    log = logging.getLogger("services.cli")
+
     async def run(ready: Settings) -> None:
         runtime = await Runtime.open(ready)
         task = asyncio.create_task(SupervisedWorker(runtime).run())
         loop = asyncio.get_running_loop()
+
+        def stop(signum: signal.Signals) -> None:
+            log.info("%s: stopping the scoring worker", signum.name)
+            task.cancel()
+
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, task.cancel)
+            loop.add_signal_handler(signum, stop, signum)
         try:
             await task
+        except asyncio.CancelledError:
+            log.info("scoring worker stopped")
         finally:
             await runtime.close()
 
-    with resolved(settings) as ready, contextlib.suppress(asyncio.CancelledError):
+    with resolved(settings) as ready:
         asyncio.run(run(ready))
 
 

@@ -320,3 +320,18 @@ async def test_every_write_is_committed_when_its_status_line_goes_out(live: Runt
         ("/v1/evidence", 1),
         (f"/v1/assessments/{aid}/transitions", 1),
     ]
+
+
+async def test_a_worker_closed_with_jobs_running_is_restarted_not_stopped(live: Runtime) -> None:
+    """arq's close cancels the running jobs and gathers them; their CancelledError must not end
+    the supervisor (it did: `cerdas worker` exited 0 in a Redis outage under load)."""
+    from services.kit.queue import connect_lazily
+    from services.scoring.worker import build_worker
+
+    assert live.settings.redis_url
+    worker = build_worker(live, handle_signals=False)
+    worker._pool = connect_lazily(live.settings.redis_url)
+    job = asyncio.create_task(asyncio.sleep(30))
+    worker.tasks["recompute:busy"] = job
+    await SupervisedWorker._close(worker)  # returns: the supervisor goes on to reconnect
+    assert job.cancelled()

@@ -151,9 +151,14 @@ class SupervisedWorker:
                 await worker.async_run()
                 reason = "the worker loop ended"
             except asyncio.CancelledError:
-                await self._close(worker)
-                self.state = "stopped"
-                raise
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    await self._close(worker)  # we are being stopped
+                    self.state = "stopped"
+                    raise
+                # A cancellation we did not ask for: arq's main task cancelled from inside
+                # when its Redis connection broke under load. Not a stop: reconnect.
+                reason = "the worker's main task was cancelled (Redis connection lost)"
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}".strip()
             await self._close(worker)
@@ -167,9 +172,21 @@ class SupervisedWorker:
 
     @staticmethod
     async def _close(worker: Worker) -> None:
-        """Close what can be closed; with Redis gone, parts of arq's close fail."""
-        with contextlib.suppress(Exception):
+        """Close what can be closed; with Redis gone, parts of arq's close fail.
+
+        arq's close cancels the jobs still running and then gathers them, which raises their
+        CancelledError here: that one is expected (the jobs are retried), unless this task is
+        itself being stopped, and then it is raised once everything is closed.
+        """
+        stopping: asyncio.CancelledError | None = None
+        try:
             await worker.close()
+        except asyncio.CancelledError as cancelled:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                stopping = cancelled
+        except Exception:
+            log.debug("closing the arq worker failed", exc_info=True)
         http = worker.ctx.get("http")
         if isinstance(http, httpx.AsyncClient) and not http.is_closed:
             await http.aclose()
@@ -177,3 +194,5 @@ class SupervisedWorker:
         if pool is not None:
             with contextlib.suppress(Exception):
                 await pool.aclose(close_connection_pool=True)
+        if stopping is not None:
+            raise stopping
