@@ -294,12 +294,14 @@ async def sweep(
     job_timeout: timedelta,
     limit: int = 1000,
 ) -> int:
-    """Re-enqueue outbox rows that waited too long (Redis was down, a worker died), and runs
-    whose next step has not come.
+    """Catch up with recompute requests that waited too long (Redis was down, a worker died,
+    the queue is behind), and re-enqueue runs whose next step has not come.
 
-    First each one's own job id is enqueued again: arq refuses it while that job is queued or
-    running, so this only recreates jobs that Redis lost (an outage, a restart without
-    persistence), and they run within seconds of Redis coming back. A job that exists but has
+    Waiting requests are recomputed here, in batches of ``RUN_BATCH`` (one transaction each):
+    after an outage there may be thousands, and a batch costs a fraction of as many single
+    jobs. A batch that fails is handed back to single jobs, so one bad assessment cannot hold
+    up the rest. A run's own next-step job id is enqueued again: arq refuses it while that job is
+    queued or running, so this only recreates steps that Redis lost. A step that exists but has
     not finished within arq's retry window (a dead worker's claim lapses after the job timeout +
     10 s) gets a sweep job whose id carries a time bucket as long as that window, so it is swept
     at most once per window however often the sweeper runs.
@@ -310,15 +312,21 @@ async def sweep(
     async with sessionmaker() as session:
         stale = await repository.stale_requests(session, now - older_than, limit)
         runs = await repository.stalled_runs(session, now - older_than)
-    enqueued = 0
-    for assessment_id, revision, since in stale:
-        job_id = recompute_job_id(assessment_id, revision)
-        job = await queue.enqueue(RECOMPUTE_JOB, str(assessment_id), job_id=job_id)
-        if job is None and since < now - window:
-            job_id = f"{job_id}:sweep{bucket}"
-            job = await queue.enqueue(RECOMPUTE_JOB, str(assessment_id), job_id=job_id)
-        if job is not None:
-            enqueued += 1
+    recomputed = enqueued = 0
+    for start in range(0, len(stale), RUN_BATCH):
+        batch = stale[start : start + RUN_BATCH]
+        try:
+            outcomes = await recompute_many(sessionmaker, [row[0] for row in batch], queue)
+            recomputed += sum(outcome.outcome == "computed" for outcome in outcomes.values())
+        except Exception:
+            log.exception("sweeper: a batch of %d recomputes failed; queueing them", len(batch))
+            for assessment_id, revision, since in batch:
+                job_id = recompute_job_id(assessment_id, revision)
+                job = await queue.enqueue(RECOMPUTE_JOB, str(assessment_id), job_id=job_id)
+                if job is None and since < now - window:
+                    job_id = f"{job_id}:sweep{bucket}"
+                    job = await queue.enqueue(RECOMPUTE_JOB, str(assessment_id), job_id=job_id)
+                enqueued += job is not None
     async with sessionmaker() as session:
         deliveries = await webhooks.due_deliveries(session, limit)
     for delivery_id in deliveries:
@@ -333,14 +341,16 @@ async def sweep(
             job = await queue.enqueue(RUN_JOB, str(recompute_run.id), job_id=job_id)
         if job is not None:
             enqueued += 1
-    if enqueued:
+    if stale or enqueued:
         log.info(
-            "sweeper: %d stale recompute requests, %d stalled runs, %d enqueued",
+            "sweeper: %d waiting recompute requests (%d recomputed here), %d stalled runs, "
+            "%d jobs enqueued",
             len(stale),
+            recomputed,
             len(runs),
             enqueued,
         )
-    return enqueued
+    return recomputed + enqueued
 
 
 async def run_step(
@@ -398,6 +408,9 @@ async def run_step(
         recompute_run.state = "running"
         recompute_run.done += done
         recompute_run.failed += failed
+        # Assessments created while the run goes (ids past its cursor) are recomputed too:
+        # the total grows with them rather than being overtaken.
+        recompute_run.total = max(recompute_run.total, recompute_run.done + recompute_run.failed)
         recompute_run.cursor_framework, recompute_run.cursor_after = position, batch[-1]
         recompute_run.updated_at = now
     return recompute_run
