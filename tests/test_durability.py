@@ -335,3 +335,54 @@ async def test_a_worker_closed_with_jobs_running_is_restarted_not_stopped(live: 
     worker.tasks["recompute:busy"] = job
     await SupervisedWorker._close(worker)  # returns: the supervisor goes on to reconnect
     assert job.cancelled()
+
+
+async def test_slow_uploads_hold_no_database_connection(live: Runtime) -> None:
+    """Uploads whose bodies are still arriving do not take connections from the pool: with two
+    connections in all and five uploads stalled mid-body, other requests are served."""
+    engine = make_engine(str(live.engine.url), pool_size=1, pool_timeout=0.5)
+    runtime = Runtime(live.settings, engine, make_sessionmaker(engine), live.queue)
+    async with runtime.sessionmaker() as session, session.begin():
+        assessment = Assessment(region_code="32.71", framework_id="gmsc-2023", period=2024)
+        session.add(assessment)
+    key = await ministry_key(runtime)
+    release = asyncio.Event()
+    boundary = "cerdas-test-boundary"
+
+    def body(n: int) -> AsyncIterator[bytes]:
+        async def parts() -> AsyncIterator[bytes]:
+            yield (
+                f"--{boundary}\r\nContent-Disposition: form-data; name=assessment_id\r\n\r\n"
+                f"{assessment.id}\r\n--{boundary}\r\n"
+                "Content-Disposition: form-data; name=node_ids\r\n\r\noutput\r\n"
+                f"--{boundary}\r\nContent-Disposition: form-data; name=file; "
+                f'filename="perwali-{n}.pdf"\r\nContent-Type: application/pdf\r\n\r\n'
+            ).encode() + PDF
+            await release.wait()  # the client stalls mid-file
+            yield f"% upload {n}\n\r\n--{boundary}--\r\n".encode()
+
+        return parts()
+
+    try:
+        async with app_client(runtime) as client:
+            uploads = [
+                asyncio.create_task(
+                    client.post(
+                        "/v1/evidence",
+                        content=body(n),
+                        headers={
+                            **key,
+                            "Content-Type": f"multipart/form-data; boundary={boundary}",
+                        },
+                    )
+                )
+                for n in range(5)
+            ]
+            await asyncio.sleep(0.5)  # every upload has authenticated and is receiving
+            served = await client.get("/v1/metrics", headers=key)
+            assert served.status_code == 200, served.text
+            release.set()
+            finished = await asyncio.gather(*uploads)
+        assert [response.status_code for response in finished] == [201] * 5
+    finally:
+        await engine.dispose()
