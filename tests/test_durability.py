@@ -386,3 +386,71 @@ async def test_slow_uploads_hold_no_database_connection(live: Runtime) -> None:
         assert [response.status_code for response in finished] == [201] * 5
     finally:
         await engine.dispose()
+
+
+class BlackholeProxy:
+    """A TCP proxy to Redis that can silently stop forwarding (a link that drops packets:
+    connections stay open, nothing arrives), as a broken network does."""
+
+    def __init__(self, redis_url: str) -> None:
+        from arq.connections import RedisSettings
+
+        self.upstream = RedisSettings.from_dsn(redis_url)
+        self.dropping = False
+        self.server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        port = self.server.sockets[0].getsockname()[1]
+        return f"redis://127.0.0.1:{port}/{self.upstream.database}"
+
+    async def __aenter__(self) -> BlackholeProxy:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.upstream.unix_socket_path:
+            up_reader, up_writer = await asyncio.open_unix_connection(
+                self.upstream.unix_socket_path
+            )
+        else:
+            up_reader, up_writer = await asyncio.open_connection(
+                str(self.upstream.host), self.upstream.port
+            )
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await source.read(65536):
+                    if not self.dropping:  # dropped on the floor, connection left open
+                        sink.write(data)
+                        await sink.drain()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        writer.close()
+        up_writer.close()
+
+
+async def test_a_worker_whose_redis_link_goes_silent_reconnects(live: Runtime) -> None:
+    assert live.settings.redis_url
+    async with BlackholeProxy(live.settings.redis_url) as proxy:
+        settings = live.settings.model_copy(update={"redis_url": proxy.url})
+        own = await Runtime.open(settings)
+        supervised = SupervisedWorker(own, max_backoff=1.0)
+        task = asyncio.create_task(supervised.run())
+        try:
+            await until(lambda: supervised.running, seconds=10)
+            proxy.dropping = True  # no error, no close: replies just stop coming
+            await until(lambda: supervised.state.startswith("reconnecting"), seconds=15)
+            proxy.dropping = False
+            await until(lambda: supervised.running, seconds=15)
+            assert not task.done()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await own.close()

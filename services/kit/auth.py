@@ -73,9 +73,13 @@ async def authenticate(request: Request) -> Principal:
     """The key's principal, looked up in a session of its own that is closed at once: the
     request's own session takes a connection only when the endpoint needs one, so no connection
     is held while a client is still sending its body."""
+    known: Principal | None = getattr(request.state, "principal", None)
+    if known is not None:  # already authenticated (and counted) for this request
+        return known
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
+        await _count_anonymous(request)
         raise Unauthorized("Send an API key as 'Authorization: Bearer <key>'.")
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with sessionmaker() as session:
@@ -83,12 +87,22 @@ async def authenticate(request: Request) -> Principal:
             select(ApiKey).where(ApiKey.secret_hash == hash_secret(secret.strip()))
         )
     if key is None or key.revoked_at is not None:
+        # A wrong key counts against the caller's address: guessing keys is rate limited.
+        await _count_anonymous(request)
         raise Unauthorized("The API key is unknown or revoked.")
     principal = Principal(key.id, key.name, key.role, frozenset(key.regions))
-    request.state.principal = principal
     runtime = request.app.state.runtime
     await ratelimit.check(runtime.queue, f"key:{key.id}", runtime.settings.rate_limit_per_minute)
+    request.state.principal = principal
     return principal
+
+
+async def _count_anonymous(request: Request) -> None:
+    runtime = request.app.state.runtime
+    address = request.client.host if request.client else "unknown"
+    await ratelimit.check(
+        runtime.queue, f"anon:{address}", runtime.settings.anonymous_rate_limit_per_minute
+    )
 
 
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
@@ -102,15 +116,13 @@ async def optional_principal(request: Request) -> Principal | None:
 
 
 async def limit_anonymous(request: Request) -> None:
-    """The rate limit of callers without a key, by client address (keyed callers are limited
-    per key by :func:`authenticate`). Mounted on every router but health's."""
+    """Every request is counted once: by its key when it sends a valid one (a wrong key is 401
+    on every route and counts against the address), otherwise by client address. Mounted on
+    every router but health's."""
     if "authorization" in request.headers:
+        await authenticate(request)
         return
-    runtime = request.app.state.runtime
-    address = request.client.host if request.client else "unknown"
-    await ratelimit.check(
-        runtime.queue, f"anon:{address}", runtime.settings.anonymous_rate_limit_per_minute
-    )
+    await _count_anonymous(request)
 
 
 MaybePrincipal = Annotated[Principal | None, Depends(optional_principal)]

@@ -8,6 +8,7 @@ a request holds none while its body is still arriving.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -19,6 +20,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+log = logging.getLogger(__name__)
 
 
 def make_engine(url: str, *, pool_size: int = 10, pool_timeout: float = 1.0) -> AsyncEngine:
@@ -69,9 +72,15 @@ def after_commit(session: AsyncSession, callback: object) -> None:
 
 
 async def run_after_commit(session: AsyncSession) -> None:
+    """Run the callbacks held for the commit. The data is durable by now, so a callback that
+    fails (Redis or the database gone a moment later) is logged and the others still run: the
+    client must not hear an error for a write that was stored."""
     callbacks = session.info.pop("after_commit", [])
     for callback in callbacks:
-        await callback()
+        try:
+            await callback()
+        except Exception:
+            log.exception("after-commit work failed; the committed write stands")
 
 
 # scope="function": the exit code (the commit) runs before the response is sent. With the default

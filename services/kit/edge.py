@@ -1,14 +1,16 @@
 """The edge of the API: what a request may be before any endpoint sees it.
 
-- **Body size by kind**: JSON, CSV imports and multipart evidence uploads each have a limit
-  (settings). A declared ``Content-Length`` over it is answered 413 at once; a body that grows
-  past it while streaming is cut off with 413.
+- **Body size by endpoint**: evidence uploads, CSV imports and every other body (JSON) each
+  have a limit (settings), chosen by the endpoint, not by the Content-Type sent. A declared
+  ``Content-Length`` over it is answered 413 at once; a body that grows past it while streaming
+  is cut off with 413.
 - **Slow bodies**: a client that sends nothing for ``body_idle_seconds``, or takes longer than
   ``body_total_seconds`` in all, gets 408. No database connection is held meanwhile (sessions
   connect on first use, after the body has arrived), so a slow client costs a socket, not a
   connection that others need.
 - **Text Postgres cannot store**: a NUL character, or a lone UTF-16 surrogate, in the path, a
-  query parameter or a JSON body is a 422 naming where it is, before any work is done.
+  query parameter or a JSON body (any type FastAPI parses as JSON) is a 422 naming where it is,
+  before any work is done.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from services.kit.settings import Settings
 
 # Boundaries, part headers and the small form fields around an evidence file.
 MULTIPART_OVERHEAD = 64 * 1024
+# The two endpoints whose bodies may be larger than a JSON body.
+EVIDENCE_UPLOAD = "/v1/evidence"
+CSV_IMPORT = "/v1/metrics:import"
 # A JSON text escape that decodes to something Postgres cannot store: \u0000 or a surrogate.
 _SUSPECT_ESCAPE = re.compile(rb"\\u(0000|[dD][89abAB][0-9a-fA-F]{2}|[dD][c-fC-F][0-9a-fA-F]{2})")
 
@@ -106,6 +111,16 @@ def _query_problem(query_string: bytes) -> ProblemError | None:
     return None
 
 
+def is_json(content_type: str) -> bool:
+    """Whether FastAPI parses a body of ``content_type`` as JSON (``application/json``,
+    ``application/*+json``, or no type at all)."""
+    kind = content_type.split(";")[0].strip().lower()
+    if not kind:
+        return True
+    main, _, sub = kind.partition("/")
+    return main == "application" and (sub == "json" or sub.endswith("+json"))
+
+
 def _chunks(body: bytes) -> Iterator[Message]:
     yield {"type": "http.request", "body": body, "more_body": False}
 
@@ -115,13 +130,14 @@ class EdgeMiddleware:
         self.app = app
         self.settings = settings
 
-    def limit_for(self, content_type: str) -> tuple[str, int]:
-        kind = content_type.split(";")[0].strip().lower()
-        if kind == "multipart/form-data":
+    def limit_for(self, path: str) -> tuple[str, int]:
+        """The body limit of the endpoint at ``path``: decided by what the endpoint is, never by
+        the Content-Type a client chooses to send."""
+        if path == EVIDENCE_UPLOAD:
             return "an evidence upload", self.settings.evidence_max_bytes + MULTIPART_OVERHEAD
-        if kind in {"text/csv", "application/csv"}:
+        if path == CSV_IMPORT:
             return "a CSV import", self.settings.csv_max_bytes
-        return "a JSON body", self.settings.json_max_bytes
+        return "a request body", self.settings.json_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -148,20 +164,21 @@ class EdgeMiddleware:
             return
 
         headers = Headers(scope=scope)
-        content_type = headers.get("content-type", "")
-        what, limit = self.limit_for(content_type)
+        what, limit = self.limit_for(path)
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             too_large = PayloadTooLarge(
                 f"{what.capitalize()} may be at most {limit:,} bytes; this one declares "
                 f"{int(declared):,}.",
                 limit=limit,
+                # The body was not read: the connection cannot carry another request.
+                headers={"Connection": "close"},
             )
             await problem_response(too_large, path)(scope, receive, send)
             return
 
         limited = self._limited_receive(receive, what, limit)
-        if content_type.split(";")[0].strip().lower() in {"application/json", ""}:
+        if path not in (EVIDENCE_UPLOAD, CSV_IMPORT) and is_json(headers.get("content-type", "")):
             body = await self._read_all(limited)
             checked = self._check_json(body, path)
             if checked is not None:
@@ -239,8 +256,8 @@ class EdgeMiddleware:
             return None
         try:
             parsed = json.loads(body)
-        except ValueError:
-            return None  # malformed JSON is reported by the endpoint's own validation
+        except (ValueError, RecursionError):
+            return None  # malformed or absurdly nested JSON: the endpoint's parsing refuses it
         found = find_unstorable(parsed)
         if found is None:
             return None

@@ -29,9 +29,9 @@ async def replay(
     session: AsyncSession, principal: str, key: str, fingerprint: str
 ) -> tuple[int, dict[str, Any]] | None:
     """The stored response for this key, or None (after taking the key's lock)."""
-    if not 1 <= len(key) <= 200:
+    if not 1 <= len(key) <= 200 or not key.strip():
         raise Unprocessable(
-            "header Idempotency-Key: must be 1 to 200 characters",
+            "header Idempotency-Key: must be 1 to 200 characters, not only spaces",
             errors=[{"in": "header", "pointer": "/Idempotency-Key", "detail": "bad length"}],
         )
     await session.execute(

@@ -22,11 +22,15 @@ from arq.worker import Worker
 
 from services.kit import webhooks
 from services.kit.outbox import RECOMPUTE_JOB, RUN_JOB
-from services.kit.queue import QUEUE_NAME, redis_settings
+from services.kit.queue import QUEUE_NAME, connect_lazily
 from services.kit.runtime import Runtime
 from services.scoring import service
 
 log = logging.getLogger(__name__)
+
+# How often arq records the worker's health (each poll, at most this often); the supervisor
+# checks as often whether the loop still polls.
+HEALTH_SECONDS = 5
 
 
 async def ping(ctx: dict[str, Any]) -> str:
@@ -105,11 +109,14 @@ def build_worker(runtime: Runtime, *, handle_signals: bool, on_ready: Any = None
             ),
         ],
         queue_name=QUEUE_NAME,
-        redis_settings=redis_settings(runtime.settings.redis_url),
+        # Our own client, with a read timeout: over a link that silently drops packets, arq's
+        # poll fails in seconds (and the supervisor reconnects) instead of waiting forever.
+        redis_pool=connect_lazily(runtime.settings.redis_url),
         on_startup=on_startup,
         on_shutdown=on_shutdown,
         handle_signals=handle_signals,
         max_jobs=10,
+        health_check_interval=HEALTH_SECONDS,
         keep_result=300,
         poll_delay=0.05,
         retry_jobs=True,
@@ -117,18 +124,23 @@ def build_worker(runtime: Runtime, *, handle_signals: bool, on_ready: Any = None
 
 
 class SupervisedWorker:
-    """An arq worker that is restarted whenever it stops, with backoff.
+    """An arq worker that is restarted whenever it stops or stalls, with backoff.
 
     ``state`` is what readiness checks report: ``starting``, ``running`` or ``reconnecting``
-    (with the reason); ``stopped`` only after :meth:`stop`.
+    (with the reason); ``stopped`` once cancelled. arq's main loop runs in a task of its own
+    that the supervisor watches without awaiting it directly: a loop that stops polling (its
+    health record goes stale) is restarted, and stopping never waits more than a few seconds
+    for a loop that does not honour its cancellation.
     """
 
-    def __init__(self, runtime: Runtime, *, max_backoff: float = 5.0) -> None:
+    def __init__(
+        self, runtime: Runtime, *, max_backoff: float = 5.0, stall_seconds: float = 30.0
+    ) -> None:
         self.runtime = runtime
         self.max_backoff = max_backoff
+        self.stall_seconds = stall_seconds
         self.state = "starting"
         self.restarts = 0
-        self._worker: Worker | None = None
 
     @property
     def running(self) -> bool:
@@ -143,24 +155,16 @@ class SupervisedWorker:
         """Run until cancelled; never returns otherwise."""
         backoff = 0.25
         while True:
-            worker = self._worker = build_worker(
-                self.runtime, handle_signals=False, on_ready=self._ready
-            )
+            worker = build_worker(self.runtime, handle_signals=False, on_ready=self._ready)
             started = time.monotonic()
+            loop = asyncio.create_task(worker.async_run(), name="arq-worker-loop")
             try:
-                await worker.async_run()
-                reason = "the worker loop ended"
+                reason = await self._watch(worker, loop)
             except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    await self._close(worker)  # we are being stopped
-                    self.state = "stopped"
-                    raise
-                # A cancellation we did not ask for: arq's main task cancelled from inside
-                # when its Redis connection broke under load. Not a stop: reconnect.
-                reason = "the worker's main task was cancelled (Redis connection lost)"
-            except Exception as exc:
-                reason = f"{type(exc).__name__}: {exc}".strip()
+                await _settle(loop, cancel=True)
+                await self._close(worker)
+                self.state = "stopped"
+                raise
             await self._close(worker)
             if time.monotonic() - started > 30:
                 backoff = 0.25  # it had been running: this is a new outage
@@ -170,23 +174,33 @@ class SupervisedWorker:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.max_backoff)
 
+    async def _watch(self, worker: Worker, loop: asyncio.Task[None]) -> str:
+        """Wait for arq's loop to end or stall; returns why it is being restarted."""
+        while True:
+            done, _ = await asyncio.wait({loop}, timeout=HEALTH_SECONDS)
+            if done:
+                if loop.cancelled():
+                    # Cancelled from inside (jobs cancelled as Redis broke under load).
+                    return "the worker loop was cancelled (Redis connection lost)"
+                error = loop.exception()
+                if error is None:
+                    return "the worker loop ended"
+                return f"{type(error).__name__}: {error}".strip()
+            # arq records its health on every poll, at most once per HEALTH_SECONDS.
+            last = float(getattr(worker, "_last_health_check", 0) or 0)
+            if self.running and last and time.time() - last > self.stall_seconds:
+                await _settle(loop, cancel=True)
+                return f"the worker loop stalled (no poll for {time.time() - last:.0f} s)"
+
     @staticmethod
     async def _close(worker: Worker) -> None:
-        """Close what can be closed; with Redis gone, parts of arq's close fail.
-
-        arq's close cancels the jobs still running and then gathers them, which raises their
-        CancelledError here: that one is expected (the jobs are retried), unless this task is
-        itself being stopped, and then it is raised once everything is closed.
-        """
-        stopping: asyncio.CancelledError | None = None
-        try:
-            await worker.close()
-        except asyncio.CancelledError as cancelled:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                stopping = cancelled
-        except Exception:
-            log.debug("closing the arq worker failed", exc_info=True)
+        """Close what can be closed, in bounded time; with Redis gone, parts of arq's close
+        fail, and its close raises the CancelledError of the jobs it cancels (they are
+        retried): neither is a reason to stop the supervisor."""
+        closing = asyncio.create_task(worker.close(), name="arq-worker-close")
+        await _settle(closing, cancel=False)
+        if closing.done() and not closing.cancelled() and closing.exception() is not None:
+            log.debug("closing the arq worker failed", exc_info=closing.exception())
         http = worker.ctx.get("http")
         if isinstance(http, httpx.AsyncClient) and not http.is_closed:
             await http.aclose()
@@ -194,5 +208,15 @@ class SupervisedWorker:
         if pool is not None:
             with contextlib.suppress(Exception):
                 await pool.aclose(close_connection_pool=True)
-        if stopping is not None:
-            raise stopping
+
+
+async def _settle(task: asyncio.Task[None], *, cancel: bool, seconds: float = 5.0) -> None:
+    """Wait (cancelling it first if asked) at most ``seconds`` for ``task`` to finish; a task
+    that ignores its cancellation is left behind with a warning rather than waited on."""
+    if cancel:
+        task.cancel()
+    done, _ = await asyncio.shield(asyncio.wait({task}, timeout=seconds))
+    if not done:
+        log.warning("%s did not finish within %.0f s; left behind", task.get_name(), seconds)
+    elif not task.cancelled():
+        task.exception()  # retrieved: not "never retrieved" noise in the log

@@ -7,7 +7,7 @@ import contextlib
 import json
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -146,3 +146,17 @@ async def test_a_receiver_failing_twice_gets_exactly_one_successful_delivery(
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("succeeded", 3, 204)
     async with live.sessionmaker() as session:
         assert len((await session.scalars(select(WebhookDelivery))).all()) == 1
+
+
+async def test_an_overlong_webhook_url_is_422(
+    client: httpx.AsyncClient, make_key: Callable[..., Awaitable[dict[str, str]]]
+) -> None:
+    ministry = await make_key("ministry-admin", name="KemenPANRB")
+    long_url = "https://hooks.example.go.id/" + "x" * 2100
+    response = await client.post(
+        "/v1/webhooks",
+        headers=ministry,
+        json={"url": long_url, "events": ["assessment.published"]},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["pointer"] == "/url"

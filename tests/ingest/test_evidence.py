@@ -298,3 +298,54 @@ async def test_uploads_for_another_region_or_unknown_nodes_are_refused(
     assert unknown.json()["detail"] == "unknown node 'I11' in gmsc-2023"
     assert files_in(settings) == before
     assert await rows(session) == (0, 0, 0)
+
+
+async def test_a_repeat_upload_still_answers_the_evidence_request_it_names(
+    client: httpx.AsyncClient,
+    operator: dict[str, str],
+    make_key: MakeKey,
+    session: AsyncSession,
+    settings: Settings,
+) -> None:
+    assessment = Assessment(
+        region_code="32.71", framework_id="gmsc-2023", period=2024, state="in_review"
+    )
+    session.add(assessment)
+    await session.commit()
+    ministry = await make_key("ministry-admin", name="Komdigi")
+    first = await upload(client, operator, PDF, assessment_id=assessment.id, node_ids="output")
+    assert first.status_code == 201, first.text
+    asked = await client.post(
+        f"/v1/assessments/{assessment.id}/evidence-requests",
+        headers=ministry,
+        json={"node_ids": ["output", "output"], "message": "Lampirkan Perwali"},
+    )
+    assert asked.status_code == 201, asked.text
+    assert asked.json()["node_ids"] == ["output"]
+    files = files_in(settings)
+    made_up = await upload(
+        client,
+        operator,
+        PDF_V2,
+        assessment_id=assessment.id,
+        node_ids="output",
+        request_id="00000000-0000-0000-0000-000000000001",
+    )
+    assert made_up.status_code == 404, made_up.text
+    assert files_in(settings) == files  # refused before its bytes entered the store
+    again = await upload(
+        client,
+        operator,
+        PDF,
+        assessment_id=assessment.id,
+        node_ids="output",
+        request_id=asked.json()["id"],
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == first.json()["id"]
+    answered = await client.get(
+        f"/v1/assessments/{assessment.id}/evidence-requests",
+        params={"status": "answered"},
+        headers=ministry,
+    )
+    assert [r["answered_by_item"] for r in answered.json()] == [first.json()["id"]]

@@ -200,3 +200,72 @@ async def test_evidence_form_fields_are_checked_and_leave_no_file(
     assert many_parts.status_code == 400, many_parts.text
     assert files_in(settings) == before
     assert await session.scalar(select(func.count()).select_from(EvidenceItem)) == 0
+
+
+async def test_the_body_limit_is_the_endpoints_not_the_content_types(
+    client_for: ClientFor,
+) -> None:
+    async with client_for(json_max_bytes=1000) as client:
+        for content_type in ("text/csv", "multipart/form-data; boundary=x", "application/json"):
+            response = await client.post(
+                "/v1/assessments", content=b"x" * 5000, headers={"Content-Type": content_type}
+            )
+            assert response.status_code == 413, (content_type, response.text)
+            assert response.headers["connection"] == "close"  # the body was never read
+
+
+async def test_any_json_media_type_is_checked_for_unstorable_text(
+    client: httpx.AsyncClient, ministry: dict[str, str]
+) -> None:
+    body = {"region": "32.71", "framework": "spbe-2020", "period": 2024, "stage": "f\x00"}
+    response = await client.post(
+        "/v1/assessments",
+        content=json.dumps(body).encode(),
+        headers={**ministry, "Content-Type": "application/vnd.cerdas+json"},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["pointer"] == "/stage"
+    nested = b'{"points":[{"x":"\\u0000","y":' + b"[" * 100_000 + b"]" * 100_000 + b"}]}"
+    response = await client.post(
+        "/v1/metrics:batch",
+        content=nested,
+        headers={**ministry, "Content-Type": "application/json"},
+    )
+    assert response.status_code in (400, 422), response.text
+
+
+async def test_a_wrong_key_is_401_everywhere_and_guessing_is_rate_limited(
+    client_for: ClientFor,
+) -> None:
+    async with client_for(anonymous_rate_limit_per_minute=3) as client:
+        wrong = {"Authorization": "Bearer not-a-key"}
+        statuses = [(await client.get("/v1/frameworks", headers=wrong)).status_code]
+        statuses += [(await client.get("/v1/metrics", headers=wrong)).status_code for _ in range(3)]
+        assert statuses == [401, 401, 401, 429]
+
+
+async def test_an_empty_idempotency_key_is_refused(
+    client: httpx.AsyncClient, ministry: dict[str, str], session: AsyncSession
+) -> None:
+    response = await client.post(
+        "/v1/metrics:batch",
+        json={"points": [POINT]},
+        headers={**ministry, "Idempotency-Key": " "},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["pointer"] == "/Idempotency-Key"
+    assert await stored_points(session) == 0
+
+
+async def test_csv_with_carriage_return_line_endings_is_read_line_by_line(
+    client_for: ClientFor, ministry: dict[str, str], session: AsyncSession
+) -> None:
+    rows = [b"region,metric,period,value"] + [
+        f"32.71,integrated_apps,2024-{month:02d},{100 + month}".encode() for month in range(1, 13)
+    ]
+    async with client_for(csv_max_line_bytes=256) as client:
+        response = await client.post(
+            "/v1/metrics:import", content=b"\r".join(rows) + b"\r", headers={**ministry, **CSV}
+        )
+    assert response.status_code == 200, response.text
+    assert await stored_points(session) == 12

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.scoring.engine import Inputs, evaluate
+from services.scoring.engine.numbers import NotANumber, exact
 from services.scoring.frameworks import get_framework
 
 COMPONENTS = ("baseline", "output", "outcome", "impact", "quickwin")
@@ -71,3 +73,10 @@ def test_raising_a_level_never_lowers_the_spbe_index(
 ) -> None:
     raised = {**values, indicator: min(values[indicator] + 1, 5)}
     assert spbe_index(raised) >= spbe_index(values)
+
+
+@pytest.mark.parametrize("text", ["1e999999999999999999", "1e-999999999", "-1E+5000"])
+def test_absurd_exponents_are_refused_at_once(text: str) -> None:
+    # Fraction(Decimal("1e999999999999999999")) would compute 10**(10**18) and never return.
+    with pytest.raises(NotANumber, match="outside"):
+        exact(text)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import AnyHttpUrl, BaseModel, Field
+from pydantic import AnyHttpUrl, BaseModel, Field, UrlConstraints
 from sqlalchemy import select
 
 from services.kit import audit
@@ -20,8 +20,10 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
 
 class SubscriptionIn(BaseModel):
-    url: AnyHttpUrl = Field(examples=["https://sistem.kementerian.go.id/hooks/cerdas"])
-    events: list[str] = Field(min_length=1, examples=[["assessment.published"]])
+    url: Annotated[AnyHttpUrl, UrlConstraints(max_length=2000)] = Field(
+        examples=["https://sistem.kementerian.go.id/hooks/cerdas"]
+    )
+    events: list[str] = Field(min_length=1, max_length=50, examples=[["assessment.published"]])
 
 
 def _subscription(row: WebhookSubscription) -> dict[str, Any]:

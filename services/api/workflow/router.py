@@ -50,7 +50,7 @@ class AssignIn(BaseModel):
 
 
 class EvidenceRequestIn(BaseModel):
-    node_ids: list[str] = Field(min_length=1, examples=[["I11", "I12"]])
+    node_ids: list[str] = Field(min_length=1, max_length=200, examples=[["I11", "I12"]])
     message: str = Field(min_length=1, max_length=4000)
     due_date: date | None = None
 

@@ -356,7 +356,7 @@ async def request_evidence(
             )
     evidence_request = EvidenceRequest(
         assessment_id=assessment.id,
-        node_ids=node_ids,
+        node_ids=list(dict.fromkeys(node_ids)),  # each node once, in the order asked
         message=message,
         due_date=due_date,
         requested_by=principal.key_id,

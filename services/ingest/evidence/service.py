@@ -132,7 +132,20 @@ async def store(
     if title is not None and len(title) > MAX_TITLE:
         raise _invalid("title", "too long", f"form field 'title' is longer than {MAX_TITLE}")
 
-    if item_id is None:
+    # Everything the upload refers to is checked before its bytes enter the store.
+    request_id = _uuid(received, "request_id", required=False)
+    evidence_request = None
+    if request_id is not None:
+        evidence_request = await session.get(EvidenceRequest, request_id, with_for_update=True)
+        if evidence_request is None or evidence_request.assessment_id != assessment.id:
+            raise NotFound(f"No evidence request {request_id} on this assessment.")
+    revised: EvidenceItem | None = None
+    if item_id is not None:
+        revised = await session.get(EvidenceItem, item_id, with_for_update=True)
+        if revised is None or revised.assessment_id != assessment.id:
+            raise NotFound(f"No evidence item {item_id} in this assessment.")
+
+    if revised is None:
         # Identical uploads wait for each other here, so exactly one of them creates the item.
         await session.execute(
             text("SELECT pg_advisory_xact_lock(hashtextextended(:lock, 0))"),
@@ -141,6 +154,8 @@ async def store(
         same = await _identical_item(session, assessment.id, sha256, sorted(set(node_ids)))
         if same is not None:
             upload.discard()
+            if evidence_request is not None:
+                _answer(evidence_request, same.id)
             return same, False
 
     stored = await session.get(EvidenceObject, sha256)
@@ -156,10 +171,8 @@ async def store(
     else:
         upload.discard()  # the same bytes are already stored
 
-    if item_id is not None:
-        item = await session.get(EvidenceItem, item_id, with_for_update=True)
-        if item is None or item.assessment_id != assessment.id:
-            raise NotFound(f"No evidence item {item_id} in this assessment.")
+    if revised is not None:
+        item = revised
         item.latest_revision += 1
         if node_ids:
             item.node_ids = sorted(set(item.node_ids) | set(node_ids))
@@ -181,9 +194,8 @@ async def store(
             uploaded_by=principal.key_id,
         )
     )
-    request_id = _uuid(received, "request_id", required=False)
-    if request_id is not None:
-        await _answer(session, request_id, assessment.id, item.id)
+    if evidence_request is not None:
+        _answer(evidence_request, item.id)
     audit.record(
         session,
         principal,
@@ -223,13 +235,8 @@ async def _identical_item(
     return found
 
 
-async def _answer(
-    session: AsyncSession, request_id: uuid.UUID, assessment_id: uuid.UUID, item_id: uuid.UUID
-) -> None:
-    """The upload answers an assessor's evidence request on the same assessment."""
-    evidence_request = await session.get(EvidenceRequest, request_id, with_for_update=True)
-    if evidence_request is None or evidence_request.assessment_id != assessment_id:
-        raise NotFound(f"No evidence request {request_id} on this assessment.")
+def _answer(evidence_request: EvidenceRequest, item_id: uuid.UUID) -> None:
+    """The upload answers an assessor's evidence request (the first answer counts)."""
     if evidence_request.answered_at is None:
         evidence_request.answered_at = datetime.now(UTC)
         evidence_request.answered_by_item = item_id

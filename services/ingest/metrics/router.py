@@ -4,6 +4,7 @@ import codecs
 import csv
 import io
 import json
+import re
 import tempfile
 from collections.abc import AsyncIterator
 from typing import IO, Annotated, Any
@@ -29,6 +30,7 @@ router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
 WRITERS = ("super-app", "region-operator", "ministry-admin")
 CSV_COLUMNS = ("region", "metric", "period", "timestamp", "value", "unit", "dimensions")
 SPOOL_IN_MEMORY = 4 * 1024 * 1024
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 AtomicQuery = Annotated[
     bool, Query(description="All-or-nothing (default): any rejected point stores nothing")
@@ -77,7 +79,7 @@ async def push_batch(
     require_role(principal, *WRITERS)
     service.check_regions(principal, (point.get("region") for point in batch.points))
     fingerprint = ""
-    if idempotency_key and not dry_run:
+    if idempotency_key is not None and not dry_run:  # an empty key is refused, not ignored
         fingerprint = request_fingerprint(
             json.dumps(batch.points, sort_keys=True, default=str), str(atomic), str(dry_run)
         )
@@ -99,7 +101,7 @@ async def push_batch(
         queue=request.app.state.runtime.queue,
         request_id=request.state.request_id,
     )
-    if idempotency_key and not dry_run and summary.status != "error":
+    if idempotency_key is not None and not dry_run and summary.status != "error":
         remember(session, principal.audit_id, idempotency_key, fingerprint, 200, summary.public())
     return _respond(request, summary)
 
@@ -161,15 +163,20 @@ async def receive_csv(request: Request, max_line: int) -> IO[bytes]:
     """
     spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
     decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
-    line, line_length = 1, 0
+    line, line_length, after_cr = 1, 0, False
     try:
         async for chunk in request.stream():
             spool.write(chunk)
             text = decoder.decode(chunk)
+            if after_cr and text.startswith("\n"):
+                text = text[1:]  # the \n of a \r\n split between two chunks
+            if text:
+                after_cr = text.endswith("\r")
             if "\x00" in text:
-                at = line + text[: text.index("\x00")].count("\n")
+                at = line + len(LINE_BREAK.findall(text[: text.index("\x00")]))
                 raise Unprocessable(f"CSV line {at} contains a NUL character.")
-            *complete, rest = text.split("\n")
+            # Lines end as the reader below splits them: \n, \r\n or a lone \r.
+            *complete, rest = LINE_BREAK.split(text)
             for segment in complete:
                 if line_length + len(segment) > max_line:
                     raise _line_too_long(line, max_line)

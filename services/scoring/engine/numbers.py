@@ -17,6 +17,10 @@ RoundingMode = Literal["half_up", "half_even", "half_down", "down", "up"]
 ROUNDING_MODES: tuple[str, ...] = ("half_up", "half_even", "half_down", "down", "up")
 
 
+# No evaluation value comes near this; it bounds the work an exact conversion can be made to do.
+MAX_EXPONENT = 1000
+
+
 class NotANumber(ValueError):
     """A value that is not an exact number (a float, a non-numeric string, NaN)."""
 
@@ -30,6 +34,9 @@ def exact(value: object) -> Fraction:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise NotANumber(f"{value} is not a finite number")
+        if abs(value.adjusted()) > MAX_EXPONENT:
+            # Fraction(Decimal("1e999999999")) would compute 10**999999999: refuse instead.
+            raise NotANumber(f"{value} is outside ±1e{MAX_EXPONENT}")
         return Fraction(value)
     if isinstance(value, str):
         return _parse(value)
