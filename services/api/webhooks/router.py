@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import AnyHttpUrl, BaseModel, Field, UrlConstraints
+from pydantic import AfterValidator, AnyHttpUrl, BaseModel, Field, UrlConstraints
 from sqlalchemy import select
 
 from services.kit import audit
@@ -19,8 +19,19 @@ from services.models import WebhookDelivery, WebhookSubscription
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
 
+URL_MAX = 2000  # the column's width
+
+
+def _fits(url: AnyHttpUrl) -> AnyHttpUrl:
+    # The URL is stored as normalised (host punycoded, a path added), which can be longer than
+    # what was sent: the stored form must fit.
+    if len(str(url)) > URL_MAX:
+        raise ValueError(f"URL should have at most {URL_MAX} characters once normalised")
+    return url
+
+
 class SubscriptionIn(BaseModel):
-    url: Annotated[AnyHttpUrl, UrlConstraints(max_length=2000)] = Field(
+    url: Annotated[AnyHttpUrl, UrlConstraints(max_length=URL_MAX), AfterValidator(_fits)] = Field(
         examples=["https://sistem.kementerian.go.id/hooks/cerdas"]
     )
     events: list[str] = Field(min_length=1, max_length=50, examples=[["assessment.published"]])
