@@ -246,8 +246,8 @@ def install_problem_handlers(app: FastAPI) -> None:
             # so, and point at the way to retry safely.
             problem = Unavailable(
                 "A backing service (the database or the evidence store) is unreachable. Retry "
-                "shortly: a metric batch retried with the same Idempotency-Key is stored at "
-                "most once, and pushing the same points or evidence again stores no copy.",
+                "shortly: a write retried with the same Idempotency-Key is applied at most once, "
+                "and pushing the same points or evidence again stores no copy.",
                 code="database-unavailable",
                 headers={"Retry-After": "5"},
             )

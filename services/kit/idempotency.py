@@ -9,9 +9,13 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from fastapi import Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.kit.auth import Principal
 from services.kit.edge import storable
 from services.kit.errors import Unprocessable
 from services.models import IdempotencyRecord
@@ -79,3 +83,36 @@ def remember(
             response=storable(response),
         )
     )
+
+
+async def replayed(
+    session: AsyncSession, request: Request, principal: Principal
+) -> JSONResponse | None:
+    """For a JSON write sent with ``Idempotency-Key``: the first answer if this key has been
+    used for this very request, else None (and the key is held, for :func:`remember_answer`).
+
+    The fingerprint is the method, path, query and body, so the same key on another request
+    is refused (422).
+    """
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    fingerprint = request_fingerprint(
+        request.method, request.url.path, request.url.query, await request.body()
+    )
+    found = await replay(session, principal.audit_id, key, fingerprint)
+    if found is not None:
+        status, body = found
+        return JSONResponse(body, status_code=status, headers={"Idempotent-Replayed": "true"})
+    request.state.idempotency = (key, fingerprint)
+    return None
+
+
+def remember_answer(
+    session: AsyncSession, request: Request, principal: Principal, status: int, answer: Any
+) -> None:
+    """Store the answer of a keyed write in the write's own transaction (see :func:`replayed`)."""
+    held: tuple[str, str] | None = getattr(request.state, "idempotency", None)
+    if held is not None:
+        key, fingerprint = held
+        remember(session, principal.audit_id, key, fingerprint, status, jsonable_encoder(answer))

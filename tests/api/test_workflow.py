@@ -7,9 +7,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.kit.auth import create_key
+from services.models import AuditEvent
 from services.scoring.service import recompute
 
 # Levels giving Σ(weight × level) = 372, an index of 3.72: level 4 for A2–A4 (I11–I20), I21 and
@@ -194,3 +196,50 @@ async def test_bad_values_are_refused_with_their_node_and_change_nothing(
     assert computed.json()["errors"][0]["pointer"] == "/values/I99"
     stored = await client.get(f"/v1/assessments/{aid}", headers=region)
     assert stored.json()["input_revision"] == 0  # nothing was written
+
+
+async def test_keyed_workflow_writes_replay_their_first_answer(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    """A client whose answer was lost retries with the same Idempotency-Key and gets that
+    answer: the transition is not made twice (no 409), the audit trail has one entry."""
+    k = await keys(session)
+    region = k["region-operator"]
+    opened = await client.post(
+        "/v1/assessments",
+        headers={**region, "Idempotency-Key": "open-bogor-2024"},
+        json={"region": "32.71", "framework": "spbe-2020", "period": 2024},
+    )
+    again = await client.post(
+        "/v1/assessments",
+        headers={**region, "Idempotency-Key": "open-bogor-2024"},
+        json={"region": "32.71", "framework": "spbe-2020", "period": 2024},
+    )
+    assert (opened.status_code, again.status_code) == (201, 201)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == opened.json()
+    aid = opened.json()["id"]
+    move = {"Idempotency-Key": "submit-bogor-2024", **region}
+    first = await client.post(
+        f"/v1/assessments/{aid}/transitions", headers=move, json={"to": "submitted"}
+    )
+    retry = await client.post(
+        f"/v1/assessments/{aid}/transitions", headers=move, json={"to": "submitted"}
+    )
+    assert (first.status_code, retry.status_code) == (200, 200)
+    assert retry.json() == first.json()
+    unkeyed = await client.post(
+        f"/v1/assessments/{aid}/transitions", headers=region, json={"to": "submitted"}
+    )
+    assert unkeyed.status_code == 409  # without a key a repeat is a new request
+    other_body = await client.post(
+        f"/v1/assessments/{aid}/transitions", headers=move, json={"to": "draft"}
+    )
+    assert other_body.status_code == 422
+    assert other_body.json()["code"] == "idempotency-key-reused"
+    audited = await session.scalar(
+        select(func.count())
+        .select_from(AuditEvent)
+        .where(AuditEvent.entity_id == aid, AuditEvent.action.like("assessment.%"))
+    )
+    assert audited == 2  # created once, submitted once

@@ -7,11 +7,13 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from services.kit.auth import CurrentPrincipal, require_role
 from services.kit.db import DbSession, after_commit
 from services.kit.errors import NotFound
+from services.kit.idempotency import remember_answer, replayed
 from services.kit.outbox import RUN_JOB, create_recompute_run
 from services.models import RecomputeRun, Region
 from services.scoring.frameworks import registry
@@ -70,10 +72,12 @@ async def start_recompute_run(
     response: Response,
     session: DbSession,
     principal: CurrentPrincipal,
-) -> JobOut:
+) -> JobOut | JSONResponse:
     """Recomputes every assessment matching the filters (none: all), in batches, in the worker.
     Follow it at `GET /v1/jobs/{id}`."""
     require_role(principal, "ministry-admin")
+    if (replay := await replayed(session, request, principal)) is not None:
+        return replay
     if body.framework is not None and body.framework not in registry():
         raise NotFound(f"No framework {body.framework!r}.")
     if body.region is not None and await session.get(Region, body.region) is None:
@@ -93,7 +97,9 @@ async def start_recompute_run(
 
     after_commit(session, start)
     response.headers["Location"] = f"/v1/jobs/{run.id}"
-    return JobOut.of(run)
+    answer = JobOut.of(run)
+    remember_answer(session, request, principal, 202, answer)
+    return answer
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut, summary="Progress of a background job")

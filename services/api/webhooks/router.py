@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, AnyHttpUrl, BaseModel, Field, UrlConstraints
 from sqlalchemy import select
 
@@ -13,6 +14,7 @@ from services.kit import audit
 from services.kit.auth import CurrentPrincipal, require_role
 from services.kit.db import DbSession
 from services.kit.errors import NotFound, invalid
+from services.kit.idempotency import remember_answer, replayed
 from services.kit.webhooks import EVENTS, new_secret
 from services.models import WebhookDelivery, WebhookSubscription
 
@@ -47,13 +49,15 @@ def _subscription(row: WebhookSubscription) -> dict[str, Any]:
     }
 
 
-@router.post("", status_code=201, summary="Subscribe an endpoint to events")
+@router.post("", status_code=201, response_model=None, summary="Subscribe an endpoint to events")
 async def subscribe(
     body: SubscriptionIn, request: Request, session: DbSession, principal: CurrentPrincipal
-) -> dict[str, Any]:
+) -> dict[str, Any] | JSONResponse:
     """Events: assessment.published, result.changed, evidence.requested. The answer holds the
     signing secret, shown only this once; verify deliveries with it (Standard Webhooks)."""
     require_role(principal, "ministry-admin")
+    if (replay := await replayed(session, request, principal)) is not None:
+        return replay
     unknown = sorted(set(body.events) - set(EVENTS))
     if unknown:
         raise invalid(
@@ -80,7 +84,9 @@ async def subscribe(
         after={"url": subscription.url, "events": subscription.events},
         request_id=request.state.request_id,
     )
-    return _subscription(subscription) | {"secret": subscription.secret}
+    answer = _subscription(subscription) | {"secret": subscription.secret}
+    remember_answer(session, request, principal, 201, answer)
+    return answer
 
 
 @router.get("", summary="Subscriptions")

@@ -7,14 +7,17 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.workflow import service
 from services.kit import results_cache
-from services.kit.auth import CurrentPrincipal
+from services.kit.auth import CurrentPrincipal, Principal
 from services.kit.db import DbSession, after_commit
 from services.kit.errors import NotFound
+from services.kit.idempotency import remember_answer, replayed
 from services.models import ASSESSMENT_STATES, Assessment, EvidenceRequest
 
 router = APIRouter(tags=["workflow"])
@@ -67,6 +70,18 @@ def _state(assessment: Assessment) -> dict[str, Any]:
     }
 
 
+def _answer(
+    session: AsyncSession,
+    request: Request,
+    principal: Principal,
+    status: int,
+    answer: dict[str, Any],
+) -> dict[str, Any]:
+    """``answer``, remembered for its Idempotency-Key (if one was sent) in this transaction."""
+    remember_answer(session, request, principal, status, answer)
+    return answer
+
+
 def _request(evidence_request: EvidenceRequest) -> dict[str, Any]:
     return {
         "id": str(evidence_request.id),
@@ -84,10 +99,14 @@ def _request(evidence_request: EvidenceRequest) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/assessments", status_code=201, summary="Open an assessment (draft)")
+@router.post(
+    "/v1/assessments", status_code=201, response_model=None, summary="Open an assessment (draft)"
+)
 async def open_assessment(
     body: AssessmentIn, request: Request, session: DbSession, principal: CurrentPrincipal
-) -> dict[str, Any]:
+) -> dict[str, Any] | JSONResponse:
+    if (replay := await replayed(session, request, principal)) is not None:
+        return replay
     assessment = await service.create(
         session,
         principal,
@@ -97,18 +116,24 @@ async def open_assessment(
         stage=body.stage,
         request_id=request.state.request_id,
     )
-    return _state(assessment)
+    return _answer(session, request, principal, 201, _state(assessment))
 
 
-@router.put("/v1/assessments/{assessment_id}/inputs", summary="Enter or verify values")
+@router.put(
+    "/v1/assessments/{assessment_id}/inputs",
+    response_model=None,
+    summary="Enter or verify values",
+)
 async def put_inputs(
     assessment_id: uuid.UUID,
     body: InputsIn,
     request: Request,
     session: DbSession,
     principal: CurrentPrincipal,
-) -> dict[str, Any]:
+) -> dict[str, Any] | JSONResponse:
     """Both values of a leaf are kept; results use the verified value where there is one."""
+    if (replay := await replayed(session, request, principal)) is not None:
+        return replay
     assessment, column = await service.set_inputs(
         session,
         principal,
@@ -118,19 +143,27 @@ async def put_inputs(
         request.app.state.runtime.queue,
         request.state.request_id,
     )
-    return _state(assessment) | {"written": column, "nodes": sorted(body.values)}
+    answer = _state(assessment) | {"written": column, "nodes": sorted(body.values)}
+    return _answer(session, request, principal, 200, answer)
 
 
-@router.post("/v1/assessments/{assessment_id}/transitions", summary="Move through the workflow")
+@router.post(
+    "/v1/assessments/{assessment_id}/transitions",
+    response_model=None,
+    summary="Move through the workflow",
+)
 async def post_transition(
     assessment_id: uuid.UUID,
     body: TransitionIn,
     request: Request,
     session: DbSession,
     principal: CurrentPrincipal,
-) -> dict[str, Any]:
+) -> dict[str, Any] | JSONResponse:
     """draft → submitted → in_review ⇄ evidence_requested; in_review → verified → published.
-    409 for a move the current state does not allow, 403 for a role that may not make it."""
+    409 for a move the current state does not allow, 403 for a role that may not make it.
+    With `Idempotency-Key`, a retry whose first answer was lost gets that answer, not a 409."""
+    if (replay := await replayed(session, request, principal)) is not None:
+        return replay
     runtime = request.app.state.runtime
     assessment = await service.transition(
         session,
@@ -146,11 +179,14 @@ async def post_transition(
         await results_cache.bump(runtime.engine)
 
     after_commit(session, invalidate)
-    return _state(assessment)
+    return _answer(session, request, principal, 200, _state(assessment))
 
 
 @router.post(
-    "/v1/assessments/{assessment_id}/assessors", status_code=201, summary="Assign an assessor key"
+    "/v1/assessments/{assessment_id}/assessors",
+    status_code=201,
+    response_model=None,
+    summary="Assign an assessor key",
 )
 async def post_assessor(
     assessment_id: uuid.UUID,
@@ -158,14 +194,18 @@ async def post_assessor(
     request: Request,
     session: DbSession,
     principal: CurrentPrincipal,
-) -> dict[str, str]:
+) -> dict[str, Any] | JSONResponse:
+    if (replay := await replayed(session, request, principal)) is not None:
+        return replay
     await service.assign(session, principal, assessment_id, body.key_id, request.state.request_id)
-    return {"assessment_id": str(assessment_id), "key_id": str(body.key_id)}
+    answer = {"assessment_id": str(assessment_id), "key_id": str(body.key_id)}
+    return _answer(session, request, principal, 201, answer)
 
 
 @router.post(
     "/v1/assessments/{assessment_id}/evidence-requests",
     status_code=201,
+    response_model=None,
     summary="Ask the region for more evidence (pendalaman)",
 )
 async def post_evidence_request(
@@ -174,9 +214,11 @@ async def post_evidence_request(
     request: Request,
     session: DbSession,
     principal: CurrentPrincipal,
-) -> dict[str, Any]:
+) -> dict[str, Any] | JSONResponse:
     """Moves the assessment to evidence_requested; the region answers by uploading evidence
     with `request_id`, then moves it back to in_review."""
+    if (replay := await replayed(session, request, principal)) is not None:
+        return replay
     evidence_request = await service.request_evidence(
         session,
         principal,
@@ -188,7 +230,7 @@ async def post_evidence_request(
         request.state.request_id,
     )
     await session.refresh(evidence_request)
-    return _request(evidence_request)
+    return _answer(session, request, principal, 201, _request(evidence_request))
 
 
 @router.get("/v1/assessments/{assessment_id}/evidence-requests", summary="Evidence requests")
