@@ -168,3 +168,10 @@ def test_decimals_in_files_are_read_exactly() -> None:
         file="demo.yaml",
     )
     assert sum(child.weight for child in framework.index.children) == 100
+
+
+def test_every_aggregation_a_file_may_name_has_a_rule() -> None:
+    from services.scoring.engine.aggregations import RULES
+    from services.scoring.engine.model import AGGREGATIONS
+
+    assert set(RULES) | {"none"} == set(AGGREGATIONS)

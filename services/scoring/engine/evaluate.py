@@ -10,6 +10,7 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
+from services.scoring.engine.aggregations import RULES, Present
 from services.scoring.engine.errors import InputError
 from services.scoring.engine.model import Band, Framework, Node, Scale
 from services.scoring.engine.numbers import NotANumber, exact, plain, round_exact, rounded_units
@@ -184,64 +185,22 @@ class _Evaluation:
         return _Computed(value * node.multiplier, "computed", inputs=used, missing=missing)
 
     def _combine(self, node: Node, pairs: list[tuple[Node, _Computed]]) -> Fraction | None:
-        values = [child.exact for _, child in pairs]
-        assert all(value is not None for value in values)
-        numbers: list[Fraction] = [v for v in values if v is not None]
-        aggregation = node.aggregation
-        if aggregation == "weighted_mean":
-            total = sum((child_node.weight for child_node, _ in pairs), Fraction(0))
-            if total == 0:
-                return None
-            return (
-                sum(
-                    (
-                        child_node.weight * number
-                        for (child_node, _), number in zip(pairs, numbers, strict=True)
-                    ),
-                    Fraction(0),
-                )
-                / total
-            )
-        if aggregation == "mean":
-            return sum(numbers, Fraction(0)) / len(numbers)
-        if aggregation == "sum":
-            return sum(numbers, Fraction(0))
-        if aggregation == "min":
-            return min(numbers)
-        if aggregation == "max":
-            return max(numbers)
-        if aggregation == "pooled_mean":
-            items = [item for _, child in pairs for item in child.items]
-            return sum(items, Fraction(0)) / len(items) if items else None
-        if aggregation == "ratio":
-            by_id = {
-                child_node.id: number
-                for (child_node, _), number in zip(pairs, numbers, strict=True)
-            }
-            denominator = by_id.get(node.denominator or "")
-            numerator = by_id.get(node.numerator or "")
-            if denominator is None or numerator is None or denominator == 0:
-                return None
-            return numerator / denominator
-        raise AssertionError(f"aggregation {aggregation} not handled")  # validated on load
+        return RULES[node.aggregation or "none"].combine(node, _present(pairs))
 
     def _contributions(self, node: Node) -> None:
-        """What each child adds to ``node``'s value, in ``node``'s units."""
-        present = [
+        """What each child adds to ``node``'s value, in ``node``'s units (where that means
+        something for the node's aggregation)."""
+        rule = RULES.get(node.aggregation or "none")
+        if rule is None or rule.contribute is None:
+            return
+        pairs = [
             (child, self.computed[child.id])
             for child in node.children
             if self.computed[child.id].exact is not None
         ]
-        if node.aggregation == "weighted_mean":
-            total = sum((child.weight for child, _ in present), Fraction(0))
-            for child, computed in present:
-                assert computed.exact is not None
-                computed.contribution = child.weight * computed.exact / total if total else None
-        elif node.aggregation in ("mean", "sum"):
-            count = len(present) if node.aggregation == "mean" else 1
-            for _, computed in present:
-                assert computed.exact is not None
-                computed.contribution = computed.exact / count
+        shares = rule.contribute(node, _present(pairs))
+        for (_, computed), share in zip(pairs, shares, strict=True):
+            computed.contribution = share
 
     # -- checks and output --------------------------------------------------------------------
 
@@ -296,6 +255,15 @@ class _Evaluation:
                 note=computed.note,
             )
         return Result(framework, MappingProxyType(nodes))
+
+
+def _present(pairs: list[tuple[Node, _Computed]]) -> list[Present]:
+    """The children that have a value, as the aggregation rules take them."""
+    present = []
+    for node, computed in pairs:
+        assert computed.exact is not None
+        present.append(Present(node, computed.exact, computed.items))
+    return present
 
 
 @lru_cache(maxsize=1024)
