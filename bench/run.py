@@ -36,10 +36,10 @@ import psutil
 from arq.jobs import Job
 from sqlalchemy import insert, select
 
-from services.ingest.metrics.validation import STAGED_COLUMNS
-from services.kit.auth import create_key
+from services.domain.access.service import create_key
+from services.domain.recompute.service import create_run
+from services.ingest.metric.validation import STAGED_COLUMNS
 from services.kit.embedded import EmbeddedServers
-from services.kit.outbox import create_recompute_run
 from services.kit.runtime import Runtime
 from services.kit.settings import Settings
 from services.main import prepare_database
@@ -179,12 +179,13 @@ class Bench:
         started = time.perf_counter()
         for framework in ("gmsc-2023", "spbe-2020"):
             async with runtime.sessionmaker() as session, session.begin():
-                run = await create_recompute_run(
+                run = await create_run(
                     session,
                     framework_id=framework,
                     period=2024,
                     region_code=None,
                     requested_by="bench",
+                    queue=None,
                 )
             while await run_step(runtime.sessionmaker, run.id, None) is not None:
                 pass
@@ -192,12 +193,13 @@ class Bench:
         # The run marked the linked views of 514 regions dirty. Settle them here, untimed, or
         # the server's worker would recompute them during P1, P3 and P4.
         async with runtime.sessionmaker() as session, session.begin():
-            linked = await create_recompute_run(
+            linked = await create_run(
                 session,
                 framework_id="smartcity-spbe-linked",
                 period=None,
                 region_code=None,
                 requested_by="bench",
+                queue=None,
             )
         while await run_step(runtime.sessionmaker, linked.id, None) is not None:
             pass

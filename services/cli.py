@@ -6,14 +6,19 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from services.kit.embedded import EmbeddedServers
 from services.kit.settings import Settings, SettingsError, load_settings
 from services.scoring.cli import frameworks_app, score
+
+if TYPE_CHECKING:
+    from services.kit.runtime import Runtime
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="Cerdas: the live backend of the smart-city and SPBE evaluations.",
@@ -71,6 +76,25 @@ def resolved(settings: Settings) -> Iterator[Settings]:
         servers.stop()
 
 
+def run_with_runtime(work: Callable[[Runtime], Awaitable[T]], *, log: bool = True) -> T:
+    """Run ``work`` with a runtime opened on the configured (or embedded) servers, closed after."""
+    from services.kit.runtime import Runtime
+
+    settings = _settings()
+    if log:
+        _configure_logging(settings)
+
+    async def run(ready: Settings) -> T:
+        runtime = await Runtime.open(ready)
+        try:
+            return await work(runtime)
+        finally:
+            await runtime.close()
+
+    with resolved(settings) as ready:
+        return asyncio.run(run(ready))
+
+
 def _exit_gracefully(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
@@ -115,16 +139,11 @@ def worker() -> None:
 
     It starts while Redis is down and reconnects with backoff whenever Redis goes away; SIGTERM
     or SIGINT stop it after the running jobs are cancelled (they are retried elsewhere)."""
-    from services.kit.runtime import Runtime
     from services.scoring.worker import SupervisedWorker
-
-    settings = _settings()
-    _configure_logging(settings)
 
     log = logging.getLogger("services.cli")
 
-    async def run(ready: Settings) -> None:
-        runtime = await Runtime.open(ready)
+    async def run(runtime: Runtime) -> None:
         task = asyncio.create_task(SupervisedWorker(runtime).run())
         loop = asyncio.get_running_loop()
 
@@ -138,31 +157,16 @@ def worker() -> None:
             await task
         except asyncio.CancelledError:
             log.info("scoring worker stopped")
-        finally:
-            await runtime.close()
 
-    with resolved(settings) as ready:
-        asyncio.run(run(ready))
+    run_with_runtime(run)
 
 
 @app.command()
 def migrate() -> None:
     """Bring the database schema to the newest migration and load the region list."""
-    from services.kit.runtime import Runtime
     from services.main import prepare_database
 
-    settings = _settings()
-    _configure_logging(settings)
-
-    async def run(ready: Settings) -> None:
-        runtime = await Runtime.open(ready)
-        try:
-            await prepare_database(runtime)
-        finally:
-            await runtime.close()
-
-    with resolved(settings) as ready:
-        asyncio.run(run(ready))
+    run_with_runtime(prepare_database)
     typer.echo("cerdas: database at the newest migration")
 
 
@@ -176,46 +180,39 @@ def recompute(
     """Recompute assessments here and now, in batches, with a progress bar."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from services.kit.outbox import create_recompute_run
-    from services.kit.runtime import Runtime
-    from services.models import RecomputeRun
+    from services.domain.recompute import repository
+    from services.domain.recompute.service import create_run
     from services.scoring.service import run_step
 
     if not (all_ or framework or period or region):
         raise fail("say what to recompute: --all, or --framework/--period/--region")
-    settings = _settings()
-    _configure_logging(settings)
 
-    async def run(ready: Settings) -> tuple[int, int]:
-        runtime = await Runtime.open(ready)
-        try:
-            async with runtime.sessionmaker() as session, session.begin():
-                created = await create_recompute_run(
-                    session,
-                    framework_id=framework,
-                    period=period,
-                    region_code=region,
-                    requested_by="cerdas recompute",
-                )
-            with Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-            ) as progress:
-                task = progress.add_task("recomputing", total=created.total)
-                while (step := await run_step(runtime.sessionmaker, created.id, None)) is not None:
-                    progress.update(task, completed=step.done + step.failed)
-                progress.update(task, completed=created.total)
-            async with runtime.sessionmaker() as session:
-                final = await session.get(RecomputeRun, created.id)
-                assert final is not None
-                return final.done, final.failed
-        finally:
-            await runtime.close()
+    async def run(runtime: Runtime) -> tuple[int, int]:
+        async with runtime.sessionmaker() as session, session.begin():
+            created = await create_run(
+                session,
+                framework_id=framework,
+                period=period,
+                region_code=region,
+                requested_by="cerdas recompute",
+                queue=None,  # run here, step by step, not by the worker
+            )
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        ) as progress:
+            task = progress.add_task("recomputing", total=created.total)
+            while (step := await run_step(runtime.sessionmaker, created.id, None)) is not None:
+                progress.update(task, completed=step.done + step.failed)
+            progress.update(task, completed=created.total)
+        async with runtime.sessionmaker() as session:
+            final = await repository.get_run(session, created.id)
+            assert final is not None
+            return final.done, final.failed
 
-    with resolved(settings) as ready:
-        done, failed = asyncio.run(run(ready))
+    done, failed = run_with_runtime(run)
     typer.echo(f"cerdas: recomputed {done} assessments" + (f", {failed} failed" if failed else ""))
     if failed:
         raise typer.Exit(1)
@@ -224,23 +221,14 @@ def recompute(
 @app.command("demo")
 def load_demo_data() -> None:
     """Load the seed cases (Kabupaten Bekasi, Kota Bogor, Kota Bekasi, Kebumen) and score them."""
-    from services.demo import load
-    from services.kit.runtime import Runtime
+    from services.demo.service import load
     from services.main import prepare_database
 
-    settings = _settings()
-    _configure_logging(settings)
+    async def run(runtime: Runtime) -> int:
+        await prepare_database(runtime)
+        return await load(runtime)
 
-    async def run(ready: Settings) -> int:
-        runtime = await Runtime.open(ready)
-        try:
-            await prepare_database(runtime)
-            return await load(runtime)
-        finally:
-            await runtime.close()
-
-    with resolved(settings) as ready:
-        scored = asyncio.run(run(ready))
+    scored = run_with_runtime(run)
     typer.echo(f"cerdas: seed cases loaded, {scored} assessments scored")
 
 
@@ -257,39 +245,26 @@ def create_key(
     ] = None,
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
-    from sqlalchemy import select
-
-    from services.kit.auth import REGIONAL_ROLES
-    from services.kit.auth import create_key as make_key
-    from services.kit.runtime import Runtime
-    from services.models import ROLES, Region
+    from services.domain.access.policy import REGIONAL
+    from services.domain.access.service import create_key as make_key
+    from services.domain.region import repository as regions_repository
+    from services.models import Role
 
     regions = region or []
-    if role not in ROLES:
-        raise fail(f"unknown role {role!r} (one of {', '.join(ROLES)})")
-    if role in REGIONAL_ROLES and not regions:
+    if role not in set(Role):
+        raise fail(f"unknown role {role!r} (one of {', '.join(Role)})")
+    if role in REGIONAL and not regions:
         raise fail(f"a {role} key needs --region (the region(s) it writes for)")
-    settings = _settings()
 
-    async def run(ready: Settings) -> str:
-        runtime = await Runtime.open(ready)
-        try:
-            async with runtime.sessionmaker() as session, session.begin():
-                found = set(
-                    (
-                        await session.scalars(select(Region.code).where(Region.code.in_(regions)))
-                    ).all()
-                )
-                missing = sorted(set(regions) - found)
-                if missing:
-                    raise fail(f"unknown region {missing[0]!r} (a Kemendagri code, e.g. 32.71)")
-                _, secret = await make_key(session, name=name, role=role, regions=regions)
-                return secret
-        finally:
-            await runtime.close()
+    async def run(runtime: Runtime) -> str:
+        async with runtime.sessionmaker() as session, session.begin():
+            missing = sorted(set(regions) - await regions_repository.existing(session, regions))
+            if missing:
+                raise fail(f"unknown region {missing[0]!r} (a Kemendagri code, e.g. 32.71)")
+            _, secret = await make_key(session, name=name, role=Role(role), regions=regions)
+            return secret
 
-    with resolved(settings) as ready:
-        secret = asyncio.run(run(ready))
+    secret = run_with_runtime(run, log=False)
     typer.echo(secret)
     typer.echo(
         f"cerdas: created {role} key {name!r}"

@@ -13,25 +13,29 @@ from collections.abc import AsyncIterator, Callable
 
 from fastapi import Depends, FastAPI
 
-from services import demo as demo_data
+from services.api.assessment.router import router as workflow_router
 from services.api.audit.router import router as audit_router
-from services.api.frameworks.router import router as frameworks_router
-from services.api.health import router as health_router
-from services.api.jobs.router import router as jobs_router
-from services.api.regions.router import router as regions_router
-from services.api.regions.seed import seed_regions
-from services.api.results.exports import router as exports_router
-from services.api.results.router import router as results_router
-from services.api.webhooks.router import router as webhooks_router
-from services.api.workflow.router import router as workflow_router
+from services.api.framework.router import router as frameworks_router
+from services.api.health.router import router as health_router
+from services.api.recompute.router import router as jobs_router
+from services.api.region.router import router as regions_router
+from services.api.result.exports import router as exports_router
+from services.api.result.router import router as results_router
+from services.api.webhook.router import router as webhooks_router
+from services.demo import service as demo_data
+from services.domain.access.dependencies import (
+    authenticate,
+    limit_anonymous,
+    optional_principal,
+)
+from services.domain.region.seed import seed_regions
 from services.ingest.evidence.router import router as evidence_router
-from services.ingest.metrics.router import router as metrics_router
-from services.kit.auth import limit_anonymous
+from services.ingest.metric.router import router as metrics_router
 from services.kit.edge import EdgeMiddleware
 from services.kit.errors import install_problem_handlers
 from services.kit.http import ConditionalGetMiddleware
 from services.kit.migrate import upgrade_to_head
-from services.kit.openapi import install_openapi
+from services.kit.openapi import Callers, install_openapi
 from services.kit.requests import RequestIdMiddleware
 from services.kit.results_cache import ResultsCache
 from services.kit.runtime import Runtime
@@ -123,7 +127,13 @@ def create_app(
         lifespan=lifespan,
     )
     install_problem_handlers(app)
-    install_openapi(app)
+    install_openapi(
+        app,
+        Callers(
+            authenticating=(authenticate, optional_principal),
+            rate_limiting=(limit_anonymous,),
+        ),
+    )
     app.add_middleware(EdgeMiddleware, settings=settings)
     app.add_middleware(ConditionalGetMiddleware)
     app.add_middleware(RequestIdMiddleware)

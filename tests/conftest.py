@@ -139,7 +139,7 @@ async def client(
 @pytest.fixture
 def make_key(session: AsyncSession):  # type: ignore[no-untyped-def]
     """Create an API key in the test's transaction; returns the Authorization header."""
-    from services.kit.auth import create_key
+    from services.domain.access.service import create_key
 
     async def make(role: str, *regions: str, name: str | None = None) -> dict[str, str]:
         _, secret = await create_key(

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import func, select
 from starlette.types import Message, Receive, Scope, Send
 
-from services.kit.auth import create_key
+from services.domain.access.service import create_key
 from services.kit.db import make_engine, make_sessionmaker
 from services.kit.queue import Queue
 from services.kit.runtime import Runtime

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import Response
 from fastapi.encoders import jsonable_encoder
+from pydantic import BaseModel
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,7 +29,10 @@ def if_none_match(header: str | None, etag: str) -> bool:
 
 
 def render_json(payload: Any) -> bytes:
-    """``payload`` as compact JSON (Decimals as the strings the encoder gives them)."""
+    """``payload`` as compact UTF-8 JSON: a response model by pydantic's own encoder (fields in
+    their declared order), anything else through FastAPI's encoder."""
+    if isinstance(payload, BaseModel):
+        return payload.model_dump_json().encode()
     return json.dumps(jsonable_encoder(payload), ensure_ascii=False, separators=(",", ":")).encode()
 
 

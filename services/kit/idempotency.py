@@ -7,7 +7,7 @@ so two concurrent retries cannot both run. The same key with a different request
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import Request
 from fastapi.encoders import jsonable_encoder
@@ -15,10 +15,16 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.kit.auth import Principal
 from services.kit.edge import storable
 from services.kit.errors import Unprocessable
 from services.models import IdempotencyRecord
+
+
+class Caller(Protocol):
+    """Whoever holds a key: records are scoped to it."""
+
+    @property
+    def audit_id(self) -> str: ...
 
 
 def request_fingerprint(*parts: bytes | str) -> str:
@@ -86,7 +92,7 @@ def remember(
 
 
 async def replayed(
-    session: AsyncSession, request: Request, principal: Principal
+    session: AsyncSession, request: Request, principal: Caller
 ) -> JSONResponse | None:
     """For a JSON write sent with ``Idempotency-Key``: the first answer if this key has been
     used for this very request, else None (and the key is held, for :func:`remember_answer`).
@@ -109,7 +115,7 @@ async def replayed(
 
 
 def remember_answer(
-    session: AsyncSession, request: Request, principal: Principal, status: int, answer: Any
+    session: AsyncSession, request: Request, principal: Caller, status: int, answer: Any
 ) -> None:
     """Store the answer of a keyed write in the write's own transaction (see :func:`replayed`)."""
     held: tuple[str, str] | None = getattr(request.state, "idempotency", None)

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import fastapi.routing
 from fastapi import FastAPI
 
-from services.kit.auth import authenticate, limit_anonymous, optional_principal
 from services.kit.errors import PROBLEM_JSON
 
 PROBLEM_REF = "#/components/schemas/Problem"
@@ -34,6 +34,16 @@ _FASTAPI_COMPONENTS = ("HTTPValidationError", "ValidationError")
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 # Methods whose body the edge reads (and may refuse as too large or too slow).
 _BODY_METHODS = frozenset({"post", "put", "patch"})
+
+
+@dataclass(frozen=True)
+class Callers:
+    """The app's dependencies that check a key (401, 403, per-key 429) or count anonymous
+    callers (429): what the document says each route may answer besides its own errors."""
+
+    authenticating: tuple[Callable[..., Any], ...] = ()
+    rate_limiting: tuple[Callable[..., Any], ...] = ()
+
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "title": "Problem",
@@ -144,23 +154,23 @@ def _dependency_calls(route: Any) -> Iterator[Callable[..., Any]]:
         stack.extend(dependant.dependencies)
 
 
-def _dependency_statuses(route: Any) -> set[int]:
+def _dependency_statuses(route: Any, callers: Callers) -> set[int]:
     """The statuses the route's dependencies can answer: a key check 401, 403 (the key's role or
     regions) and 429 (per-key limit); the anonymous limit 429."""
     if route is None:
         return {401, 403, 429}  # a route not found: assume the worst
     calls = set(_dependency_calls(route))
     statuses: set[int] = set()
-    if calls & {authenticate, optional_principal}:
+    if calls & set(callers.authenticating):
         statuses |= {401, 403, 429}
-    if limit_anonymous in calls:
+    if calls & set(callers.rate_limiting):
         statuses.add(429)
     return statuses
 
 
-def _statuses(method: str, operation: dict[str, Any], route: Any) -> list[int]:
+def _statuses(method: str, operation: dict[str, Any], route: Any, callers: Callers) -> list[int]:
     statuses = {400, 404, 422, 503}
-    statuses |= _dependency_statuses(route)
+    statuses |= _dependency_statuses(route, callers)
     if method in _BODY_METHODS:
         statuses |= {408, 409, 413}
     if "requestBody" in operation:
@@ -194,7 +204,9 @@ def _uses_ref(node: Any, ref: str) -> bool:
     return False
 
 
-def with_problems(document: dict[str, Any], routes: dict[tuple[str, str], Any]) -> None:
+def with_problems(
+    document: dict[str, Any], routes: dict[tuple[str, str], Any], callers: Callers
+) -> None:
     """Rewrite ``document`` (a generated OpenAPI document) in place; idempotent."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas["Problem"] = copy.deepcopy(PROBLEM_SCHEMA)
@@ -205,7 +217,7 @@ def with_problems(document: dict[str, Any], routes: dict[tuple[str, str], Any]) 
                 continue
             responses: dict[str, Any] = operation.setdefault("responses", {})
             route = routes.get((path, method))
-            for status in _statuses(method, operation, route):
+            for status in _statuses(method, operation, route, callers):
                 responses[str(status)] = _problem_response(status, responses.get(str(status)))
             # Sorted by status for readers of the document.
             operation["responses"] = dict(sorted(responses.items()))
@@ -217,7 +229,7 @@ def with_problems(document: dict[str, Any], routes: dict[tuple[str, str], Any]) 
             schemas[name] = component
 
 
-def install_openapi(app: FastAPI) -> None:
+def install_openapi(app: FastAPI, callers: Callers) -> None:
     """Make ``app.openapi()`` return the generated document with truthful error responses."""
     generate = app.openapi
     processed: list[dict[str, Any]] = []
@@ -226,7 +238,7 @@ def install_openapi(app: FastAPI) -> None:
         document = generate()
         if any(d is document for d in processed):
             return document
-        with_problems(document, _route_table(app))
+        with_problems(document, _route_table(app), callers)
         app.openapi_schema = document
         processed[:] = [document]
         return document

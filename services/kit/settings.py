@@ -7,7 +7,6 @@ servers (see :mod:`services.kit.embedded`).
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -124,8 +123,3 @@ def load_settings() -> Settings:
             message = err["msg"].removeprefix("Value error, ")
             lines.append(f"invalid setting {env}: {message}")
         raise SettingsError("; ".join(lines)) from None
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return load_settings()

@@ -1,10 +1,10 @@
 """All tables, on one metadata and one Alembic history."""
 
-from services.models.access import ROLES, ApiKey
+from services.models.access import ApiKey, Role
 from services.models.assessment import (
-    ASSESSMENT_STATES,
     Assessment,
     AssessmentInput,
+    AssessmentState,
     RecomputeRequest,
     RecomputeRun,
     ResultNode,
@@ -14,7 +14,7 @@ from services.models.audit import AuditEvent
 from services.models.base import Base
 from services.models.evidence import EvidenceItem, EvidenceObject, EvidenceRevision
 from services.models.metric import IdempotencyRecord, MetricPoint
-from services.models.region import REGION_KINDS, Region
+from services.models.region import Region, RegionKind
 from services.models.workflow import (
     AssessmentAssignment,
     EvidenceRequest,
@@ -23,13 +23,11 @@ from services.models.workflow import (
 )
 
 __all__ = [
-    "ASSESSMENT_STATES",
-    "REGION_KINDS",
-    "ROLES",
     "ApiKey",
     "Assessment",
     "AssessmentAssignment",
     "AssessmentInput",
+    "AssessmentState",
     "AuditEvent",
     "Base",
     "EvidenceItem",
@@ -41,8 +39,10 @@ __all__ = [
     "RecomputeRequest",
     "RecomputeRun",
     "Region",
+    "RegionKind",
     "ResultNode",
     "ResultState",
+    "Role",
     "WebhookDelivery",
     "WebhookSubscription",
 ]

@@ -2,25 +2,29 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, DateTime, String, Uuid
+from sqlalchemy import DateTime, String, Uuid
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.models.base import Base, TimestampMixin
+from services.models.base import Base, TimestampMixin, one_of
 
-ROLES = ("super-app", "region-operator", "assessor", "ministry-admin")
+
+class Role(StrEnum):
+    """What a key may do; services.domain.access.policy says what each role may do."""
+
+    SUPER_APP = "super-app"  # a region's super-app pushing metrics and evidence
+    REGION_OPERATOR = "region-operator"  # a region's officer filling in its assessments
+    ASSESSOR = "assessor"  # reviews and verifies the assessments it is assigned
+    MINISTRY_ADMIN = "ministry-admin"  # national: assigns, publishes, reads everything
 
 
 class ApiKey(TimestampMixin, Base):
     """A machine client's key. Only a SHA-256 of the secret is kept; the key is shown once."""
 
     __tablename__ = "api_key"
-    __table_args__ = (
-        CheckConstraint(
-            "role IN ('super-app', 'region-operator', 'assessor', 'ministry-admin')", name="role"
-        ),
-    )
+    __table_args__ = (one_of("role", Role, name="role"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(200), nullable=False)

@@ -3,11 +3,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    CheckConstraint,
     DateTime,
     ForeignKey,
     Integer,
@@ -20,16 +20,19 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.models.base import Base, TimestampMixin
+from services.models.base import Base, TimestampMixin, one_of
 
-ASSESSMENT_STATES = (
-    "draft",
-    "submitted",
-    "in_review",
-    "evidence_requested",
-    "verified",
-    "published",
-)
+
+class AssessmentState(StrEnum):
+    """Where an assessment is in the workflow; services.domain.assessment.states holds every
+    allowed move between them."""
+
+    DRAFT = "draft"
+    SUBMITTED = "submitted"
+    IN_REVIEW = "in_review"
+    EVIDENCE_REQUESTED = "evidence_requested"
+    VERIFIED = "verified"
+    PUBLISHED = "published"
 
 
 class Assessment(TimestampMixin, Base):
@@ -38,11 +41,7 @@ class Assessment(TimestampMixin, Base):
     __tablename__ = "assessment"
     __table_args__ = (
         UniqueConstraint("region_code", "framework_id", "period", "stage"),
-        CheckConstraint(
-            "state IN ('draft', 'submitted', 'in_review', 'evidence_requested', 'verified', "
-            "'published')",
-            name="state",
-        ),
+        one_of("state", AssessmentState, name="state"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -143,7 +142,6 @@ class RecomputeRun(Base):
     total: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     failed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    error: Mapped[str | None] = mapped_column(String(2000))
     requested_by: Mapped[str] = mapped_column(String(200), nullable=False)
     # Where the run stands: the framework (index in link order) and the last assessment done.
     cursor_framework: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

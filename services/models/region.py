@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+from enum import StrEnum
+
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.models.base import Base, TimestampMixin
+from services.models.base import Base, TimestampMixin, one_of
 
-REGION_KINDS = ("provinsi", "kabupaten", "kota")
+
+class RegionKind(StrEnum):
+    PROVINSI = "provinsi"
+    KABUPATEN = "kabupaten"
+    KOTA = "kota"
 
 
 class Region(TimestampMixin, Base):
@@ -13,7 +19,7 @@ class Region(TimestampMixin, Base):
 
     __tablename__ = "region"
     __table_args__ = (
-        CheckConstraint("kind IN ('provinsi', 'kabupaten', 'kota')", name="kind"),
+        one_of("kind", RegionKind, name="kind"),
         CheckConstraint(
             "(kind = 'provinsi') = (province_code IS NULL)", name="province_of_kab_kota"
         ),

@@ -22,6 +22,7 @@ from services.scoring.engine import (
     evaluate,
     load_framework,
 )
+from services.scoring.engine.numbers import decimal_text
 from services.scoring.frameworks import registry
 
 frameworks_app = typer.Typer(help="List and validate framework files.", no_args_is_help=True)
@@ -160,4 +161,4 @@ def _first_issue(exc: FrameworkError) -> str:
 
 
 def _show(value: Decimal | None) -> str:
-    return "" if value is None else format(value, "f")
+    return decimal_text(value) or ""

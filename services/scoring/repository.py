@@ -13,8 +13,8 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.domain.recompute.repository import run_scope
 from services.kit.db import driver_of
-from services.kit.outbox import run_scope
 from services.models import Assessment, AssessmentInput, RecomputeRun, ResultNode, ResultState
 
 _RESULT_COLUMNS = (
@@ -277,3 +277,11 @@ async def stalled_runs(session: AsyncSession, older_than: datetime) -> list[Reco
             )
         ).all()
     )
+
+
+async def lock_run(session: AsyncSession, run_id: uuid.UUID) -> RecomputeRun | None:
+    """The run locked for one step; None if it is gone or another step holds it right now."""
+    found: RecomputeRun | None = await session.scalar(
+        select(RecomputeRun).where(RecomputeRun.id == run_id).with_for_update(skip_locked=True)
+    )
+    return found

@@ -18,22 +18,25 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.kit import results_cache, webhooks
-from services.kit.db import run_after_commit
-from services.kit.outbox import (
+from services.domain.recompute.jobs import (
     RECOMPUTE_JOB,
     RUN_JOB,
-    mark_region_years_dirty,
     recompute_job_id,
+    run_step_job_id,
 )
+from services.domain.recompute.service import mark_readers_dirty
+from services.domain.webhook import service as webhooks
+from services.domain.webhook.jobs import DELIVER_JOB
+from services.kit import results_cache
+from services.kit.db import run_after_commit
 from services.kit.queue import Queue
 from services.models import Assessment, RecomputeRun
 from services.scoring import repository
-from services.scoring.engine import InputError, Inputs, Result, evaluate, link_order
-from services.scoring.frameworks import initial_state, registry
+from services.scoring.engine import Framework, InputError, Inputs, Result, evaluate, link_order
+from services.scoring.engine.numbers import decimal_text
+from services.scoring.frameworks import registry
 
 log = logging.getLogger(__name__)
 RUN_BATCH = 100
@@ -158,8 +161,8 @@ async def _recompute_locked(
                 "region": assessment.region_code,
                 "framework": assessment.framework_id,
                 "period": assessment.period,
-                "index": _text(result.index.value),
-                "previous_index": _text(states[assessment.id].index_value)
+                "index": decimal_text(result.index.value),
+                "previous_index": decimal_text(states[assessment.id].index_value)
                 if assessment.id in states
                 else None,
                 "predicate": result.index.predicate,
@@ -273,17 +276,12 @@ async def _mark_dependents(
     """Frameworks linking to a changed one, for the same region and period, must follow it."""
     if not changed:
         return
-    for framework in registry().values():
+
+    def reads(framework: Framework) -> set[tuple[str, int]]:
         sources = {link.framework for link in framework.links}
-        region_years = {(a.region_code, a.period) for a in changed if a.framework_id in sources}
-        if region_years:
-            await mark_region_years_dirty(
-                session, framework.id, region_years, state=initial_state(framework), queue=queue
-            )
+        return {(a.region_code, a.period) for a in changed if a.framework_id in sources}
 
-
-def _text(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
+    await mark_readers_dirty(session, reads, queue)
 
 
 async def sweep(
@@ -331,7 +329,7 @@ async def sweep(
         deliveries = await webhooks.due_deliveries(session, limit)
     for delivery_id in deliveries:
         job_id = f"webhook:{delivery_id}:sweep{bucket}"
-        if await queue.enqueue(webhooks.DELIVER_JOB, delivery_id, job_id=job_id) is not None:
+        if await queue.enqueue(DELIVER_JOB, delivery_id, job_id=job_id) is not None:
             enqueued += 1
     for recompute_run in runs:
         job_id = run_job_id(recompute_run)
@@ -363,9 +361,7 @@ async def run_step(
     counted twice. Frameworks are taken in link order: the ones others link to come first.
     """
     async with sessionmaker() as session, session.begin():
-        recompute_run = await session.scalar(
-            select(RecomputeRun).where(RecomputeRun.id == run_id).with_for_update(skip_locked=True)
-        )
+        recompute_run = await repository.lock_run(session, run_id)
         if recompute_run is None:
             # Finished, gone, or a step is running right now: that step carries the run on.
             return None
@@ -417,7 +413,9 @@ async def run_step(
 
 
 def run_job_id(recompute_run: RecomputeRun) -> str:
-    return f"run:{recompute_run.id}:{recompute_run.cursor_framework}:{recompute_run.cursor_after}"
+    return run_step_job_id(
+        recompute_run.id, recompute_run.cursor_framework, recompute_run.cursor_after
+    )
 
 
 def _frameworks_in_link_order(only: str | None) -> list[str]:

@@ -1,7 +1,6 @@
 """The scoring worker: arq settings shared by ``cerdas worker`` and the in-process worker.
 
-Jobs may run more than once (a worker dies, the sweeper re-enqueues); each one re-reads fresh
-state by id and is idempotent. An arq worker stops when its Redis connection drops; the
+The jobs are in services/scoring/tasks.py. An arq worker stops when its Redis connection drops; the
 :class:`SupervisedWorker` around it logs that, reconnects with backoff and tells readiness checks
 what state it is in, so a Redis outage delays recomputes and never ends them.
 """
@@ -12,68 +11,29 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
-from datetime import timedelta
 from typing import Any
 
 import httpx
 from arq import cron, func
 from arq.worker import Worker
 
-from services.kit import webhooks
-from services.kit.outbox import RECOMPUTE_JOB, RUN_JOB
+from services.domain.recompute.jobs import RECOMPUTE_JOB, RUN_JOB
+from services.domain.webhook.jobs import DELIVER_JOB
 from services.kit.queue import QUEUE_NAME, connect_lazily
 from services.kit.runtime import Runtime
-from services.scoring import service
+from services.scoring.tasks import (
+    deliver_webhook,
+    ping,
+    recompute_assessment,
+    run_recompute,
+    sweep_outbox,
+)
 
 log = logging.getLogger(__name__)
 
 # How often arq records the worker's health (each poll, at most this often); the supervisor
 # checks as often whether the loop still polls.
 HEALTH_SECONDS = 5
-
-
-async def ping(ctx: dict[str, Any]) -> str:
-    """A no-op round trip: proves a worker consumes the queue (readiness, benchmarks)."""
-    return "pong"
-
-
-async def recompute_assessment(ctx: dict[str, Any], assessment_id: str) -> str:
-    runtime: Runtime = ctx["runtime"]
-    outcome = await service.recompute(runtime.sessionmaker, uuid.UUID(assessment_id), runtime.queue)
-    return outcome.outcome
-
-
-async def run_recompute(ctx: dict[str, Any], run_id: str) -> str:
-    """One batch of a recompute run, then the next step is enqueued (short, retryable jobs)."""
-    runtime: Runtime = ctx["runtime"]
-    recompute_run = await service.run_step(runtime.sessionmaker, uuid.UUID(run_id), runtime.queue)
-    if recompute_run is None:
-        return "finished"
-    await runtime.queue.enqueue(RUN_JOB, run_id, job_id=service.run_job_id(recompute_run))
-    return f"{recompute_run.done + recompute_run.failed} of {recompute_run.total}"
-
-
-async def sweep_outbox(ctx: dict[str, Any]) -> int:
-    runtime: Runtime = ctx["runtime"]
-    settings = runtime.settings
-    return await service.sweep(
-        runtime.sessionmaker,
-        runtime.queue,
-        older_than=timedelta(seconds=settings.sweep_seconds),
-        job_timeout=timedelta(seconds=settings.job_timeout_seconds),
-    )
-
-
-async def deliver_webhook(ctx: dict[str, Any], delivery_id: int) -> str:
-    runtime: Runtime = ctx["runtime"]
-    return await webhooks.deliver(
-        runtime.sessionmaker,
-        delivery_id,
-        runtime.queue,
-        client=ctx["http"],
-        backoff_seconds=runtime.settings.webhook_backoff_seconds,
-    )
 
 
 def build_worker(runtime: Runtime, *, handle_signals: bool, on_ready: Any = None) -> Worker:
@@ -97,7 +57,7 @@ def build_worker(runtime: Runtime, *, handle_signals: bool, on_ready: Any = None
             func(ping, name="ping"),
             func(recompute_assessment, name=RECOMPUTE_JOB, timeout=timeout, max_tries=5),
             func(run_recompute, name=RUN_JOB, timeout=timeout, max_tries=5),
-            func(deliver_webhook, name=webhooks.DELIVER_JOB, timeout=timeout, max_tries=3),
+            func(deliver_webhook, name=DELIVER_JOB, timeout=timeout, max_tries=3),
         ],
         cron_jobs=[
             cron(

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.kit.auth import create_key
+from services.domain.access.service import create_key
 from services.kit.settings import Settings
 from services.main import create_app
 from services.models import Assessment, AssessmentAssignment, WebhookSubscription

@@ -4,7 +4,7 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.api.regions.seed import seed_regions
+from services.domain.region.seed import seed_regions
 from services.models import Region
 
 

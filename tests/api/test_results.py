@@ -12,9 +12,9 @@ import openpyxl
 import pytest
 from sqlalchemy import select, update
 
-from services import demo
-from services.kit.auth import create_key
-from services.kit.outbox import mark_dirty
+from services.demo import service as demo
+from services.domain.access.service import create_key
+from services.domain.recompute.service import mark_dirty
 from services.kit.runtime import Runtime
 from services.models import Assessment, AssessmentInput
 from tests.conftest import app_client

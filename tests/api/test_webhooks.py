@@ -15,9 +15,9 @@ import pytest
 import uvicorn
 from sqlalchemy import select
 
-from services.kit.auth import create_key
+from services.domain.access.service import create_key
+from services.domain.webhook.signing import new_secret, verify
 from services.kit.runtime import Runtime
-from services.kit.webhooks import new_secret, verify
 from services.models import Assessment, WebhookDelivery
 from tests.conftest import app_client, running_worker
 

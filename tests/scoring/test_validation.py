@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from decimal import Decimal
 
 import pytest
 
@@ -175,3 +176,17 @@ def test_every_aggregation_a_file_may_name_has_a_rule() -> None:
     from services.scoring.engine.model import AGGREGATIONS
 
     assert set(RULES) | {"none"} == set(AGGREGATIONS)
+
+
+def test_reported_weights_round_as_the_file_says() -> None:
+    # A weight of 0.123456, reported at contribution precision (4 places): rounding "down"
+    # gives 0.1234 where half-up gives 0.1235.
+    from services.scoring.engine import Inputs, evaluate
+
+    fine = GOOD.replace("weight: 60", "weight: 0.876544").replace("weight: 40", "weight: 0.123456")
+    fine = fine.replace("weights_total: 100", "weights_total: 1")
+    down = compile_framework("rounding: down\n" + fine, file="demo.yaml")
+    half_up = compile_framework(fine, file="demo.yaml")
+    inputs = Inputs(values={"a": "3", "b": "2"})
+    assert evaluate(down, inputs).nodes["b"].weight == Decimal("0.1234")
+    assert evaluate(half_up, inputs).nodes["b"].weight == Decimal("0.1235")

@@ -1,68 +1,24 @@
+"""Evidence endpoints: upload a document (streamed), list an assessment's evidence, download a
+revision. Reads answer 404 for an assessment the caller may not see."""
+
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
-from sqlalchemy import select
 
+from services.domain.access import policy
+from services.domain.access.dependencies import RequestContext
+from services.domain.access.policy import Action
 from services.ingest.evidence import service
+from services.ingest.evidence.schemas import EvidenceOut
 from services.ingest.evidence.upload import receive
-from services.kit.auth import CurrentPrincipal
 from services.kit.db import DbSession
-from services.kit.errors import NotFound
-from services.models import EvidenceItem
 
 router = APIRouter(prefix="/v1/evidence", tags=["evidence"])
-
-
-class RevisionOut(BaseModel):
-    revision: int
-    sha256: str
-    size: int
-    content_type: str
-    filename: str
-    uploaded_at: str
-
-
-class EvidenceOut(BaseModel):
-    id: uuid.UUID
-    assessment_id: uuid.UUID
-    node_ids: list[str]
-    title: str
-    latest_revision: int
-    revisions: list[RevisionOut]
-
-
-async def _out(session: DbSession, items: list[EvidenceItem]) -> list[EvidenceOut]:
-    grouped = await service.revisions(session, [item.id for item in items])
-    result = []
-    for item in items:
-        revisions: list[dict[str, Any]] = [
-            {
-                "revision": r.revision,
-                "sha256": r.sha256,
-                "size": o.size,
-                "content_type": o.content_type,
-                "filename": r.filename,
-                "uploaded_at": r.uploaded_at.isoformat(),
-            }
-            for r, o in grouped.get(item.id, [])
-        ]
-        result.append(
-            EvidenceOut(
-                id=item.id,
-                assessment_id=item.assessment_id,
-                node_ids=item.node_ids,
-                title=item.title,
-                latest_revision=item.latest_revision,
-                revisions=[RevisionOut(**r) for r in revisions],
-            )
-        )
-    return result
 
 
 @router.post(
@@ -108,60 +64,58 @@ async def _out(session: DbSession, items: list[EvidenceItem]) -> list[EvidenceOu
     },
 )
 async def upload_evidence(
-    request: Request, response: Response, session: DbSession, principal: CurrentPrincipal
+    request: Request, response: Response, session: DbSession, context: RequestContext
 ) -> EvidenceOut:
     """The type is decided by the bytes, not the name. The same bytes uploaded twice are stored
     once; the same bytes for the same nodes again answer 200 with the item already stored (a
     safe retry); `item_id` adds a revision and keeps the earlier ones. The body is received in
     full before the database is touched."""
+    # A role that may never upload is refused before its body is received.
+    policy.require(context.principal, Action.UPLOAD_EVIDENCE)
     storage = request.app.state.storage
     received = await receive(
         request, storage, request.app.state.runtime.settings.evidence_max_bytes
     )
     try:
-        item, created = await service.store(session, principal, received, storage)
+        item, created = await service.store(session, context, received, storage)
     except BaseException:
         received.discard()
         raise
     if not created:
         response.status_code = 200
-    return (await _out(session, [item]))[0]
+    return (await service.describe(session, [item]))[0]
 
 
-@router.get("", response_model=list[EvidenceOut], summary="Evidence of an assessment")
+@router.get(
+    "",
+    response_model=list[EvidenceOut],
+    summary="Evidence of an assessment",
+    responses={404: {"description": "No assessment, or one the caller may not see"}},
+)
 async def list_evidence(
     session: DbSession,
-    principal: CurrentPrincipal,
+    context: RequestContext,
     assessment_id: Annotated[uuid.UUID, Query()],
     node_id: Annotated[str | None, Query(description="Only evidence for this node")] = None,
 ) -> list[EvidenceOut]:
-    query = select(EvidenceItem).where(EvidenceItem.assessment_id == assessment_id)
-    if node_id:
-        query = query.where(EvidenceItem.node_ids.contains([node_id]))
-    items = list((await session.scalars(query.order_by(EvidenceItem.created_at))).all())
-    return await _out(session, items)
+    return await service.evidence_of(session, context, assessment_id, node_id)
 
 
-@router.get("/{item_id}/download", summary="Download a revision (streamed)")
+@router.get(
+    "/{item_id}/download",
+    summary="Download a revision (streamed)",
+    responses={404: {"description": "No such item or revision, or one the caller may not see"}},
+)
 async def download_evidence(
     request: Request,
     session: DbSession,
-    principal: CurrentPrincipal,
+    context: RequestContext,
     item_id: uuid.UUID,
     revision: Annotated[int | None, Query(ge=1, description="Default: the latest")] = None,
 ) -> StreamingResponse:
-    item = await session.get(EvidenceItem, item_id)
-    if item is None:
-        raise NotFound(f"No evidence item {item_id}.")
-    wanted = revision or item.latest_revision
-    found = [
-        (r, o)
-        for r, o in (await service.revisions(session, [item.id])).get(item.id, [])
-        if r.revision == wanted
-    ]
-    if not found:
-        raise NotFound(f"Evidence item {item_id} has no revision {wanted}.")
-    stored_revision, stored = found[0]
+    stored_revision, stored = await service.revision_to_download(
+        session, context, item_id, revision
+    )
     ascii_name = stored_revision.filename.encode("ascii", "replace").decode().replace("?", "_")
     disposition = (
         f'attachment; filename="{ascii_name}"; '

@@ -1,39 +1,31 @@
-"""Storing evidence: checks, de-duplication by content, revisions, links to framework nodes."""
+"""Storing evidence: checks, de-duplication by content, revisions, links to framework nodes;
+and reading it back, for callers that may see the assessment it belongs to."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import PurePosixPath, PureWindowsPath
 
-from sqlalchemy import select, text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.domain.access import policy
+from services.domain.access.policy import Action
+from services.domain.access.principal import Context
+from services.domain.assessment import repository as assessments
+from services.domain.audit import service as audit
+from services.ingest.evidence import repository
+from services.ingest.evidence.schemas import EvidenceOut, RevisionOut
 from services.ingest.evidence.sniff import ALLOWED, sniff
 from services.ingest.evidence.upload import ReceivedUpload
-from services.kit import audit
-from services.kit.auth import Principal
-from services.kit.errors import (
-    Forbidden,
-    NotFound,
-    Unprocessable,
-    UnsupportedMediaType,
-    invalid,
-)
+from services.kit.errors import NotFound, Unprocessable, UnsupportedMediaType, invalid
 from services.kit.storage import Storage, object_key
-from services.models import (
-    Assessment,
-    EvidenceItem,
-    EvidenceObject,
-    EvidenceRequest,
-    EvidenceRevision,
-)
+from services.models import EvidenceItem, EvidenceObject, EvidenceRequest, EvidenceRevision
 from services.scoring.frameworks import registry
 
-UPLOADERS = ("region-operator", "super-app", "ministry-admin")
 _UNSAFE = re.compile(r"[^\w.\- ()]+")
 MAX_TITLE = 300
 
@@ -77,7 +69,7 @@ def _uuid(received: ReceivedUpload, name: str, *, required: bool) -> uuid.UUID |
 
 
 async def store(
-    session: AsyncSession, principal: Principal, received: ReceivedUpload, storage: Storage
+    session: AsyncSession, context: Context, received: ReceivedUpload, storage: Storage
 ) -> tuple[EvidenceItem, bool]:
     """Record an upload; the caller commits. Raises (and the caller discards the file) on error.
 
@@ -85,17 +77,14 @@ async def store(
     assessment, uploaded again as a new item (a retry whose answer was lost, or ten identical
     uploads at once), are answered with the item already stored instead of a copy.
     """
-    if principal.role not in UPLOADERS:
-        raise Forbidden(f"The role {principal.role!r} may not upload evidence.")
+    principal = context.principal
+    policy.require(principal, Action.UPLOAD_EVIDENCE)
     assessment_id = _uuid(received, "assessment_id", required=True)
-    assessment = await session.get(Assessment, assessment_id)
+    assert assessment_id is not None  # required: _uuid raised otherwise
+    assessment = await assessments.get(session, assessment_id)
     if assessment is None:
         raise NotFound(f"No assessment {assessment_id}.")
-    if not principal.may_write_region(assessment.region_code):
-        raise Forbidden(
-            f"The key {principal.name!r} may not upload evidence for region "
-            f"{assessment.region_code!r}."
-        )
+    policy.require_region(principal, assessment.region_code, "upload evidence")
     node_ids = [
         node.strip()
         for value in received.fields.get("node_ids", [])
@@ -136,37 +125,32 @@ async def store(
     request_id = _uuid(received, "request_id", required=False)
     evidence_request = None
     if request_id is not None:
-        evidence_request = await session.get(EvidenceRequest, request_id, with_for_update=True)
+        evidence_request = await assessments.lock_evidence_request(session, request_id)
         if evidence_request is None or evidence_request.assessment_id != assessment.id:
             raise NotFound(f"No evidence request {request_id} on this assessment.")
     revised: EvidenceItem | None = None
     if item_id is not None:
-        revised = await session.get(EvidenceItem, item_id, with_for_update=True)
+        revised = await repository.lock_item(session, item_id)
         if revised is None or revised.assessment_id != assessment.id:
             raise NotFound(f"No evidence item {item_id} in this assessment.")
 
     if revised is None:
         # Identical uploads wait for each other here, so exactly one of them creates the item.
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:lock, 0))"),
-            {"lock": f"evidence:{assessment.id}:{sha256}"},
+        await repository.lock_upload(session, assessment.id, sha256)
+        same = await repository.identical_item(
+            session, assessment.id, sha256, sorted(set(node_ids))
         )
-        same = await _identical_item(session, assessment.id, sha256, sorted(set(node_ids)))
         if same is not None:
             upload.discard()
             if evidence_request is not None:
                 _answer(evidence_request, same.id)
             return same, False
 
-    stored = await session.get(EvidenceObject, sha256)
-    if stored is None:
+    if await repository.get_object(session, sha256) is None:
         key = object_key(sha256)
         await storage.commit(upload, key)
-        # Another assessment's upload of the same bytes may be storing them right now.
-        await session.execute(
-            insert(EvidenceObject)
-            .values(sha256=sha256, size=upload.size, content_type=ALLOWED[kind], storage_key=key)
-            .on_conflict_do_nothing(index_elements=["sha256"])
+        await repository.add_object(
+            session, sha256=sha256, size=upload.size, content_type=ALLOWED[kind], storage_key=key
         )
     else:
         upload.discard()  # the same bytes are already stored
@@ -183,22 +167,12 @@ async def store(
             title=title or filename,
             latest_revision=1,
         )
-        session.add(item)
-        await session.flush()
-    session.add(
-        EvidenceRevision(
-            item_id=item.id,
-            revision=item.latest_revision,
-            sha256=sha256,
-            filename=filename,
-            uploaded_by=principal.key_id,
-        )
-    )
+        await repository.add_item(session, item)
     if evidence_request is not None:
         _answer(evidence_request, item.id)
     audit.record(
         session,
-        principal,
+        context,
         action="evidence.upload",
         entity="evidence_item",
         entity_id=str(item.id),
@@ -210,29 +184,17 @@ async def store(
             "assessment_id": str(assessment.id),
         },
     )
-    await session.flush()
-    return item, True
-
-
-async def _identical_item(
-    session: AsyncSession, assessment_id: uuid.UUID, sha256: str, node_ids: list[str]
-) -> EvidenceItem | None:
-    """An item of this assessment for exactly these nodes whose latest revision is these bytes."""
-    found = await session.scalar(
-        select(EvidenceItem)
-        .join(
-            EvidenceRevision,
-            (EvidenceRevision.item_id == EvidenceItem.id)
-            & (EvidenceRevision.revision == EvidenceItem.latest_revision),
-        )
-        .where(
-            EvidenceItem.assessment_id == assessment_id,
-            EvidenceRevision.sha256 == sha256,
-            EvidenceItem.node_ids == node_ids,
-        )
-        .limit(1)
+    await repository.add_revision(
+        session,
+        EvidenceRevision(
+            item_id=item.id,
+            revision=item.latest_revision,
+            sha256=sha256,
+            filename=filename,
+            uploaded_by=principal.key_id,
+        ),
     )
-    return found
+    return item, True
 
 
 def _answer(evidence_request: EvidenceRequest, item_id: uuid.UUID) -> None:
@@ -242,16 +204,55 @@ def _answer(evidence_request: EvidenceRequest, item_id: uuid.UUID) -> None:
         evidence_request.answered_by_item = item_id
 
 
-async def revisions(
-    session: AsyncSession, item_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, list[tuple[EvidenceRevision, EvidenceObject]]]:
-    rows = await session.execute(
-        select(EvidenceRevision, EvidenceObject)
-        .join(EvidenceObject, EvidenceObject.sha256 == EvidenceRevision.sha256)
-        .where(EvidenceRevision.item_id.in_(item_ids))
-        .order_by(EvidenceRevision.item_id, EvidenceRevision.revision)
-    )
-    grouped: dict[uuid.UUID, list[tuple[EvidenceRevision, EvidenceObject]]] = {}
-    for revision, stored in rows:
-        grouped.setdefault(revision.item_id, []).append((revision, stored))
-    return grouped
+async def describe(session: AsyncSession, items: Sequence[EvidenceItem]) -> list[EvidenceOut]:
+    """The items as answered, each with all its revisions."""
+    grouped = await repository.revisions(session, [item.id for item in items])
+    return [
+        EvidenceOut(
+            id=item.id,
+            assessment_id=item.assessment_id,
+            node_ids=item.node_ids,
+            title=item.title,
+            latest_revision=item.latest_revision,
+            revisions=[
+                RevisionOut(
+                    revision=revision.revision,
+                    sha256=revision.sha256,
+                    size=stored.size,
+                    content_type=stored.content_type,
+                    filename=revision.filename,
+                    uploaded_at=revision.uploaded_at.isoformat(),
+                )
+                for revision, stored in grouped.get(item.id, [])
+            ],
+        )
+        for item in items
+    ]
+
+
+async def evidence_of(
+    session: AsyncSession, context: Context, assessment_id: uuid.UUID, node_id: str | None
+) -> list[EvidenceOut]:
+    """The evidence of an assessment the caller may see (404 otherwise), oldest first."""
+    await policy.visible_assessment(session, context.principal, assessment_id)
+    return await describe(session, await repository.items(session, assessment_id, node_id))
+
+
+async def revision_to_download(
+    session: AsyncSession, context: Context, item_id: uuid.UUID, revision: int | None
+) -> tuple[EvidenceRevision, EvidenceObject]:
+    """A revision (default: the latest) of an item whose assessment the caller may see, with
+    the object it stores; 404 for an item of an assessment the caller may not see."""
+    item = await repository.get_item(session, item_id)
+    if item is None:
+        raise NotFound(f"No evidence item {item_id}.")
+    try:
+        await policy.visible_assessment(session, context.principal, item.assessment_id)
+    except NotFound:
+        raise NotFound(f"No evidence item {item_id}.") from None
+    wanted = revision or item.latest_revision
+    stored = (await repository.revisions(session, [item.id])).get(item.id, [])
+    for found in stored:
+        if found[0].revision == wanted:
+            return found
+    raise NotFound(f"Evidence item {item_id} has no revision {wanted}.")

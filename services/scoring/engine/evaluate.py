@@ -13,7 +13,14 @@ from typing import Any
 from services.scoring.engine.aggregations import RULES, Present
 from services.scoring.engine.errors import InputError
 from services.scoring.engine.model import Band, Framework, Node, Scale
-from services.scoring.engine.numbers import NotANumber, exact, plain, round_exact, rounded_units
+from services.scoring.engine.numbers import (
+    NotANumber,
+    RoundingMode,
+    exact,
+    plain,
+    round_exact,
+    rounded_units,
+)
 from services.scoring.engine.result import NodeResult, Result, Source
 
 
@@ -246,7 +253,7 @@ class _Evaluation:
                 parent=self.parents[node.id],
                 value=value,
                 scale=node.scale,
-                weight=_weight(node.weight, framework.contribution_precision),
+                weight=_weight(node.weight, framework.contribution_precision, framework.rounding),
                 contribution=contribution,
                 predicate=predicate,
                 source=computed.source,
@@ -267,9 +274,10 @@ def _present(pairs: list[tuple[Node, _Computed]]) -> list[Present]:
 
 
 @lru_cache(maxsize=1024)
-def _weight(weight: Fraction, places: int) -> Decimal:
-    """A node's weight as reported: fixed by the framework, so worked out once."""
-    return round_exact(weight, places, "half_up").normalize()
+def _weight(weight: Fraction, places: int, mode: RoundingMode) -> Decimal:
+    """A node's weight as reported, rounded as the framework rounds: fixed by the framework, so
+    worked out once."""
+    return round_exact(weight, places, mode).normalize()
 
 
 def _predicate(node: Node, units: int, places: int) -> str | None:

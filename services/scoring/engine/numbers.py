@@ -56,6 +56,11 @@ def _parse(text: str) -> Fraction:
     return exact(parsed)
 
 
+def decimal_text(value: Decimal | None) -> str | None:
+    """A stored or computed decimal as JSON carries it: plain notation, every digit kept."""
+    return None if value is None else format(value, "f")
+
+
 def plain(value: Fraction, places: int = 6) -> str:
     """``value`` as short decimal text for messages and labels: 2.5, 100, 0.333333."""
     return format(round_exact(value, places, "half_up").normalize(), "f")

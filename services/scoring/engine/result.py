@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from services.scoring.engine.model import Framework, Scale
-from services.scoring.engine.numbers import plain
+from services.scoring.engine.numbers import decimal_text, plain
 
 Source = Literal["input", "computed", "metric", "linked", "group", "missing"]
 
@@ -42,7 +42,7 @@ class NodeResult:
             "name": self.name,
             "path": self.path,
             "parent": self.parent,
-            "value": _text(self.value),
+            "value": decimal_text(self.value),
             "scale": None
             if self.scale is None
             else {
@@ -50,8 +50,8 @@ class NodeResult:
                 "max": plain(self.scale.max),
                 "integer": self.scale.integer,
             },
-            "weight": _text(self.weight),
-            "contribution": _text(self.contribution),
+            "weight": decimal_text(self.weight),
+            "contribution": decimal_text(self.contribution),
             "predicate": self.predicate,
             "source": self.source,
             "inputs": list(self.inputs),
@@ -86,13 +86,9 @@ class Result:
             "framework": self.framework.id,
             "version": self.framework.version,
             "framework_hash": self.framework.content_hash,
-            "index": _text(self.index.value),
+            "index": decimal_text(self.index.value),
             "predicate": self.index.predicate,
             "complete": self.complete,
             "missing": list(self.missing),
             "nodes": {node_id: node.to_dict() for node_id, node in self.nodes.items()},
         }
-
-
-def _text(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")

@@ -1,0 +1,197 @@
+"""Assessment workflow endpoints: open, fill in, review, request evidence, verify, publish.
+
+Every write answers with the assessment as ``GET /v1/assessments/{id}`` shows it, and accepts
+``Idempotency-Key``: a retry whose first answer was lost gets that answer."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.api.assessment import service
+from services.api.assessment.schemas import (
+    AssessmentIn,
+    AssignIn,
+    AssignmentOut,
+    EvidenceRequestIn,
+    EvidenceRequestOut,
+    InputsIn,
+    InputsOut,
+    TransitionIn,
+)
+from services.api.result import repository as results
+from services.api.result.schemas import AssessmentOut
+from services.api.result.service import assessment_out
+from services.domain.access.dependencies import RequestContext
+from services.domain.access.principal import Context
+from services.kit import results_cache
+from services.kit.db import DbSession, after_commit
+from services.kit.idempotency import remember_answer, replayed
+
+router = APIRouter(tags=["workflow"])
+
+
+async def _answer(
+    session: AsyncSession,
+    request: Request,
+    context: Context,
+    status: int,
+    assessment_id: uuid.UUID,
+) -> AssessmentOut:
+    """The assessment as it now stands (as ``GET /v1/assessments/{id}`` shows it), remembered
+    for the request's Idempotency-Key (if one was sent) in this transaction."""
+    row = await results.assessment(session, assessment_id, None)
+    assert row is not None  # written to in this transaction
+    answer = assessment_out(row)
+    remember_answer(session, request, context.principal, status, answer)
+    return answer
+
+
+@router.post(
+    "/v1/assessments",
+    status_code=201,
+    response_model=AssessmentOut,
+    summary="Open an assessment (draft)",
+)
+async def open_assessment(
+    body: AssessmentIn, request: Request, session: DbSession, context: RequestContext
+) -> AssessmentOut | JSONResponse:
+    if (replay := await replayed(session, request, context.principal)) is not None:
+        return replay
+    assessment = await service.create(
+        session,
+        context,
+        region=body.region,
+        framework_id=body.framework,
+        period=body.period,
+        stage=body.stage,
+    )
+    return await _answer(session, request, context, 201, assessment.id)
+
+
+@router.put(
+    "/v1/assessments/{assessment_id}/inputs",
+    response_model=InputsOut,
+    summary="Enter or verify values",
+)
+async def put_inputs(
+    assessment_id: uuid.UUID,
+    body: InputsIn,
+    request: Request,
+    session: DbSession,
+    context: RequestContext,
+) -> InputsOut | JSONResponse:
+    """Both values of a leaf are kept; results use the verified value where there is one."""
+    if (replay := await replayed(session, request, context.principal)) is not None:
+        return replay
+    assessment, written = await service.set_inputs(
+        session, context, assessment_id, body.values, body.note, request.app.state.runtime.queue
+    )
+    row = await results.assessment(session, assessment.id, None)
+    assert row is not None  # written to in this transaction
+    answer = InputsOut(
+        **assessment_out(row).model_dump(), written=written, nodes=sorted(body.values)
+    )
+    remember_answer(session, request, context.principal, 200, answer)
+    return answer
+
+
+@router.post(
+    "/v1/assessments/{assessment_id}/transitions",
+    response_model=AssessmentOut,
+    summary="Move through the workflow",
+)
+async def post_transition(
+    assessment_id: uuid.UUID,
+    body: TransitionIn,
+    request: Request,
+    session: DbSession,
+    context: RequestContext,
+) -> AssessmentOut | JSONResponse:
+    """draft → submitted → in_review ⇄ evidence_requested; in_review → verified → published.
+    409 for a move the current state does not allow, 403 for a role that may not make it.
+    With `Idempotency-Key`, a retry whose first answer was lost gets that answer, not a 409."""
+    if (replay := await replayed(session, request, context.principal)) is not None:
+        return replay
+    runtime = request.app.state.runtime
+    assessment = await service.transition(
+        session, context, assessment_id, body.to, body.reason, runtime.queue
+    )
+
+    async def invalidate() -> None:  # who may see which results has changed
+        await results_cache.bump(runtime.engine)
+
+    after_commit(session, invalidate)
+    return await _answer(session, request, context, 200, assessment.id)
+
+
+@router.post(
+    "/v1/assessments/{assessment_id}/assessors",
+    status_code=201,
+    response_model=AssignmentOut,
+    summary="Assign an assessor key",
+)
+async def post_assessor(
+    assessment_id: uuid.UUID,
+    body: AssignIn,
+    request: Request,
+    session: DbSession,
+    context: RequestContext,
+) -> AssignmentOut | JSONResponse:
+    if (replay := await replayed(session, request, context.principal)) is not None:
+        return replay
+    await service.assign(session, context, assessment_id, body.key_id)
+    answer = AssignmentOut(assessment_id=assessment_id, key_id=body.key_id)
+    remember_answer(session, request, context.principal, 201, answer)
+    return answer
+
+
+@router.post(
+    "/v1/assessments/{assessment_id}/evidence-requests",
+    status_code=201,
+    response_model=EvidenceRequestOut,
+    summary="Ask the region for more evidence (pendalaman)",
+)
+async def post_evidence_request(
+    assessment_id: uuid.UUID,
+    body: EvidenceRequestIn,
+    request: Request,
+    session: DbSession,
+    context: RequestContext,
+) -> EvidenceRequestOut | JSONResponse:
+    """Moves the assessment to evidence_requested; the region answers by uploading evidence
+    with `request_id`, then moves it back to in_review."""
+    if (replay := await replayed(session, request, context.principal)) is not None:
+        return replay
+    evidence_request = await service.request_evidence(
+        session,
+        context,
+        assessment_id,
+        body.node_ids,
+        body.message,
+        body.due_date,
+        request.app.state.runtime.queue,
+    )
+    answer = EvidenceRequestOut.model_validate(evidence_request)
+    remember_answer(session, request, context.principal, 201, answer)
+    return answer
+
+
+@router.get(
+    "/v1/assessments/{assessment_id}/evidence-requests",
+    response_model=list[EvidenceRequestOut],
+    summary="Evidence requests",
+)
+async def list_evidence_requests(
+    assessment_id: uuid.UUID,
+    session: DbSession,
+    context: RequestContext,
+    status: Annotated[Literal["open", "answered", "all"], Query()] = "open",
+) -> list[EvidenceRequestOut]:
+    answered = {"open": False, "answered": True, "all": None}[status]
+    rows = await service.evidence_requests(session, context, assessment_id, answered=answered)
+    return [EvidenceRequestOut.model_validate(row) for row in rows]

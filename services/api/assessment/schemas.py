@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.api.result.schemas import AssessmentOut
+from services.domain.assessment.states import Value
+from services.models import AssessmentState
+
+
+class AssessmentIn(BaseModel):
+    region: str = Field(examples=["32.71"])
+    framework: str = Field(examples=["spbe-2020"])
+    period: int = Field(ge=2000, le=2100, examples=[2024])
+    stage: str = Field(default="final", max_length=16)
+
+
+class InputsIn(BaseModel):
+    values: dict[str, Any] = Field(
+        description="Node id → value (a decimal, a list for programme scores, null to clear). "
+        "Region operators write the self-assessed value; assessors the verified one.",
+        examples=[{"I1": 3, "I2": 4}],
+    )
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class TransitionIn(BaseModel):
+    to: AssessmentState
+    reason: str | None = Field(
+        default=None, max_length=2000, description="Required to reopen a published assessment"
+    )
+
+
+class AssignIn(BaseModel):
+    key_id: uuid.UUID
+
+
+class AssignmentOut(BaseModel):
+    assessment_id: uuid.UUID
+    key_id: uuid.UUID
+
+
+class EvidenceRequestIn(BaseModel):
+    node_ids: list[str] = Field(min_length=1, max_length=200, examples=[["I11", "I12"]])
+    message: str = Field(min_length=1, max_length=4000)
+    due_date: date | None = None
+
+
+class EvidenceRequestOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    assessment_id: uuid.UUID
+    node_ids: list[str]
+    message: str
+    due_date: date | None
+    created_at: datetime
+    answered_at: datetime | None
+    answered_by_item: uuid.UUID | None = Field(description="The evidence item that answered it")
+
+
+class InputsOut(AssessmentOut):
+    """The assessment written to, and what was written."""
+
+    written: Value = Field(description="Which value was written: the region's own or verified")
+    nodes: list[str]

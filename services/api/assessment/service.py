@@ -1,0 +1,353 @@
+"""The assessment workflow: open, fill in, move through the states, assign, request evidence.
+
+Which moves exist and who makes them is the table in services/domain/assessment/states.py;
+who may act on which assessment is the access policy. A wrong state is 409, a wrong role (or
+region, or assignment) 403. Published inputs are locked; a correction reopens the assessment
+with a reason. Every write is audited; the caller commits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.domain.access import policy
+from services.domain.access import repository as keys
+from services.domain.access.policy import Action
+from services.domain.access.principal import Context
+from services.domain.assessment import repository
+from services.domain.assessment.states import (
+    TRANSITIONS,
+    VALUE_OF_ROLE,
+    VALUE_STATES,
+    Value,
+)
+from services.domain.audit import service as audit
+from services.domain.recompute.service import mark_dirty
+from services.domain.region import repository as regions
+from services.domain.webhook import service as webhooks
+from services.kit.errors import Conflict, NotFound, invalid
+from services.kit.queue import Queue
+from services.models import Assessment, AssessmentInput, AssessmentState, EvidenceRequest, Role
+from services.scoring.engine import InputError, Inputs, evaluate
+from services.scoring.frameworks import initial_state, registry
+
+
+def snapshot(assessment: Assessment) -> dict[str, Any]:
+    return {"state": assessment.state, "input_revision": assessment.input_revision}
+
+
+async def _locked(session: AsyncSession, assessment_id: uuid.UUID) -> Assessment:
+    assessment = await repository.lock(session, assessment_id)
+    if assessment is None:
+        raise NotFound(f"No assessment {assessment_id}.")
+    return assessment
+
+
+async def _move(
+    session: AsyncSession,
+    context: Context,
+    assessment: Assessment,
+    to: AssessmentState,
+    *,
+    action: str,
+    after: dict[str, Any],
+) -> dict[str, Any]:
+    """Set the state and audit the move; returns the state before it."""
+    before = snapshot(assessment)
+    assessment.state = to
+    await session.flush()
+    audit.record(
+        session,
+        context,
+        action=action,
+        entity="assessment",
+        entity_id=str(assessment.id),
+        before=before,
+        after=snapshot(assessment) | after,
+    )
+    return before
+
+
+async def create(
+    session: AsyncSession,
+    context: Context,
+    *,
+    region: str,
+    framework_id: str,
+    period: int,
+    stage: str,
+) -> Assessment:
+    policy.require(context.principal, Action.OPEN_ASSESSMENT)
+    framework = registry().get(framework_id)
+    if framework is None:
+        raise NotFound(f"No framework {framework_id!r}.")
+    if await regions.get(session, region) is None:
+        raise NotFound(f"No region with Kemendagri code {region!r}.")
+    policy.require_region(context.principal, region, "act")
+    existing = await repository.find_same(session, region, framework_id, period, stage)
+    if existing is None:
+        assessment = Assessment(
+            region_code=region,
+            framework_id=framework_id,
+            period=period,
+            stage=stage,
+            state=initial_state(framework),
+        )
+        try:
+            # A concurrent request may create the same assessment between the check and here:
+            # the unique constraint decides, inside a savepoint so the loser can still answer.
+            async with session.begin_nested():
+                await repository.add(session, assessment)
+        except IntegrityError:
+            existing = await repository.find_same(session, region, framework_id, period, stage)
+            if existing is None:
+                raise
+    if existing is not None:
+        raise Conflict(
+            f"Assessment {existing} already covers {region} {framework_id} {period}.",
+            assessment_id=str(existing),
+        )
+    audit.record(
+        session,
+        context,
+        action="assessment.create",
+        entity="assessment",
+        entity_id=str(assessment.id),
+        after={
+            "region": region,
+            "framework": framework_id,
+            "period": period,
+            "stage": stage,
+            "state": assessment.state,
+        },
+    )
+    return assessment
+
+
+async def set_inputs(
+    session: AsyncSession,
+    context: Context,
+    assessment_id: uuid.UUID,
+    values: dict[str, Any],
+    note: str | None,
+    queue: Queue | None,
+) -> tuple[Assessment, Value]:
+    """Region operators write self-assessed values, assessors verified ones. Returns the
+    assessment and which value was written."""
+    principal = context.principal
+    policy.require(principal, Action.ENTER_VALUES)
+    assessment = await _locked(session, assessment_id)
+    await policy.require_scope(session, principal, assessment)
+    value = VALUE_OF_ROLE[principal.role]
+    allowed = VALUE_STATES[value]
+    if assessment.state == AssessmentState.PUBLISHED:
+        raise Conflict(
+            "The assessment is published and its inputs are locked; a correction "
+            "reopens it first (transition to in_review with a reason)."
+        )
+    if assessment.state not in allowed:
+        raise Conflict(
+            f"{value} values are entered in {', '.join(sorted(allowed))}; the "
+            f"assessment is {assessment.state}.",
+            state=assessment.state,
+        )
+    framework = registry()[assessment.framework_id]
+    nodes = {node.id: node for node in framework.nodes()}
+    for node_id in values:
+        node = nodes.get(node_id)
+        if node is None:
+            raise invalid(
+                "body",
+                f"/values/{node_id}",
+                "unknown node",
+                f"unknown node {node_id!r} in {framework.id}",
+            )
+        if node.is_leaf and node.input != "assessed":
+            raise invalid(
+                "body",
+                f"/values/{node_id}",
+                "computed",
+                f"{node_id} is {node.input}-driven; it cannot be entered",
+            )
+    stored = {node_id: _decimal_text(raw) for node_id, raw in values.items()}
+    entered = {node_id: text for node_id, text in stored.items() if text is not None}
+    try:
+        evaluate(framework, Inputs(values=entered))  # checks every value against its scale
+    except InputError as exc:
+        raise invalid("body", f"/values/{exc.node}", "off scale", str(exc)) from None
+    # The assessment row is locked above, and every input write takes that lock first.
+    existing = await repository.inputs(session, assessment.id, list(values))
+    for node_id, text in stored.items():
+        row = existing.get(node_id)
+        before = None if row is None else {"self": row.self_value, "verified": row.verified_value}
+        if row is None:
+            row = AssessmentInput(assessment_id=assessment.id, node_id=node_id)
+            session.add(row)
+        if value is Value.SELF:
+            row.self_value = text
+        else:
+            row.verified_value = text
+        row.note = note if note is not None else row.note
+        audit.record(
+            session,
+            context,
+            action=f"input.{value}",
+            entity="assessment_input",
+            entity_id=f"{assessment.id}/{node_id}",
+            before=before,
+            after={"self": row.self_value, "verified": row.verified_value},
+        )
+    await session.flush()
+    await mark_dirty(session, [assessment.id], queue)
+    await session.refresh(assessment)
+    return assessment, value
+
+
+def _decimal_text(value: Any) -> Any:
+    """Values are kept as decimal text (lists for programme scores): never binary floats."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [_decimal_text(item) for item in value]
+    return str(value)
+
+
+async def transition(
+    session: AsyncSession,
+    context: Context,
+    assessment_id: uuid.UUID,
+    to: AssessmentState,
+    reason: str | None,
+    queue: Queue | None,
+) -> Assessment:
+    assessment = await _locked(session, assessment_id)
+    source = AssessmentState(assessment.state)
+    move = TRANSITIONS.get((source, to))
+    if move is None or move.by_evidence_request_only:
+        raise Conflict(f"An assessment in {source} cannot move to {to}.", state=source)
+    policy.require_move(context.principal, move.roles, source, to)
+    await policy.require_scope(session, context.principal, assessment)
+    if move.needs_reason and not (reason and reason.strip()):
+        message = "Reopening a published assessment is a correction: give a reason."
+        raise invalid("body", "/reason", "required", message)
+    await _move(
+        session,
+        context,
+        assessment,
+        to,
+        action="assessment.transition",
+        after={"reason": reason} if reason else {},
+    )
+    if AssessmentState.PUBLISHED in (source, to):
+        # Linked views read only published figures: they follow publication and corrections.
+        await mark_dirty(session, [assessment.id], queue)
+    if to == AssessmentState.PUBLISHED:
+        await webhooks.emit(
+            session,
+            "assessment.published",
+            {
+                "assessment_id": str(assessment.id),
+                "region": assessment.region_code,
+                "framework": assessment.framework_id,
+                "period": assessment.period,
+            },
+            queue,
+        )
+    return assessment
+
+
+async def assign(
+    session: AsyncSession, context: Context, assessment_id: uuid.UUID, key_id: uuid.UUID
+) -> None:
+    policy.require(context.principal, Action.ASSIGN_ASSESSORS)
+    assessment = await _locked(session, assessment_id)
+    key = await keys.get(session, key_id)
+    if key is None or key.role != Role.ASSESSOR or key.revoked_at is not None:
+        raise invalid("body", "/key_id", "not an assessor", f"{key_id} is not an assessor key")
+    if not await repository.is_assigned(session, assessment.id, key_id):
+        await repository.assign(session, assessment.id, key_id)
+        audit.record(
+            session,
+            context,
+            action="assessment.assign",
+            entity="assessment",
+            entity_id=str(assessment.id),
+            after={"assessor": str(key_id), "name": key.name},
+        )
+
+
+async def request_evidence(
+    session: AsyncSession,
+    context: Context,
+    assessment_id: uuid.UUID,
+    node_ids: list[str],
+    message: str,
+    due_date: date | None,
+    queue: Queue | None,
+) -> EvidenceRequest:
+    """Ask the region for more evidence: the move into evidence_requested, made by request."""
+    principal = context.principal
+    policy.require(principal, Action.REQUEST_EVIDENCE)
+    assessment = await _locked(session, assessment_id)
+    await policy.require_scope(session, principal, assessment)
+    source = AssessmentState(assessment.state)
+    move = TRANSITIONS.get((source, AssessmentState.EVIDENCE_REQUESTED))
+    if move is None:
+        raise Conflict(
+            f"Evidence is requested during review; the assessment is {source}.", state=source
+        )
+    policy.require_move(principal, move.roles, source, AssessmentState.EVIDENCE_REQUESTED)
+    known = {node.id for node in registry()[assessment.framework_id].nodes()}
+    for node_id in node_ids:
+        if node_id not in known:
+            raise invalid(
+                "body",
+                "/node_ids",
+                "unknown node",
+                f"unknown node {node_id!r} in {assessment.framework_id}",
+            )
+    evidence_request = EvidenceRequest(
+        assessment_id=assessment.id,
+        node_ids=list(dict.fromkeys(node_ids)),  # each node once, in the order asked
+        message=message,
+        due_date=due_date,
+        requested_by=principal.key_id,
+    )
+    await repository.add_evidence_request(session, evidence_request)
+    await _move(
+        session,
+        context,
+        assessment,
+        AssessmentState.EVIDENCE_REQUESTED,
+        action="evidence.request",
+        after={"request": str(evidence_request.id), "node_ids": node_ids},
+    )
+    await webhooks.emit(
+        session,
+        "evidence.requested",
+        {
+            "assessment_id": str(assessment.id),
+            "region": assessment.region_code,
+            "request_id": str(evidence_request.id),
+            "node_ids": node_ids,
+            "message": message,
+            "due_date": due_date.isoformat() if due_date else None,
+        },
+        queue,
+    )
+    return evidence_request
+
+
+async def evidence_requests(
+    session: AsyncSession, context: Context, assessment_id: uuid.UUID, *, answered: bool | None
+) -> list[EvidenceRequest]:
+    assessment = await repository.get(session, assessment_id)
+    if assessment is None:
+        raise NotFound(f"No assessment {assessment_id}.")
+    await policy.require_scope(session, context.principal, assessment)
+    return list(await repository.evidence_requests(session, assessment_id, answered=answered))

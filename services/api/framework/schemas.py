@@ -1,0 +1,92 @@
+"""What the framework reads answer: a framework's metadata and its full node tree.
+
+Numbers from the framework files (weights, scale ends, band limits, multipliers) are short
+decimal text ("16.5", "100", "0.333333"), never floats.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.scoring.engine.model import Aggregation, InputKind
+from services.scoring.engine.numbers import RoundingMode
+
+NUMBER = "Decimal text, e.g. '16.5'"
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class FrameworkScale(Out):
+    """The range a node's value lives in."""
+
+    min: str = Field(description=NUMBER)
+    max: str = Field(description=NUMBER)
+    integer: bool = Field(description="Whole numbers only (maturity levels)")
+    labels: dict[str, str] = Field(description="Level → its official label, e.g. '5': 'Optimum'")
+    unit: str | None
+
+
+class FrameworkBand(Out):
+    """from ≤ value < to (to null: up to the scale's end, inclusive)."""
+
+    model_config = ConfigDict(
+        frozen=True, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
+
+    predicate: str | None = Field(description="The predicate of values in the band")
+    level: str | None = Field(description="The level values in the band are given (metric bands)")
+    from_: str = Field(alias="from", description=NUMBER)
+    to: str | None = Field(description="Decimal text; null: up to the scale's end")
+
+
+class FrameworkMetric(Out):
+    """How a metric-driven leaf gets its value from pushed metrics."""
+
+    keys: list[str] = Field(description="The metric keys: one value, or numerator and denominator")
+    multiplier: str = Field(description=NUMBER)
+    clamp: bool = Field(description="Capped at the node's scale")
+    bands: list[FrameworkBand] = Field(description="Banded into a level, when given")
+
+
+class FrameworkLink(Out):
+    """A leaf whose value is another framework's node for the same region and period."""
+
+    framework: str
+    node: str
+    scale: FrameworkScale = Field(description="The source node's scale, rescaled onto this node's")
+
+
+class FrameworkNode(Out):
+    id: str
+    name: str = Field(description="The official name")
+    description: str | None
+    weight: str = Field(description=NUMBER)
+    scale: FrameworkScale | None
+    required: bool
+    aggregation: Aggregation | None = Field(description="How an inner node combines its children")
+    input: InputKind | None = Field(description="How a leaf gets its value")
+    items: bool = Field(description="An assessed leaf taking a list (programme scores)")
+    metric: FrameworkMetric | None
+    link: FrameworkLink | None
+    predicates: list[FrameworkBand]
+    children: list[FrameworkNode]
+
+
+class FrameworkSummary(Out):
+    id: str = Field(examples=["spbe-2020"])
+    name: str
+    version: str
+    source: str | None = Field(description="The regulation or methodology it follows")
+    description: str | None
+    index_node: str = Field(description="The id of the index's node (the first tree's root)")
+    precision: int = Field(description="Decimal places of values")
+    rounding: RoundingMode
+    content_hash: str = Field(description="Hash of the framework file's content")
+
+
+class FrameworkOut(FrameworkSummary):
+    trees: list[FrameworkNode] = Field(
+        description="The index tree first; further roots are views reported beside it"
+    )

@@ -1,0 +1,67 @@
+"""Recompute runs started through the API, and their progress."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from services.api.recompute.schemas import JobOut, RecomputeRunIn
+from services.domain.access import policy
+from services.domain.access.dependencies import CurrentPrincipal, RequestContext
+from services.domain.access.policy import Action
+from services.domain.recompute import repository
+from services.domain.recompute.service import create_run
+from services.domain.region import repository as regions
+from services.kit.db import DbSession
+from services.kit.errors import NotFound
+from services.kit.idempotency import remember_answer, replayed
+from services.scoring.frameworks import registry
+
+router = APIRouter(tags=["jobs"])
+
+
+@router.post(
+    "/v1/recompute-runs",
+    status_code=202,
+    response_model=JobOut,
+    summary="Recompute many assessments (e.g. a national run) in the background",
+)
+async def start_recompute_run(
+    body: RecomputeRunIn,
+    request: Request,
+    response: Response,
+    session: DbSession,
+    context: RequestContext,
+) -> JobOut | JSONResponse:
+    """Recomputes every assessment matching the filters (none: all), in batches, in the worker.
+    Follow it at `GET /v1/jobs/{id}`."""
+    principal = context.principal
+    policy.require(principal, Action.START_RECOMPUTE_RUN)
+    if (replay := await replayed(session, request, principal)) is not None:
+        return replay
+    if body.framework is not None and body.framework not in registry():
+        raise NotFound(f"No framework {body.framework!r}.")
+    if body.region is not None and await regions.get(session, body.region) is None:
+        raise NotFound(f"No region with Kemendagri code {body.region!r}.")
+    run = await create_run(
+        session,
+        framework_id=body.framework,
+        period=body.period,
+        region_code=body.region,
+        requested_by=principal.name,
+        queue=request.app.state.runtime.queue,
+    )
+    response.headers["Location"] = f"/v1/jobs/{run.id}"
+    answer = JobOut.of(run)
+    remember_answer(session, request, principal, 202, answer)
+    return answer
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobOut, summary="Progress of a background job")
+async def get_job(job_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal) -> JobOut:
+    run = await repository.get_run(session, job_id)
+    if run is None:
+        raise NotFound(f"No job {job_id}.")
+    return JobOut.of(run)

@@ -1,0 +1,161 @@
+"""CSV and XLSX exports of rankings and results: the same decimals as the JSON, streamed."""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+from openpyxl import Workbook
+
+from services.api.result import service
+from services.api.result.router import FrameworkQuery, PeriodQuery, ProvinceQuery
+from services.domain.access import policy
+from services.domain.access.dependencies import MaybePrincipal
+from services.kit.db import DbSession
+
+router = APIRouter(tags=["exports"])
+Format = Annotated[Literal["csv", "xlsx"], Query(description="csv or xlsx")]
+Language = Annotated[Literal["en", "id"], Query(description="Column headers: en or id")]
+
+RANKING_COLUMNS = (
+    ("rank", "Rank", "Peringkat"),
+    ("region", "Region code", "Kode wilayah"),
+    ("name", "Region", "Nama wilayah"),
+    ("province_code", "Province code", "Kode provinsi"),
+    ("index", "Index", "Indeks"),
+    ("predicate", "Predicate", "Predikat"),
+    ("previous_rank", "Previous rank", "Peringkat sebelumnya"),
+    ("movement", "Movement", "Perubahan peringkat"),
+    ("previous_index", "Previous index", "Indeks sebelumnya"),
+    ("improvement", "Improvement", "Tingkat improvement"),
+)
+RESULT_COLUMNS = (
+    ("id", "Node", "Kode"),
+    ("name", "Name", "Nama"),
+    ("parent", "Parent", "Induk"),
+    ("value", "Value", "Nilai"),
+    ("predicate", "Predicate", "Predikat"),
+    ("weight", "Weight", "Bobot"),
+    ("contribution", "Contribution", "Kontribusi"),
+    ("source", "Source", "Sumber"),
+)
+MEDIA = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+# What the document says a 200 holds: the file, not JSON.
+EXPORT_CONTENT: dict[str, Any] = {
+    "description": "The file, as `format` asks",
+    "content": {
+        "text/csv": {"schema": {"type": "string"}},
+        MEDIA["xlsx"]: {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+RESULT_FIELDS = {key for key, _, _ in RESULT_COLUMNS}
+NUMERIC = {"index", "previous_index", "improvement", "value", "weight", "contribution"}
+
+
+def _headers(columns: Sequence[tuple[str, str, str]], lang: str) -> list[str]:
+    return [english if lang == "en" else indonesian for _, english, indonesian in columns]
+
+
+async def _csv(
+    columns: Sequence[tuple[str, str, str]], lang: str, rows: Iterable[dict[str, Any]]
+) -> AsyncIterator[bytes]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(_headers(columns, lang))
+    for count, row in enumerate(rows, start=1):
+        writer.writerow(["" if row[key] is None else row[key] for key, _, _ in columns])
+        if count % 500 == 0:
+            yield buffer.getvalue().encode()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue().encode()
+
+
+async def _xlsx(
+    columns: Sequence[tuple[str, str, str]], lang: str, title: str, rows: Iterable[dict[str, Any]]
+) -> AsyncIterator[bytes]:
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet(title[:31])
+    sheet.append(_headers(columns, lang))
+    for row in rows:
+        # Numbers as numbers (Excel computes with them), written from the same decimal text.
+        sheet.append(
+            [
+                Decimal(row[key]) if key in NUMERIC and row[key] is not None else row[key]
+                for key, _, _ in columns
+            ]
+        )
+    with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
+        workbook.save(spool)
+        spool.seek(0)
+        while chunk := spool.read(64 * 1024):
+            yield chunk
+
+
+def _download(body: AsyncIterator[bytes], fmt: str, filename: str) -> StreamingResponse:
+    return StreamingResponse(
+        body,
+        media_type=MEDIA[fmt],
+        headers={"Content-Disposition": f'attachment; filename="{filename}.{fmt}"'},
+    )
+
+
+@router.get(
+    "/v1/rankings/export",
+    summary="A ranking as CSV or XLSX",
+    response_class=StreamingResponse,
+    responses={200: EXPORT_CONTENT},
+)
+async def export_ranking(
+    session: DbSession,
+    principal: MaybePrincipal,
+    framework: FrameworkQuery,
+    period: PeriodQuery,
+    province: ProvinceQuery = None,
+    format: Format = "csv",
+    lang: Language = "en",
+) -> StreamingResponse:
+    published_only = not policy.sees_unpublished_figures(principal)
+    ranking = await service.ranking(session, framework, period, province, published_only)
+    items = [item.model_dump() for item in ranking.items]
+    name = f"ranking-{framework}-{period}" + (f"-{province}" if province else "")
+    body = (
+        _csv(RANKING_COLUMNS, lang, items)
+        if format == "csv"
+        else _xlsx(RANKING_COLUMNS, lang, f"{framework} {period}", items)
+    )
+    return _download(body, format, name)
+
+
+@router.get(
+    "/v1/assessments/{assessment_id}/results/export",
+    summary="Results as CSV or XLSX",
+    response_class=StreamingResponse,
+    responses={200: EXPORT_CONTENT},
+)
+async def export_results(
+    assessment_id: uuid.UUID,
+    session: DbSession,
+    principal: MaybePrincipal,
+    format: Format = "csv",
+    lang: Language = "en",
+) -> StreamingResponse:
+    assessment, nodes = await service.export_rows(session, assessment_id, principal)
+    rows = [node.model_dump(include=RESULT_FIELDS) for node in nodes]
+    name = f"results-{assessment.framework_id}-{assessment.region_code}-{assessment.period}"
+    body = (
+        _csv(RESULT_COLUMNS, lang, rows)
+        if format == "csv"
+        else _xlsx(RESULT_COLUMNS, lang, name, rows)
+    )
+    return _download(body, format, name)

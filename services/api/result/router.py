@@ -1,0 +1,189 @@
+"""Assessments and their results: the explained tree, the summary, rankings, trends, comparisons
+and dashboard figures. Every read is served from stored results and answers If-None-Match.
+
+Answers are rendered from the models of :mod:`services.api.result.schemas` straight to bytes
+(the ``response_model`` documents them; FastAPI passes a returned Response through as is).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from services.api.result import service
+from services.api.result.schemas import (
+    AssessmentOut,
+    AssessmentPage,
+    AssessmentResults,
+    Comparison,
+    Dashboard,
+    Ranking,
+    Summary,
+    Trend,
+)
+from services.domain.access import policy
+from services.domain.access.dependencies import MaybePrincipal
+from services.kit.db import DbSession
+from services.kit.http import json_response
+from services.kit.results_cache import ResultsCache
+from services.models import AssessmentState
+
+router = APIRouter(tags=["results"])
+
+
+def cache(request: Request) -> ResultsCache:
+    results_cache: ResultsCache = request.app.state.results_cache
+    return results_cache
+
+
+FrameworkQuery = Annotated[str, Query(description="Framework id", examples=["spbe-2020"])]
+PeriodQuery = Annotated[int, Query(ge=2000, le=2100, description="Evaluation year")]
+ProvinceQuery = Annotated[
+    str | None, Query(pattern=r"^\d{2}$", description="Province code, e.g. 32 (Jawa Barat)")
+]
+
+
+@router.get("/v1/assessments", response_model=AssessmentPage, summary="Assessments, filtered")
+async def list_assessments(
+    session: DbSession,
+    principal: MaybePrincipal,
+    framework: Annotated[str | None, Query()] = None,
+    period: Annotated[int | None, Query(ge=2000, le=2100)] = None,
+    region: Annotated[str | None, Query(examples=["32.71"])] = None,
+    province: ProvinceQuery = None,
+    state: Annotated[str | None, Query(description=", ".join(AssessmentState))] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    page = await service.assessment_page(
+        session,
+        principal,
+        framework=framework,
+        period=period,
+        region=region,
+        province=province,
+        state=state,
+        cursor=cursor,
+        limit=limit,
+    )
+    return json_response(page)
+
+
+@router.get(
+    "/v1/assessments/{assessment_id}", response_model=AssessmentOut, summary="One assessment"
+)
+async def get_assessment(
+    assessment_id: uuid.UUID, session: DbSession, principal: MaybePrincipal
+) -> Response:
+    row = await service.assessment_or_404(session, assessment_id, principal)
+    return json_response(service.assessment_out(row))
+
+
+@router.get(
+    "/v1/assessments/{assessment_id}/results",
+    response_model=AssessmentResults,
+    summary="The full explained result tree",
+)
+async def get_results(
+    assessment_id: uuid.UUID, session: DbSession, principal: MaybePrincipal
+) -> Response:
+    """Every node in framework order: value, predicate, weight, contribution to its parent, where
+    the value came from (inputs), what is missing, how much evidence supports it, and the input
+    revision and time of the computation."""
+    return json_response(await service.results(session, assessment_id, principal))
+
+
+@router.get(
+    "/v1/assessments/{assessment_id}/summary",
+    response_model=Summary,
+    summary="Index, predicate, parts, rank",
+)
+async def get_summary(
+    assessment_id: uuid.UUID, request: Request, session: DbSession, principal: MaybePrincipal
+) -> Response:
+    """The figures of a results letter: the final index and predicate, the index's parts (the
+    five GMSC components, the four SPBE domains), national and provincial rank, improvement."""
+
+    async def build() -> Summary:
+        return await service.summary(session, assessment_id, principal)
+
+    # Visibility is checked when building; a state change bumps the version, so a cached
+    # answer never outlives the visibility it was built under.
+    key = ("summary", assessment_id, principal.key_id if principal else None)
+    return await cache(request).respond(request.app.state.runtime.engine, key, build)
+
+
+@router.get(
+    "/v1/rankings",
+    response_model=Ranking,
+    summary="Ranking of a framework and period, national or provincial",
+)
+async def get_ranking(
+    request: Request,
+    session: DbSession,
+    principal: MaybePrincipal,
+    framework: FrameworkQuery,
+    period: PeriodQuery,
+    province: ProvinceQuery = None,
+) -> Response:
+    """Equal indices share a rank and the next rank is skipped (1, 2, 2, 4), as competitions
+    publish them. `movement` is previous rank − rank (positive: moved up)."""
+    published_only = not policy.sees_unpublished_figures(principal)
+
+    async def build() -> Ranking:
+        return await service.ranking(session, framework, period, province, published_only)
+
+    key = ("rankings", framework, period, province, published_only)
+    return await cache(request).respond(request.app.state.runtime.engine, key, build)
+
+
+@router.get(
+    "/v1/trends", response_model=Trend, summary="A region's index per period, with improvement"
+)
+async def get_trend(
+    session: DbSession,
+    principal: MaybePrincipal,
+    framework: FrameworkQuery,
+    region: Annotated[str, Query(examples=["32.75"])],
+) -> Response:
+    published_only = not policy.sees_unpublished_figures(principal)
+    return json_response(await service.trend(session, framework, region, published_only))
+
+
+@router.get("/v1/compare", response_model=Comparison, summary="Regions side by side, node by node")
+async def compare(
+    session: DbSession,
+    principal: MaybePrincipal,
+    framework: FrameworkQuery,
+    period: PeriodQuery,
+    regions: Annotated[str, Query(description="Comma-separated codes", examples=["32.71,32.75"])],
+) -> Response:
+    codes = [code.strip() for code in regions.split(",") if code.strip()]
+    published_only = not policy.sees_unpublished_figures(principal)
+    return json_response(await service.compare(session, framework, period, codes, published_only))
+
+
+@router.get(
+    "/v1/dashboard",
+    response_model=Dashboard,
+    summary="Province or national figures for a framework and period",
+)
+async def dashboard(
+    request: Request,
+    session: DbSession,
+    principal: MaybePrincipal,
+    framework: FrameworkQuery,
+    period: PeriodQuery,
+    province: ProvinceQuery = None,
+) -> Response:
+    """Counts per predicate, mean and median index, the distribution of the index's parts
+    (GMSC components, SPBE domains), and coverage: how many kabupaten/kota have results."""
+    published_only = not policy.sees_unpublished_figures(principal)
+
+    async def build() -> Dashboard:
+        return await service.dashboard(session, framework, period, province, published_only)
+
+    key = ("dashboard", framework, period, province, published_only)
+    return await cache(request).respond(request.app.state.runtime.engine, key, build)

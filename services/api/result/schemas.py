@@ -1,0 +1,233 @@
+"""What the result reads answer: assessments, the explained tree, summaries, rankings, trends,
+comparisons and dashboard figures.
+
+Decimals are strings, exactly as stored and rounded ("3.72", "27.2000"), never floats. Every
+field is always present; absent values are null. Fields are declared in the order the JSON
+gives them.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
+
+from services.models import AssessmentState
+from services.scoring.engine.result import Source
+
+DECIMAL = "Decimal text, e.g. '3.72'; null when not computed"
+TIME: JsonDict = {"format": "date-time"}
+
+
+class Out(BaseModel):
+    """A response body: built by the API itself, so never re-checked against extra keys."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class RegionRef(Out):
+    code: str = Field(description="Kemendagri code, e.g. 32.71")
+    name: str
+    province_code: str | None = Field(description="Parent province; null for a province")
+
+
+class ResultSummary(Out):
+    """The stored result of an assessment, as of its last computation."""
+
+    index: str | None = Field(description=DECIMAL)
+    predicate: str | None = Field(description="The index's predicate, e.g. 'Sangat Baik'")
+    complete: bool = Field(description="Every required input was given")
+    input_revision: int = Field(description="The assessment's input revision it was computed at")
+    computed_at: str = Field(description="When it was computed (ISO 8601)", json_schema_extra=TIME)
+    error: str | None = Field(description="Why the inputs could not be scored, if so")
+
+
+class AssessmentOut(Out):
+    """An assessment with its region and the summary of its stored result."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "id": "0b7d6c1e-3f7a-4f4e-9a41-0c5d0e9f2a11",
+                "region": {"code": "32.71", "name": "Kota Bogor", "province_code": "32"},
+                "framework": "spbe-2020",
+                "period": 2024,
+                "stage": "final",
+                "state": "published",
+                "input_revision": 3,
+                "result": {
+                    "index": "3.72",
+                    "predicate": "Sangat Baik",
+                    "complete": True,
+                    "input_revision": 3,
+                    "computed_at": "2024-11-02T08:15:00.123456+00:00",
+                    "error": None,
+                },
+            }
+        }
+    )
+
+    id: uuid.UUID
+    region: RegionRef
+    framework: str = Field(description="Framework id, e.g. spbe-2020")
+    period: int = Field(description="Evaluation year")
+    stage: str = Field(description="Evaluation stage, e.g. final")
+    state: AssessmentState = Field(description="Where the assessment is in the workflow")
+    input_revision: int = Field(description="Bumped by every change to the inputs")
+    result: ResultSummary | None = Field(description="Null until the first computation")
+
+
+class AssessmentPage(Out):
+    items: list[AssessmentOut]
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= to get the next page; null on the last page"
+    )
+
+
+class ResultNodeOut(Out):
+    """One node of the explained result tree (and one row of the results export)."""
+
+    id: str
+    name: str
+    parent: str | None = Field(description="The parent node's id; null for a root")
+    value: str | None = Field(description=DECIMAL)
+    predicate: str | None
+    weight: str | None = Field(description="Decimal text; null when not computed")
+    contribution: str | None = Field(description="Weighted share of the parent's value")
+    source: Source = Field(description="Where the value came from; 'missing' when not computed")
+    inputs: list[str] = Field(
+        description="What it was computed from: child ids, metric:<key>, linked:<framework>/<node>"
+    )
+    missing: list[str] = Field(description="Required inputs below it that were not given")
+    note: str | None
+    value_from: str | None = Field(
+        description="For an entered value: 'verified' (the assessor's) or 'self' (the region's)"
+    )
+    evidence_count: int = Field(description="Evidence items attached to this node")
+    input_revision: int | None
+    computed_at: str | None = Field(json_schema_extra=TIME)
+
+
+class AssessmentResults(AssessmentOut):
+    """The assessment with every node of its framework, in framework order."""
+
+    framework_version: str
+    framework_hash: str | None = Field(description="Hash of the framework it was computed with")
+    stale: bool = Field(description="Inputs changed since the last computation")
+    nodes: list[ResultNodeOut]
+
+
+class SummaryPart(Out):
+    """One part of the index: a GMSC component, an SPBE domain."""
+
+    id: str
+    name: str
+    weight: str | None = Field(description="Decimal text")
+    value: str | None = Field(description=DECIMAL)
+
+
+class Ranks(Out):
+    national: int | None = Field(description="Rank among all regions; null when unranked")
+    of_national: int = Field(description="How many regions are ranked nationally")
+    province: int | None = Field(description="Rank within the province; null when unranked")
+    of_province: int = Field(description="How many regions of the province are ranked")
+
+
+class Summary(Out):
+    """The figures of a results letter."""
+
+    assessment_id: uuid.UUID
+    region: str = Field(description="Kemendagri code")
+    framework: str
+    period: int
+    index: str | None = Field(description=DECIMAL)
+    predicate: str | None
+    parts: list[SummaryPart]
+    rank: Ranks
+    previous_index: str | None = Field(description="The previous period's index, if any")
+    improvement: str | None = Field(description="index − previous_index, decimal text")
+
+
+class RankingItem(Out):
+    rank: int = Field(description="Competition rank: equal indices share it (1, 2, 2, 4)")
+    region: str = Field(description="Kemendagri code")
+    name: str
+    province_code: str | None
+    index: str = Field(description="Decimal text")
+    predicate: str | None
+    previous_rank: int | None = Field(description="Rank in the previous period, if ranked")
+    movement: int | None = Field(description="previous_rank − rank (positive: moved up)")
+    previous_index: str | None = Field(description="Index in the previous period, if any")
+    improvement: str | None = Field(description="index − previous_index, decimal text")
+
+
+class Ranking(Out):
+    framework: str
+    period: int
+    province: str | None = Field(description="The province ranked within; null: national")
+    items: list[RankingItem]
+
+
+class TrendPoint(Out):
+    period: int
+    index: str | None = Field(description=DECIMAL)
+    predicate: str | None
+    improvement: str | None = Field(description="Change from the previous listed period")
+
+
+class Trend(Out):
+    framework: str
+    region: str
+    items: list[TrendPoint] = Field(description="Final results per period, oldest first")
+
+
+class NodeValue(Out):
+    value: str | None = Field(description=DECIMAL)
+    predicate: str | None
+
+
+class ComparedNode(Out):
+    id: str
+    name: str
+    values: dict[str, NodeValue | None] = Field(
+        description="Region code → the node's value; null where the region has no result"
+    )
+
+
+class Comparison(Out):
+    framework: str
+    period: int
+    regions: list[str] = Field(description="The compared region codes, as asked")
+    nodes: list[ComparedNode]
+
+
+class Stats(Out):
+    mean: str | None = Field(description="Decimal text, rounded as the framework rounds")
+    median: str | None = Field(description="Decimal text, rounded as the framework rounds")
+    min: str | None
+    max: str | None
+
+
+class PartStats(Out):
+    name: str
+    mean: str | None = Field(description="Decimal text, rounded as the framework rounds")
+    median: str | None = Field(description="Decimal text, rounded as the framework rounds")
+    min: str | None
+    max: str | None
+
+
+class Coverage(Out):
+    with_results: int = Field(description="Ranked regions (final results)")
+    regions: int = Field(description="Kabupaten/kota in scope")
+    percent: str = Field(description="with_results of regions, in percent (decimal text)")
+
+
+class Dashboard(Out):
+    framework: str
+    period: int
+    province: str | None = Field(description="The province; null: national figures")
+    coverage: Coverage
+    predicates: dict[str, int] = Field(description="Predicate → how many regions have it")
+    index: Stats
+    parts: dict[str, PartStats] = Field(description="Index part id → its distribution")

@@ -1,0 +1,441 @@
+"""Result reads as the API answers them: one builder per resource, fed by the repository.
+
+The routers (JSON and exports) only parse the request, pick the cache key and render; what an
+answer holds is built here, once, as the models of :mod:`services.api.result.schemas`.
+"""
+
+from __future__ import annotations
+
+import statistics
+import uuid
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.api.framework.router import get_or_404
+from services.api.result import repository
+from services.api.result.repository import AssessmentRow
+from services.api.result.schemas import (
+    AssessmentOut,
+    AssessmentPage,
+    AssessmentResults,
+    ComparedNode,
+    Comparison,
+    Coverage,
+    Dashboard,
+    NodeValue,
+    PartStats,
+    Ranking,
+    RankingItem,
+    Ranks,
+    RegionRef,
+    ResultNodeOut,
+    ResultSummary,
+    Stats,
+    Summary,
+    SummaryPart,
+    Trend,
+    TrendPoint,
+)
+from services.domain.access import policy
+from services.domain.access.principal import Principal
+from services.domain.region import repository as regions
+from services.kit.errors import NotFound, invalid
+from services.kit.pagination import decode_cursor, encode_cursor
+from services.models import Assessment, AssessmentState, RegionKind, ResultNode
+from services.scoring.engine import Framework, round_exact
+from services.scoring.engine.numbers import decimal_text
+
+STATES = frozenset(AssessmentState)
+
+
+def rounded(framework: Framework, value: Fraction | Decimal) -> str:
+    """A derived figure (mean, median, percent) rounded as ``framework`` rounds its values."""
+    return format(round_exact(Fraction(value), framework.precision, framework.rounding), "f")
+
+
+async def check_region(session: AsyncSession, code: str | None, *, province: bool = False) -> None:
+    """404 unless ``code`` (if given) is a region, or with ``province`` a province."""
+    if code is None:
+        return
+    region = await regions.get(session, code)
+    if region is None or (province and region.kind != RegionKind.PROVINSI):
+        kind = "province" if province else "region"
+        raise NotFound(f"No {kind} with Kemendagri code {code!r}.")
+
+
+# Assessments.
+
+
+def _assessment_fields(row: AssessmentRow) -> dict[str, Any]:
+    assessment, state, name, province_code = row
+    return {
+        "id": assessment.id,
+        "region": RegionRef(code=assessment.region_code, name=name, province_code=province_code),
+        "framework": assessment.framework_id,
+        "period": assessment.period,
+        "stage": assessment.stage,
+        "state": assessment.state,
+        "input_revision": assessment.input_revision,
+        "result": None
+        if state is None
+        else ResultSummary(
+            index=decimal_text(state.index_value),
+            predicate=state.predicate,
+            complete=state.complete,
+            input_revision=state.input_revision,
+            computed_at=state.computed_at.isoformat(),
+            error=state.error,
+        ),
+    }
+
+
+def assessment_out(row: AssessmentRow) -> AssessmentOut:
+    """The one JSON shape of an assessment, from a row of :func:`repository.assessment` (or of
+    :func:`repository.assessments_page`): the assessment, its result state, region name and
+    province."""
+    return AssessmentOut(**_assessment_fields(row))
+
+
+def assessment_json(row: AssessmentRow) -> dict[str, Any]:
+    """:func:`assessment_out` as JSON-ready data (str ids, plain values), for answers that add
+    keys to it or store it (idempotent replays)."""
+    return assessment_out(row).model_dump(mode="json")
+
+
+async def assessment_or_404(
+    session: AsyncSession, assessment_id: uuid.UUID, principal: Principal | None
+) -> AssessmentRow:
+    """The assessment's row if the caller may see it; otherwise 404, as if it did not exist."""
+    row = await repository.assessment(session, assessment_id, policy.visibility(principal))
+    if row is None:
+        raise NotFound(f"No assessment {assessment_id}.")
+    return row
+
+
+async def assessment_page(
+    session: AsyncSession,
+    principal: Principal | None,
+    *,
+    framework: str | None,
+    period: int | None,
+    region: str | None,
+    province: str | None,
+    state: str | None,
+    cursor: str | None,
+    limit: int,
+) -> AssessmentPage:
+    if framework is not None:
+        get_or_404(framework)
+    await check_region(session, region)
+    await check_region(session, province, province=True)
+    if state is not None and state not in STATES:
+        raise invalid("query", "/state", "unknown", f"query /state: unknown state {state!r}")
+    after = decode_cursor(cursor, uuid.UUID)[0] if cursor else None
+    rows = await repository.assessments_page(
+        session,
+        framework=framework,
+        period=period,
+        region=region,
+        province=province,
+        state=state,
+        after=after,
+        limit=limit + 1,
+        visibility=policy.visibility(principal),
+    )
+    items = [assessment_out(row) for row in rows[:limit]]
+    next_cursor = encode_cursor(str(items[-1].id)) if len(rows) > limit else None
+    return AssessmentPage(items=items, next_cursor=next_cursor)
+
+
+# The explained result tree.
+
+
+def node_rows(
+    framework: Framework,
+    stored: Mapping[str, ResultNode],
+    evidence: Mapping[str, int] | None = None,
+) -> list[ResultNodeOut]:
+    """Every node of ``framework`` in framework order with its stored result (``source``
+    'missing' where there is none) and evidence count: the tree's nodes and the export's rows."""
+    evidence = evidence or {}
+    rows = []
+    for node in framework.nodes():
+        result = stored.get(node.id)
+        if result is None:
+            rows.append(
+                ResultNodeOut(
+                    id=node.id,
+                    name=node.name,
+                    parent=None,
+                    value=None,
+                    predicate=None,
+                    weight=None,
+                    contribution=None,
+                    source="missing",
+                    inputs=[],
+                    missing=[],
+                    note=None,
+                    value_from=None,
+                    evidence_count=evidence.get(node.id, 0),
+                    input_revision=None,
+                    computed_at=None,
+                )
+            )
+            continue
+        detail = result.detail
+        rows.append(
+            ResultNodeOut(
+                id=node.id,
+                name=node.name,
+                parent=result.parent_id,
+                value=decimal_text(result.value),
+                predicate=result.predicate,
+                weight=decimal_text(result.weight),
+                contribution=decimal_text(result.contribution),
+                source=result.source,
+                inputs=detail.get("inputs", []),
+                missing=detail.get("missing", []),
+                note=detail.get("note"),
+                value_from=detail.get("value_from"),
+                evidence_count=evidence.get(node.id, 0),
+                input_revision=result.input_revision,
+                computed_at=result.computed_at.isoformat(),
+            )
+        )
+    return rows
+
+
+async def stored_nodes(session: AsyncSession, assessment_id: uuid.UUID) -> dict[str, ResultNode]:
+    return {node.node_id: node for node in await repository.result_nodes(session, assessment_id)}
+
+
+async def results(
+    session: AsyncSession, assessment_id: uuid.UUID, principal: Principal | None
+) -> AssessmentResults:
+    row = await assessment_or_404(session, assessment_id, principal)
+    assessment, state = row[0], row[1]
+    framework = get_or_404(assessment.framework_id)
+    stored = await stored_nodes(session, assessment_id)
+    evidence = await repository.evidence_counts(session, assessment_id)
+    return AssessmentResults(
+        **_assessment_fields(row),
+        framework_version=framework.version,
+        framework_hash=state.framework_hash if state else None,
+        stale=state is None or state.input_revision < assessment.input_revision,
+        nodes=node_rows(framework, stored, evidence),
+    )
+
+
+async def export_rows(
+    session: AsyncSession, assessment_id: uuid.UUID, principal: Principal | None
+) -> tuple[Assessment, list[ResultNodeOut]]:
+    """The assessment and its tree's rows, for an export (evidence counts are not exported)."""
+    assessment = (await assessment_or_404(session, assessment_id, principal))[0]
+    framework = get_or_404(assessment.framework_id)
+    return assessment, node_rows(framework, await stored_nodes(session, assessment_id))
+
+
+# Summary, rankings, trends, comparisons, dashboards.
+
+
+async def _ranks(
+    session: AsyncSession,
+    framework: str,
+    period: int,
+    region: str,
+    province: str | None,
+    published_only: bool,
+) -> Ranks:
+    national = await repository.ranking(session, framework, period, None, published_only)
+    provincial = await repository.ranking(session, framework, period, province, published_only)
+    mine = {r.region_code: r for r in national}.get(region)
+    mine_province = {r.region_code: r for r in provincial}.get(region)
+    return Ranks(
+        national=mine.rank if mine else None,
+        of_national=len(national),
+        province=mine_province.rank if mine_province else None,
+        of_province=len(provincial),
+    )
+
+
+async def summary(
+    session: AsyncSession, assessment_id: uuid.UUID, principal: Principal | None
+) -> Summary:
+    row = await assessment_or_404(session, assessment_id, principal)
+    assessment, state, _, province_code = row
+    framework = get_or_404(assessment.framework_id)
+    stored = await stored_nodes(session, assessment_id)
+    parts = [
+        SummaryPart(
+            id=child.id,
+            name=child.name,
+            weight=decimal_text(stored[child.id].weight),
+            value=decimal_text(stored[child.id].value),
+        )
+        for child in framework.index.children
+        if child.id in stored
+    ]
+    published_only = not policy.sees_unpublished_figures(principal)
+    trend = await repository.trend(
+        session, assessment.framework_id, assessment.region_code, published_only
+    )
+    history = {point.period: point.index_value for point in trend}
+    previous = history.get(assessment.period - 1)
+    index = state.index_value if state else None
+    return Summary(
+        assessment_id=assessment.id,
+        region=assessment.region_code,
+        framework=assessment.framework_id,
+        period=assessment.period,
+        index=decimal_text(index),
+        predicate=state.predicate if state else None,
+        parts=parts,
+        rank=await _ranks(
+            session,
+            assessment.framework_id,
+            assessment.period,
+            assessment.region_code,
+            province_code,
+            published_only,
+        ),
+        previous_index=decimal_text(previous),
+        improvement=None if index is None or previous is None else decimal_text(index - previous),
+    )
+
+
+async def ranking(
+    session: AsyncSession,
+    framework: str,
+    period: int,
+    province: str | None,
+    published_only: bool,
+) -> Ranking:
+    get_or_404(framework)
+    await check_region(session, province, province=True)
+    items = [
+        RankingItem(
+            rank=r.rank,
+            region=r.region_code,
+            name=r.name,
+            province_code=r.province_code,
+            index=format(r.index_value, "f"),
+            predicate=r.predicate,
+            previous_rank=r.previous_rank,
+            movement=None if r.previous_rank is None else r.previous_rank - r.rank,
+            previous_index=decimal_text(r.previous_index),
+            improvement=None
+            if r.previous_index is None
+            else decimal_text(r.index_value - r.previous_index),
+        )
+        for r in await repository.ranking(session, framework, period, province, published_only)
+    ]
+    return Ranking(framework=framework, period=period, province=province, items=items)
+
+
+async def trend(session: AsyncSession, framework: str, region: str, published_only: bool) -> Trend:
+    get_or_404(framework)
+    await check_region(session, region)
+    items: list[TrendPoint] = []
+    previous: Decimal | None = None
+    for row in await repository.trend(session, framework, region, published_only):
+        improvement = None
+        if row.index_value is not None and previous is not None:
+            improvement = decimal_text(row.index_value - previous)
+        items.append(
+            TrendPoint(
+                period=row.period,
+                index=decimal_text(row.index_value),
+                predicate=row.predicate,
+                improvement=improvement,
+            )
+        )
+        previous = row.index_value
+    return Trend(framework=framework, region=region, items=items)
+
+
+async def compare(
+    session: AsyncSession,
+    framework_id: str,
+    period: int,
+    codes: Sequence[str],
+    published_only: bool,
+) -> Comparison:
+    """Each node of the framework with its value in each of ``codes`` (1 to 50 regions)."""
+    framework = get_or_404(framework_id)
+    if not 1 <= len(codes) <= 50:
+        raise invalid("query", "/regions", "count", "query /regions: give 1 to 50 region codes")
+    known = await regions.existing(session, codes)
+    unknown = [code for code in codes if code not in known]
+    if unknown:
+        raise NotFound(f"No region with Kemendagri code {unknown[0]!r}.")
+    values: dict[str, dict[str, NodeValue]] = {}
+    for row in await repository.node_values(session, framework_id, period, codes, published_only):
+        values.setdefault(row.node_id, {})[row.region_code] = NodeValue(
+            value=decimal_text(row.value), predicate=row.predicate
+        )
+    nodes = [
+        ComparedNode(
+            id=node.id,
+            name=node.name,
+            values={code: values.get(node.id, {}).get(code) for code in codes},
+        )
+        for node in framework.nodes()
+    ]
+    return Comparison(framework=framework_id, period=period, regions=list(codes), nodes=nodes)
+
+
+def _stats(framework: Framework, values: list[Decimal]) -> dict[str, str | None]:
+    if not values:
+        return {"mean": None, "median": None, "min": None, "max": None}
+    exact = [Fraction(value) for value in values]
+    return {
+        "mean": rounded(framework, sum(exact, Fraction(0)) / len(exact)),
+        "median": rounded(framework, statistics.median(exact)),
+        "min": decimal_text(min(values)),
+        "max": decimal_text(max(values)),
+    }
+
+
+async def dashboard(
+    session: AsyncSession,
+    framework_id: str,
+    period: int,
+    province: str | None,
+    published_only: bool,
+) -> Dashboard:
+    await check_region(session, province, province=True)
+    framework = get_or_404(framework_id)
+    ranked = await repository.ranking(session, framework_id, period, province, published_only)
+    indices = [row.index_value for row in ranked]
+    predicates: dict[str, int] = {}
+    for row in ranked:
+        if row.predicate:
+            predicates[row.predicate] = predicates.get(row.predicate, 0) + 1
+    parts: dict[str, list[Decimal]] = {child.id: [] for child in framework.index.children}
+    children = await repository.child_values(
+        session, framework_id, period, framework.index.id, province, published_only
+    )
+    for child_value in children:
+        if child_value.value is not None:
+            parts.setdefault(child_value.node_id, []).append(child_value.value)
+    in_scope = await repository.kab_kota_count(session, province)
+    return Dashboard(
+        framework=framework_id,
+        period=period,
+        province=province,
+        coverage=Coverage(
+            with_results=len(indices),
+            regions=in_scope,
+            percent=rounded(framework, Fraction(100 * len(indices), in_scope or 1)),
+        ),
+        predicates=predicates,
+        index=Stats(**_stats(framework, indices)),
+        parts={
+            child.id: PartStats(name=child.name, **_stats(framework, parts.get(child.id, [])))
+            for child in framework.index.children
+        },
+    )

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, UrlConstraints
+
+URL_MAX = 2000  # the column's width
+
+
+def _fits(url: AnyHttpUrl) -> AnyHttpUrl:
+    # The URL is stored as normalised (host punycoded, a path added), which can be longer than
+    # what was sent: the stored form must fit.
+    if len(str(url)) > URL_MAX:
+        raise ValueError(f"URL should have at most {URL_MAX} characters once normalised")
+    return url
+
+
+class SubscriptionIn(BaseModel):
+    url: Annotated[AnyHttpUrl, UrlConstraints(max_length=URL_MAX), AfterValidator(_fits)] = Field(
+        examples=["https://sistem.kementerian.go.id/hooks/cerdas"]
+    )
+    events: list[str] = Field(min_length=1, max_length=50, examples=[["assessment.published"]])
+
+
+class SubscriptionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    url: str
+    events: list[str]
+    active: bool
+    created_at: datetime
+
+
+class NewSubscriptionOut(SubscriptionOut):
+    secret: str = Field(description="Signs every delivery; shown only in this answer")
+
+
+class DeliveryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    event_id: str
+    event: str
+    status: str = Field(description="pending, succeeded, failed or cancelled")
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+    next_attempt_at: datetime | None
+    payload: dict[str, Any]

@@ -1,0 +1,128 @@
+"""The access policy: what each role may do, and which assessments (and everything attached to
+them: evidence, requests, results, exports) a caller may see or act on.
+
+Every endpoint asks here; no role list stands anywhere else. Writes by a role that may not make
+them are 403; an assessment the caller may not see is 404, as if it did not exist.
+"""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.domain.access.principal import Principal, Visibility
+from services.domain.assessment import repository as assessments
+from services.domain.assessment.states import VALUE_OF_ROLE, roles_moving_to
+from services.kit.errors import Forbidden, NotFound
+from services.models import Assessment, AssessmentState, Role
+
+NATIONAL = frozenset({Role.MINISTRY_ADMIN})
+# Keys bound to regions: they act for those regions only.
+REGIONAL = frozenset({Role.SUPER_APP, Role.REGION_OPERATOR})
+
+
+class Action(StrEnum):
+    """What a caller does, as the 403 message says it."""
+
+    OPEN_ASSESSMENT = "open assessments"
+    ENTER_VALUES = "enter assessment values"
+    ASSIGN_ASSESSORS = "assign assessors"
+    REQUEST_EVIDENCE = "request evidence"
+    UPLOAD_EVIDENCE = "upload evidence"
+    PUSH_METRICS = "push metrics"
+    START_RECOMPUTE_RUN = "start recompute runs"
+    MANAGE_WEBHOOKS = "manage webhook subscriptions"
+    READ_AUDIT = "read the audit trail"
+
+
+ALLOWED: dict[Action, frozenset[Role]] = {
+    Action.OPEN_ASSESSMENT: frozenset({Role.REGION_OPERATOR, Role.MINISTRY_ADMIN}),
+    Action.ENTER_VALUES: frozenset(VALUE_OF_ROLE),
+    Action.ASSIGN_ASSESSORS: NATIONAL,
+    Action.REQUEST_EVIDENCE: roles_moving_to(AssessmentState.EVIDENCE_REQUESTED),
+    Action.UPLOAD_EVIDENCE: REGIONAL | NATIONAL,
+    Action.PUSH_METRICS: REGIONAL | NATIONAL,
+    Action.START_RECOMPUTE_RUN: NATIONAL,
+    Action.MANAGE_WEBHOOKS: NATIONAL,
+    Action.READ_AUDIT: NATIONAL,
+}
+
+
+def require(principal: Principal, action: Action) -> None:
+    """403 unless the caller's role may do ``action`` at all."""
+    allowed = ALLOWED[action]
+    if principal.role not in allowed:
+        raise Forbidden(
+            f"The role '{principal.role}' may not {action} (allowed: {', '.join(sorted(allowed))})."
+        )
+
+
+def require_move(principal: Principal, roles: frozenset[Role], source: str, target: str) -> None:
+    """403 unless the caller's role may make this workflow move (the roles come from the
+    transition table)."""
+    if principal.role not in roles:
+        raise Forbidden(
+            f"The role '{principal.role}' may not move an assessment from {source} to {target}."
+        )
+
+
+def acts_for_region(principal: Principal, region_code: str) -> bool:
+    if principal.role in NATIONAL:
+        return True
+    return principal.role in REGIONAL and region_code in principal.regions
+
+
+def require_region(principal: Principal, region_code: str, doing: str) -> None:
+    """403 unless the caller acts for ``region_code`` (national roles act for every region)."""
+    if not acts_for_region(principal, region_code):
+        raise Forbidden(
+            f"The key {principal.name!r} ({principal.role}) may not {doing} for region "
+            f"{region_code!r}."
+        )
+
+
+async def require_scope(
+    session: AsyncSession, principal: Principal, assessment: Assessment
+) -> None:
+    """403 unless the caller may act on this assessment: a ministry-admin on any, an assessor
+    on those assigned to it, a regional key on its regions'."""
+    if principal.role in NATIONAL:
+        return
+    if principal.role == Role.ASSESSOR:
+        assigned = principal.key_id is not None and await assessments.is_assigned(
+            session, assessment.id, principal.key_id
+        )
+        if not assigned:
+            raise Forbidden("This assessor key is not assigned to the assessment.")
+    else:
+        require_region(principal, assessment.region_code, "act")
+
+
+def visibility(principal: Principal | None) -> Visibility:
+    """Published assessments for everyone; a regional key also its regions', an assessor its
+    assignments', a ministry-admin everything."""
+    if principal is None:
+        return Visibility()
+    if principal.role in NATIONAL:
+        return Visibility(everything=True)
+    if principal.role == Role.ASSESSOR:
+        return Visibility(assigned_to=principal.key_id)
+    return Visibility(regions=principal.regions if principal.role in REGIONAL else frozenset())
+
+
+def sees_unpublished_figures(principal: Principal | None) -> bool:
+    """Rankings and other figures across regions count published results only, except for a
+    ministry-admin."""
+    return principal is not None and principal.role in NATIONAL
+
+
+async def visible_assessment(
+    session: AsyncSession, principal: Principal | None, assessment_id: uuid.UUID
+) -> Assessment:
+    """The assessment if the caller may see it; otherwise 404, as if it did not exist."""
+    found = await assessments.get(session, assessment_id, visibility(principal))
+    if found is None:
+        raise NotFound(f"No assessment {assessment_id}.")
+    return found

@@ -1,0 +1,41 @@
+"""Who is calling, and the request they are calling in: what every domain service is given."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from services.models import Role
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the key's id, name, role and the regions it is bound to."""
+
+    key_id: uuid.UUID | None
+    name: str
+    role: Role
+    regions: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def audit_id(self) -> str:
+        """The caller as idempotency records name it: the key id, else the name."""
+        return str(self.key_id) if self.key_id else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """A request as services see it: who calls, and the request id that audit rows carry."""
+
+    principal: Principal
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Visibility:
+    """Which assessments a caller may read (services.domain.access.policy decides): all of
+    them, or the published ones plus those of ``regions`` and those assigned to a key."""
+
+    everything: bool = False
+    regions: frozenset[str] = frozenset()
+    assigned_to: uuid.UUID | None = None

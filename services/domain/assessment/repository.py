@@ -1,0 +1,114 @@
+"""SQL for assessments: find, lock, create, assign, and who may see which."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.domain.access.principal import Visibility
+from services.models import (
+    Assessment,
+    AssessmentAssignment,
+    AssessmentInput,
+    AssessmentState,
+    EvidenceRequest,
+)
+
+
+def visible(visibility: Visibility) -> ColumnElement[bool] | None:
+    """The policy's visibility as a condition on ``assessment`` (None: no condition)."""
+    if visibility.everything:
+        return None
+    condition: ColumnElement[bool] = Assessment.state == AssessmentState.PUBLISHED
+    if visibility.regions:
+        condition = or_(condition, Assessment.region_code.in_(sorted(visibility.regions)))
+    if visibility.assigned_to is not None:
+        assigned = select(AssessmentAssignment.assessment_id).where(
+            AssessmentAssignment.key_id == visibility.assigned_to
+        )
+        condition = or_(condition, Assessment.id.in_(assigned))
+    return condition
+
+
+async def get(
+    session: AsyncSession, assessment_id: uuid.UUID, visibility: Visibility | None = None
+) -> Assessment | None:
+    """The assessment, or None when it does not exist or ``visibility`` hides it."""
+    query = select(Assessment).where(Assessment.id == assessment_id)
+    condition = None if visibility is None else visible(visibility)
+    if condition is not None:
+        query = query.where(condition)
+    found: Assessment | None = await session.scalar(query)
+    return found
+
+
+async def lock(session: AsyncSession, assessment_id: uuid.UUID) -> Assessment | None:
+    """The assessment locked for this transaction: every write to it takes this lock first."""
+    return await session.get(Assessment, assessment_id, with_for_update=True)
+
+
+async def find_same(
+    session: AsyncSession, region: str, framework_id: str, period: int, stage: str
+) -> uuid.UUID | None:
+    found: uuid.UUID | None = await session.scalar(
+        select(Assessment.id).where(
+            Assessment.region_code == region,
+            Assessment.framework_id == framework_id,
+            Assessment.period == period,
+            Assessment.stage == stage,
+        )
+    )
+    return found
+
+
+async def add(session: AsyncSession, assessment: Assessment) -> None:
+    session.add(assessment)
+    await session.flush()
+
+
+async def is_assigned(session: AsyncSession, assessment_id: uuid.UUID, key_id: uuid.UUID) -> bool:
+    return await session.get(AssessmentAssignment, (assessment_id, key_id)) is not None
+
+
+async def assign(session: AsyncSession, assessment_id: uuid.UUID, key_id: uuid.UUID) -> None:
+    session.add(AssessmentAssignment(assessment_id=assessment_id, key_id=key_id))
+    await session.flush()
+
+
+async def inputs(
+    session: AsyncSession, assessment_id: uuid.UUID, node_ids: Sequence[str]
+) -> dict[str, AssessmentInput]:
+    rows = await session.scalars(
+        select(AssessmentInput).where(
+            AssessmentInput.assessment_id == assessment_id,
+            AssessmentInput.node_id.in_(list(node_ids)),
+        )
+    )
+    return {row.node_id: row for row in rows}
+
+
+async def add_evidence_request(session: AsyncSession, request: EvidenceRequest) -> None:
+    session.add(request)
+    await session.flush()
+    await session.refresh(request)
+
+
+async def evidence_requests(
+    session: AsyncSession, assessment_id: uuid.UUID, *, answered: bool | None
+) -> Sequence[EvidenceRequest]:
+    """The assessment's evidence requests, oldest first: open, answered, or all (None)."""
+    query = select(EvidenceRequest).where(EvidenceRequest.assessment_id == assessment_id)
+    if answered is True:
+        query = query.where(EvidenceRequest.answered_at.is_not(None))
+    elif answered is False:
+        query = query.where(EvidenceRequest.answered_at.is_(None))
+    return (await session.scalars(query.order_by(EvidenceRequest.created_at))).all()
+
+
+async def lock_evidence_request(
+    session: AsyncSession, request_id: uuid.UUID
+) -> EvidenceRequest | None:
+    return await session.get(EvidenceRequest, request_id, with_for_update=True)

@@ -1,0 +1,100 @@
+"""SQL for recompute requests (the outbox) and recompute runs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import ColumnElement, func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.models import Assessment, RecomputeRun
+
+_MARK = text(
+    """
+    WITH locked AS (  -- lock in id order, so concurrent batches cannot deadlock
+        SELECT id FROM assessment WHERE id = ANY(:ids) ORDER BY id FOR UPDATE
+    ), bumped AS (
+        UPDATE assessment SET input_revision = input_revision + 1
+        FROM locked WHERE assessment.id = locked.id
+        RETURNING assessment.id, assessment.input_revision
+    )
+    INSERT INTO recompute_request (assessment_id, revision, requested_at)
+    SELECT id, input_revision, now() FROM bumped
+    ON CONFLICT (assessment_id) DO UPDATE SET revision = excluded.revision
+    RETURNING assessment_id, revision, (xmax = 0) AS fresh
+    """
+)
+
+_ENSURE = text(
+    """
+    INSERT INTO assessment (id, region_code, framework_id, period, stage, state,
+                            input_revision, created_at)
+    SELECT gen_random_uuid(), r, :framework_id, y, 'final', :state, 0, now()
+    FROM unnest(CAST(:regions AS text[]), CAST(:years AS int[])) AS t(r, y)
+    ON CONFLICT (region_code, framework_id, period, stage) DO NOTHING
+    """
+)
+
+
+async def bump_revisions(
+    session: AsyncSession, assessment_ids: Sequence[uuid.UUID]
+) -> list[tuple[uuid.UUID, int, bool]]:
+    """Bump each assessment's input revision and upsert its outbox row: (id, revision, whether
+    the row is new, i.e. no recompute was pending)."""
+    rows = await session.execute(_MARK, {"ids": list(assessment_ids)})
+    return [(row.assessment_id, row.revision, bool(row.fresh)) for row in rows]
+
+
+async def ensure_final_assessments(
+    session: AsyncSession, framework_id: str, region_years: set[tuple[str, int]], state: str
+) -> list[uuid.UUID]:
+    """The final-stage assessments of ``framework_id`` for these regions and years, created in
+    ``state`` where missing."""
+    regions = [region for region, _ in region_years]
+    years = [year for _, year in region_years]
+    await session.execute(
+        _ENSURE, {"framework_id": framework_id, "regions": regions, "years": years, "state": state}
+    )
+    found = await session.execute(
+        select(Assessment.id, Assessment.region_code, Assessment.period).where(
+            Assessment.framework_id == framework_id,
+            Assessment.stage == "final",
+            Assessment.region_code.in_(set(regions)),
+            Assessment.period.in_(set(years)),
+        )
+    )
+    return [row.id for row in found if (row.region_code, row.period) in region_years]
+
+
+def run_scope(
+    framework_id: str | None, period: int | None, region_code: str | None
+) -> list[ColumnElement[bool]]:
+    """The assessments a recompute run covers; the run counts and processes the same set."""
+    conditions: list[ColumnElement[bool]] = []
+    if framework_id:
+        conditions.append(Assessment.framework_id == framework_id)
+    if period:
+        conditions.append(Assessment.period == period)
+    if region_code:
+        conditions.append(Assessment.region_code == region_code)
+    return conditions
+
+
+async def count_in_scope(
+    session: AsyncSession, framework_id: str | None, period: int | None, region_code: str | None
+) -> int:
+    query = select(func.count()).select_from(Assessment)
+    query = query.where(*run_scope(framework_id, period, region_code))
+    return int(await session.scalar(query) or 0)
+
+
+async def add_run(session: AsyncSession, run: RecomputeRun) -> RecomputeRun:
+    session.add(run)
+    await session.flush()
+    await session.refresh(run)
+    return run
+
+
+async def get_run(session: AsyncSession, run_id: uuid.UUID) -> RecomputeRun | None:
+    return await session.get(RecomputeRun, run_id)

@@ -1,0 +1,116 @@
+"""Asking for recomputes: the transactional outbox and recompute runs.
+
+``mark_dirty`` bumps each assessment's input revision and upserts its outbox row in the caller's
+transaction; the enqueue happens only after that transaction commits, and only for assessments
+that had no recompute pending (a pending one will see the newer revision). If Redis is down the
+enqueue is skipped with a warning and the sweeper picks the row up later.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.domain.recompute import repository
+from services.domain.recompute.jobs import (
+    RECOMPUTE_JOB,
+    RUN_JOB,
+    recompute_job_id,
+    run_start_job_id,
+)
+from services.kit.db import after_commit
+from services.kit.queue import Queue
+from services.models import RecomputeRun
+from services.scoring.engine import Framework
+from services.scoring.frameworks import initial_state, registry
+
+
+async def mark_dirty(
+    session: AsyncSession, assessment_ids: Iterable[uuid.UUID], queue: Queue | None
+) -> int:
+    """Record that these assessments must be recomputed; returns how many were marked."""
+    ids = sorted(set(assessment_ids))
+    if not ids:
+        return 0
+    rows = await repository.bump_revisions(session, ids)
+    fresh = [(assessment_id, revision) for assessment_id, revision, new in rows if new]
+    if queue is not None and fresh:
+
+        async def enqueue() -> None:
+            for assessment_id, revision in fresh:
+                await queue.enqueue(
+                    RECOMPUTE_JOB,
+                    str(assessment_id),
+                    job_id=recompute_job_id(assessment_id, revision),
+                )
+
+        after_commit(session, enqueue)
+    return len(rows)
+
+
+async def mark_region_years_dirty(
+    session: AsyncSession,
+    framework: Framework,
+    region_years: set[tuple[str, int]],
+    queue: Queue | None,
+) -> int:
+    """Mark the assessments of ``framework`` for these regions and years dirty, creating them
+    where missing (as the framework's workflow starts them: computed views published);
+    returns how many were marked."""
+    if not region_years:
+        return 0
+    ids = await repository.ensure_final_assessments(
+        session, framework.id, region_years, initial_state(framework)
+    )
+    return await mark_dirty(session, ids, queue)
+
+
+async def mark_readers_dirty(
+    session: AsyncSession,
+    reads: Callable[[Framework], set[tuple[str, int]]],
+    queue: Queue | None,
+) -> int:
+    """For every framework, mark dirty the regions and years whose inputs changed for it.
+
+    ``reads(framework)`` names them: the regions and years of new metric values the framework
+    reads, or of changed results of the frameworks it links to."""
+    marked = 0
+    for framework in registry().values():
+        marked += await mark_region_years_dirty(session, framework, reads(framework), queue)
+    return marked
+
+
+async def create_run(
+    session: AsyncSession,
+    *,
+    framework_id: str | None,
+    period: int | None,
+    region_code: str | None,
+    requested_by: str,
+    queue: Queue | None,
+) -> RecomputeRun:
+    """A run over the matching assessments, its total counted; started after the commit."""
+    total = await repository.count_in_scope(session, framework_id, period, region_code)
+    run = await repository.add_run(
+        session,
+        RecomputeRun(
+            framework_id=framework_id,
+            period=period,
+            region_code=region_code,
+            state="queued",
+            total=total,
+            done=0,
+            failed=0,
+            cursor_framework=0,
+            requested_by=requested_by,
+        ),
+    )
+    if queue is not None:
+
+        async def start() -> None:
+            await queue.enqueue(RUN_JOB, str(run.id), job_id=run_start_job_id(run.id))
+
+        after_commit(session, start)
+    return run

@@ -1,0 +1,42 @@
+"""SQL for the Kemendagri regions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.models import Region
+
+
+async def get(session: AsyncSession, code: str) -> Region | None:
+    return await session.get(Region, code)
+
+
+async def page(
+    session: AsyncSession,
+    *,
+    kind: str | None,
+    province: str | None,
+    after: str | None,
+    limit: int,
+) -> Sequence[Region]:
+    query = select(Region).order_by(Region.code).limit(limit)
+    if kind is not None:
+        query = query.where(Region.kind == kind)
+    if province is not None:
+        query = query.where(Region.province_code == province)
+    if after is not None:
+        query = query.where(Region.code > after)
+    return (await session.scalars(query)).all()
+
+
+async def codes(session: AsyncSession) -> set[str]:
+    """Every region code (a few hundred): for validating points in bulk."""
+    return set((await session.scalars(select(Region.code))).all())
+
+
+async def existing(session: AsyncSession, wanted: Sequence[str]) -> set[str]:
+    """Which of ``wanted`` are region codes."""
+    return set((await session.scalars(select(Region.code).where(Region.code.in_(wanted)))).all())

@@ -1,0 +1,25 @@
+"""What the evidence endpoints answer."""
+
+from __future__ import annotations
+
+import uuid
+
+from pydantic import BaseModel
+
+
+class RevisionOut(BaseModel):
+    revision: int
+    sha256: str
+    size: int
+    content_type: str
+    filename: str
+    uploaded_at: str
+
+
+class EvidenceOut(BaseModel):
+    id: uuid.UUID
+    assessment_id: uuid.UUID
+    node_ids: list[str]
+    title: str
+    latest_revision: int
+    revisions: list[RevisionOut]

@@ -1,0 +1,173 @@
+"""Metric endpoints: push points as a JSON batch or a CSV file, list them, read the catalogue."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+
+from services.domain.access import policy
+from services.domain.access.dependencies import CurrentPrincipal, RequestContext
+from services.domain.access.policy import Action
+from services.ingest.metric import service
+from services.ingest.metric.csv_upload import csv_points, receive_csv
+from services.ingest.metric.schemas import (
+    ImportSummaryOut,
+    MetricBatch,
+    MetricDefinitionOut,
+    MetricPage,
+)
+from services.kit.db import DbSession
+from services.kit.errors import ProblemError, UnsupportedMediaType, problem_response
+from services.kit.idempotency import remember, replay, request_fingerprint
+from services.kit.pagination import decode_cursor
+
+router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
+
+AtomicQuery = Annotated[
+    bool, Query(description="All-or-nothing (default): any rejected point stores nothing")
+]
+DryRunQuery = Annotated[bool, Query(description="Validate and report; store nothing")]
+
+
+def _respond(request: Request, summary: service.ImportSummary) -> JSONResponse:
+    body = summary.public()
+    if summary.status == "error":
+        # The import summary rides along as extension members; "status" stays the HTTP one.
+        del body["status"]
+        problem = ProblemError(
+            f"{summary.rejected} of {summary.received} points were rejected; nothing was "
+            "stored (atomic batch: fix them, or send atomic=false to store the valid points).",
+            status=422,
+            code="batch-rejected",
+            title="Batch rejected",
+            **body,
+        )
+        return problem_response(problem, request.url.path)
+    return JSONResponse(body)
+
+
+@router.post(
+    ":batch",
+    response_model=ImportSummaryOut,
+    summary="Push up to 5,000 metric points",
+    responses={
+        403: {"description": "A point is for a region the key may not write; nothing stored"},
+        422: {"description": "Rejected points (atomic), or an Idempotency-Key reused"},
+    },
+)
+async def push_batch(
+    request: Request,
+    batch: MetricBatch,
+    session: DbSession,
+    context: RequestContext,
+    atomic: AtomicQuery = True,
+    dry_run: DryRunQuery = False,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    """Import summary with created / updated / unchanged / rejected counts, and per rejected
+    point its index and reason. A point with the same value as stored is unchanged; a new value
+    is an update, recorded in the audit trail. `Idempotency-Key` makes a retry safe."""
+    principal = context.principal
+    policy.require(principal, Action.PUSH_METRICS)
+    service.check_regions(principal, (point.get("region") for point in batch.points))
+    fingerprint = ""
+    if idempotency_key is not None and not dry_run:  # an empty key is refused, not ignored
+        fingerprint = request_fingerprint(
+            json.dumps(batch.points, sort_keys=True, default=str), str(atomic), str(dry_run)
+        )
+        replayed = await replay(session, principal.audit_id, idempotency_key, fingerprint)
+        if replayed is not None:
+            status, body = replayed
+            return JSONResponse(body, status_code=status, headers={"Idempotent-Replayed": "true"})
+
+    async def points() -> AsyncIterator[tuple[int, Any]]:
+        for index, point in enumerate(batch.points):
+            yield index, point
+
+    summary = await service.import_points(
+        session,
+        context,
+        points(),
+        atomic=atomic,
+        dry_run=dry_run,
+        queue=request.app.state.runtime.queue,
+    )
+    if idempotency_key is not None and not dry_run and summary.status != "error":
+        remember(session, principal.audit_id, idempotency_key, fingerprint, 200, summary.public())
+    return _respond(request, summary)
+
+
+@router.post(
+    ":import",
+    response_model=ImportSummaryOut,
+    summary="Bulk load metric points from CSV (streamed)",
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "text/csv": {
+                    "schema": {"type": "string"},
+                    "example": "region,metric,period,value,dimensions\n"
+                    "32.71,integrated_apps,2024-12,148,\n"
+                    "32.16,service_transactions,2024-11,5230,service=adminduk\n",
+                }
+            },
+            "required": True,
+        }
+    },
+)
+async def import_csv(
+    request: Request,
+    session: DbSession,
+    context: RequestContext,
+    atomic: AtomicQuery = True,
+    dry_run: DryRunQuery = False,
+) -> JSONResponse:
+    """The same points as a CSV body with a header row (region, metric, period or timestamp,
+    value, and optional unit and dimensions as `name=value;name=value`). The body is received
+    in full (spooled to disk past a few MB) before anything is stored, then loaded with COPY,
+    so large files use bounded memory. Fields hold no newlines; a line is at most
+    `CERDAS_CSV_MAX_LINE_BYTES` characters."""
+    policy.require(context.principal, Action.PUSH_METRICS)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in {"text/csv", "application/csv"}:
+        raise UnsupportedMediaType(f"Send the points as text/csv, not {content_type or 'nothing'}.")
+    settings = request.app.state.runtime.settings
+    spool = await receive_csv(request, settings.csv_max_line_bytes)
+    summary = await service.import_points(
+        session,
+        context,
+        csv_points(spool),
+        atomic=atomic,
+        dry_run=dry_run,
+        queue=request.app.state.runtime.queue,
+    )
+    return _respond(request, summary)
+
+
+@router.get("", response_model=MetricPage, summary="Stored metric points")
+async def list_metrics(
+    session: DbSession,
+    principal: CurrentPrincipal,
+    region: Annotated[str | None, Query(examples=["32.71"])] = None,
+    metric: Annotated[str | None, Query(examples=["integrated_apps"])] = None,
+    year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> MetricPage:
+    after = decode_cursor(cursor, int)[0] if cursor else None
+    return await service.page(
+        session, region=region, metric=metric, year=year, after_id=after, limit=limit
+    )
+
+
+@router.get(
+    "/catalogue",
+    response_model=list[MetricDefinitionOut],
+    summary="The metrics that may be pushed",
+)
+async def metric_catalogue() -> list[MetricDefinitionOut]:
+    return service.definitions()
