@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -96,3 +97,9 @@ async def driver_of(connection: AsyncConnection) -> Any:
     driver = raw.driver_connection
     assert driver is not None
     return driver
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """One round trip on a fresh connection: raises if the database does not answer."""
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))

@@ -349,3 +349,31 @@ async def test_a_repeat_upload_still_answers_the_evidence_request_it_names(
         headers=ministry,
     )
     assert [r["answered_by_item"] for r in answered.json()] == [first.json()["id"]]
+
+
+async def test_evidence_is_read_only_by_who_may_see_its_assessment(
+    client: httpx.AsyncClient,
+    operator: dict[str, str],
+    make_key: MakeKey,
+    bogor: Assessment,
+) -> None:
+    # Kota Bogor's draft is not published: another region's key and an unassigned assessor
+    # neither list nor download its evidence, and cannot tell it exists.
+    stored = await upload(client, operator, PDF, assessment_id=bogor.id, node_ids="output")
+    assert stored.status_code == 201, stored.text
+    item = stored.json()["id"]
+    bekasi = await make_key("super-app", "32.16", name="Bebunge")
+    assessor = await make_key("assessor", name="Unassigned assessor")
+    admin = await make_key("ministry-admin", name="Komdigi")
+    listing = f"/v1/evidence?assessment_id={bogor.id}"
+    download = f"/v1/evidence/{item}/download"
+    for outsider in (bekasi, assessor, {}):
+        expected = 401 if not outsider else 404
+        assert (await client.get(listing, headers=outsider)).status_code == expected
+        assert (await client.get(download, headers=outsider)).status_code == expected
+    for insider in (operator, admin):
+        listed = await client.get(listing, headers=insider)
+        assert [entry["id"] for entry in listed.json()] == [item]
+        fetched = await client.get(download, headers=insider)
+        assert fetched.status_code == 200
+        assert fetched.content == PDF

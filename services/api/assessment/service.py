@@ -32,7 +32,7 @@ from services.domain.region import repository as regions
 from services.domain.webhook import service as webhooks
 from services.kit.errors import Conflict, NotFound, invalid
 from services.kit.queue import Queue
-from services.models import Assessment, AssessmentInput, AssessmentState, EvidenceRequest, Role
+from services.models import Assessment, AssessmentState, EvidenceRequest, Role
 from services.scoring.engine import InputError, Inputs, evaluate
 from services.scoring.frameworks import initial_state, registry
 
@@ -186,8 +186,7 @@ async def set_inputs(
         row = existing.get(node_id)
         before = None if row is None else {"self": row.self_value, "verified": row.verified_value}
         if row is None:
-            row = AssessmentInput(assessment_id=assessment.id, node_id=node_id)
-            session.add(row)
+            row = repository.add_input(session, assessment.id, node_id)
         if value is Value.SELF:
             row.self_value = text
         else:

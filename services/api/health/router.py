@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from pydantic import BaseModel, Field
 
+from services.kit.db import ping
 from services.kit.errors import ProblemError, problem_response
 from services.kit.migrate import current_revision, head_revision
 from services.kit.runtime import Runtime
@@ -13,22 +12,34 @@ from services.kit.runtime import Runtime
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="The process is up")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class Readiness(BaseModel):
+    status: str = Field(examples=["ready"])
+    checks: dict[str, str] = Field(
+        description="database, migrations, redis and (in `cerdas serve`) worker: ok, or why not",
+        examples=[{"database": "ok", "migrations": "ok", "redis": "ok", "worker": "ok"}],
+    )
+
+
+@router.get("/healthz", response_model=Health, summary="The process is up")
+async def healthz() -> Health:
+    return Health(status="ok")
 
 
 @router.get(
     "/readyz",
+    response_model=Readiness,
     summary="Database and Redis reachable, schema at the newest migration",
     responses={503: {"description": "A dependency is not ready; the body says which"}},
 )
 async def readyz(request: Request) -> JSONResponse:
     runtime: Runtime = request.app.state.runtime
-    checks: dict[str, Any] = {}
+    checks: dict[str, str] = {}
     try:
-        async with runtime.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+        await ping(runtime.engine)
         checks["database"] = "ok"
         current, head = await current_revision(runtime.engine), head_revision()
         checks["migrations"] = "ok" if current == head else f"at {current}, head is {head}"
@@ -40,7 +51,7 @@ async def readyz(request: Request) -> JSONResponse:
     if worker is not None:  # the in-process worker of `cerdas serve`
         checks["worker"] = "ok" if worker.state == "running" else worker.state
     if all(value == "ok" for value in checks.values()):
-        return JSONResponse({"status": "ready", "checks": checks})
+        return JSONResponse(Readiness(status="ready", checks=checks).model_dump())
     failing = ", ".join(f"{name}: {value}" for name, value in checks.items() if value != "ok")
     problem = ProblemError(failing, status=503, code="not-ready", title="Not ready", checks=checks)
     return problem_response(problem, request.url.path)

@@ -90,6 +90,13 @@ async def inputs(
     return {row.node_id: row for row in rows}
 
 
+def add_input(session: AsyncSession, assessment_id: uuid.UUID, node_id: str) -> AssessmentInput:
+    """A new input row of the assessment, written at the next flush."""
+    row = AssessmentInput(assessment_id=assessment_id, node_id=node_id)
+    session.add(row)
+    return row
+
+
 async def add_evidence_request(session: AsyncSession, request: EvidenceRequest) -> None:
     session.add(request)
     await session.flush()

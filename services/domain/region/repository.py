@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.models import Region
@@ -40,3 +41,20 @@ async def codes(session: AsyncSession) -> set[str]:
 async def existing(session: AsyncSession, wanted: Sequence[str]) -> set[str]:
     """Which of ``wanted`` are region codes."""
     return set((await session.scalars(select(Region.code).where(Region.code.in_(wanted)))).all())
+
+
+async def upsert(session: AsyncSession, rows: Sequence[dict[str, str | None]]) -> None:
+    """Insert these regions, updating those whose name, kind or province changed."""
+    statement = insert(Region).values(list(rows))
+    statement = statement.on_conflict_do_update(
+        index_elements=[Region.code],
+        set_={
+            "name": statement.excluded.name,
+            "kind": statement.excluded.kind,
+            "province_code": statement.excluded.province_code,
+        },
+        where=(Region.name != statement.excluded.name)
+        | (Region.kind != statement.excluded.kind)
+        | (Region.province_code.is_distinct_from(statement.excluded.province_code)),
+    )
+    await session.execute(statement)

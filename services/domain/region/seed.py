@@ -6,10 +6,10 @@ region) converges on the package's list without duplicating anything.
 
 from __future__ import annotations
 
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.models import Region
+from services.domain.region import repository
+from services.models import RegionKind
 
 
 def kemendagri_regions() -> list[dict[str, str | None]]:
@@ -23,7 +23,7 @@ def kemendagri_regions() -> list[dict[str, str | None]]:
             {
                 "code": province.code,
                 "name": province.name,
-                "kind": "provinsi",
+                "kind": RegionKind.PROVINSI,
                 "province_code": None,
             }
         )
@@ -41,18 +41,7 @@ def kemendagri_regions() -> list[dict[str, str | None]]:
 
 
 async def seed_regions(session: AsyncSession) -> int:
+    """Load the Kemendagri list; returns how many regions it holds."""
     rows = kemendagri_regions()
-    statement = insert(Region).values(rows)
-    statement = statement.on_conflict_do_update(
-        index_elements=[Region.code],
-        set_={
-            "name": statement.excluded.name,
-            "kind": statement.excluded.kind,
-            "province_code": statement.excluded.province_code,
-        },
-        where=(Region.name != statement.excluded.name)
-        | (Region.kind != statement.excluded.kind)
-        | (Region.province_code.is_distinct_from(statement.excluded.province_code)),
-    )
-    await session.execute(statement)
+    await repository.upsert(session, rows)
     return len(rows)

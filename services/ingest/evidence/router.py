@@ -15,6 +15,7 @@ from services.domain.access.dependencies import RequestContext
 from services.domain.access.policy import Action
 from services.ingest.evidence import service
 from services.ingest.evidence.schemas import EvidenceOut
+from services.ingest.evidence.sniff import ALLOWED
 from services.ingest.evidence.upload import receive
 from services.kit.db import DbSession
 
@@ -104,7 +105,17 @@ async def list_evidence(
 @router.get(
     "/{item_id}/download",
     summary="Download a revision (streamed)",
-    responses={404: {"description": "No such item or revision, or one the caller may not see"}},
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The file, with the content type it was stored as",
+            "content": {
+                media: {"schema": {"type": "string", "format": "binary"}}
+                for media in sorted(set(ALLOWED.values()))
+            },
+        },
+        404: {"description": "No such item or revision, or one the caller may not see"},
+    },
 )
 async def download_evidence(
     request: Request,
