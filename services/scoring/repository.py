@@ -15,7 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.domain.recompute.repository import run_scope
 from services.kit.db import driver_of
-from services.models import Assessment, AssessmentInput, RecomputeRun, ResultNode, ResultState
+from services.models import (
+    Assessment,
+    AssessmentInput,
+    AssessmentState,
+    RecomputeRun,
+    ResultNode,
+    ResultState,
+)
 
 _RESULT_COLUMNS = (
     "assessment_id",
@@ -129,7 +136,7 @@ async def linked_values(
         .join(ResultNode, ResultNode.assessment_id == Assessment.id)
         .where(
             Assessment.framework_id == framework_id,
-            Assessment.state == "published",
+            Assessment.state == AssessmentState.PUBLISHED,
             Assessment.region_code.in_({region for region, _, _ in keys}),
             ResultNode.node_id == node_id,
             ResultNode.value.is_not(None),
@@ -198,18 +205,19 @@ def _copy_text(rows: Sequence[ResultRow], computed_at: datetime) -> bytes:
         revision,
     ) in rows:
         lines.append(
-            f"{identifier}\t{_text(node)}\t{_text(parent)}\t{_number(value)}\t{_number(weight)}\t"
-            f"{_number(contribution)}\t{_text(predicate)}\t{source}\t{_text(detail)}\t"
+            f"{identifier}\t{_copy_field(node)}\t{_copy_field(parent)}\t{_copy_number(value)}\t{_copy_number(weight)}\t"
+            f"{_copy_number(contribution)}\t{_copy_field(predicate)}\t{source}\t{_copy_field(detail)}\t"
             f"{revision}\t{moment}\n"
         )
     return "".join(lines).encode()
 
 
-def _text(value: str | None) -> str:
+def _copy_field(value: str | None) -> str:
+    """A text field in COPY text format: \\N for NULL, backslash escapes."""
     return "\\N" if value is None else value.translate(_ESCAPES)
 
 
-def _number(value: Decimal | None) -> str:
+def _copy_number(value: Decimal | None) -> str:
     return "\\N" if value is None else format(value, "f")
 
 

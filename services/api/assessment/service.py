@@ -25,6 +25,7 @@ from services.domain.assessment.states import (
     VALUE_OF_ROLE,
     VALUE_STATES,
     Value,
+    initial_state,
 )
 from services.domain.audit import service as audit
 from services.domain.recompute.service import mark_dirty
@@ -34,7 +35,7 @@ from services.kit.errors import Conflict, NotFound, invalid
 from services.kit.queue import Queue
 from services.models import Assessment, AssessmentState, EvidenceRequest, Role
 from services.scoring.engine import InputError, Inputs, evaluate
-from services.scoring.frameworks import initial_state, registry
+from services.scoring.frameworks import registry
 
 
 def snapshot(assessment: Assessment) -> dict[str, Any]:

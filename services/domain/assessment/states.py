@@ -14,9 +14,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from services.models import AssessmentState, Role
+from services.scoring.engine import Framework
 
 S = AssessmentState
 REGION_OPERATOR, ASSESSOR, ADMIN = Role.REGION_OPERATOR, Role.ASSESSOR, Role.MINISTRY_ADMIN
+
+
+def initial_state(framework: Framework) -> AssessmentState:
+    """Where a new assessment starts: a draft to fill in, or published for a computed view
+    (a framework with no entered values has no workflow)."""
+    return S.DRAFT if framework.has_assessed_inputs else S.PUBLISHED
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.domain.assessment.states import initial_state
 from services.domain.recompute import repository
 from services.domain.recompute.jobs import (
     RECOMPUTE_JOB,
@@ -24,7 +25,7 @@ from services.kit.db import after_commit
 from services.kit.queue import Queue
 from services.models import RecomputeRun
 from services.scoring.engine import Framework
-from services.scoring.frameworks import initial_state, registry
+from services.scoring.frameworks import registry
 
 
 async def mark_dirty(

@@ -29,8 +29,3 @@ def get_framework(framework_id: str) -> Framework:
     if framework_id not in frameworks:
         raise KeyError(framework_id)
     return frameworks[framework_id]
-
-
-def initial_state(framework: Framework) -> str:
-    """Where a new assessment starts: a draft to fill in, or published for a computed view."""
-    return "draft" if framework.has_assessed_inputs else "published"
