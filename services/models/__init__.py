@@ -3,24 +3,20 @@
 from services.models.access import ApiKey, Role
 from services.models.assessment import (
     Assessment,
+    AssessmentAssignment,
     AssessmentInput,
     AssessmentState,
-    RecomputeRequest,
-    RecomputeRun,
-    ResultNode,
-    ResultState,
+    EvidenceRequest,
 )
 from services.models.audit import AuditEvent
 from services.models.base import Base
 from services.models.evidence import EvidenceItem, EvidenceObject, EvidenceRevision
-from services.models.metric import IdempotencyRecord, MetricPoint
+from services.models.idempotency import IdempotencyRecord
+from services.models.metric import MetricPoint
+from services.models.recompute import RecomputeRequest, RecomputeRun
 from services.models.region import Region, RegionKind
-from services.models.workflow import (
-    AssessmentAssignment,
-    EvidenceRequest,
-    WebhookDelivery,
-    WebhookSubscription,
-)
+from services.models.result import ResultNode, ResultState
+from services.models.webhook import WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "ApiKey",

@@ -1,23 +1,24 @@
+"""Assessments, their entered values, assessor assignments and evidence requests."""
+
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from decimal import Decimal
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Date,
     DateTime,
     ForeignKey,
     Integer,
-    Numeric,
     String,
     UniqueConstraint,
     Uuid,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.models.base import Base, TimestampMixin, one_of
@@ -73,83 +74,35 @@ class AssessmentInput(Base):
     )
 
 
-class RecomputeRequest(Base):
-    """Outbox: an assessment whose inputs changed, written in the same transaction as the change.
+class AssessmentAssignment(TimestampMixin, Base):
+    """An assessor's key assigned to an assessment: it may review and verify that one."""
 
-    The worker deletes it once results at ``revision`` or newer are stored; the sweeper
-    re-enqueues rows that wait too long, so nothing depends on Redis having kept a job.
-    """
-
-    __tablename__ = "recompute_request"
+    __tablename__ = "assessment_assignment"
 
     assessment_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("assessment.id", ondelete="CASCADE"), primary_key=True
     )
-    revision: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    requested_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), nullable=False, index=True
+    key_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("api_key.id", ondelete="CASCADE"), primary_key=True, index=True
     )
 
 
-class ResultState(Base):
-    """What the stored results of an assessment were computed from."""
+class EvidenceRequest(TimestampMixin, Base):
+    """An assessor's request for more evidence on some nodes (stage II "pendalaman")."""
 
-    __tablename__ = "result_state"
-
-    assessment_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("assessment.id", ondelete="CASCADE"), primary_key=True
-    )
-    input_revision: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    framework_hash: Mapped[str] = mapped_column(String(64), nullable=False)
-    index_value: Mapped[Decimal | None] = mapped_column(Numeric)
-    predicate: Mapped[str | None] = mapped_column(String(64))
-    complete: Mapped[bool] = mapped_column(nullable=False)
-    # Why inputs could not be scored (e.g. a value off a changed framework's scale), if so.
-    error: Mapped[str | None] = mapped_column(String(2000))
-    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-
-
-class ResultNode(Base):
-    """One node of an assessment's computed result; the whole set is replaced per recompute."""
-
-    __tablename__ = "result_node"
-
-    assessment_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("assessment.id", ondelete="CASCADE"), primary_key=True
-    )
-    node_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    parent_id: Mapped[str | None] = mapped_column(String(64))
-    value: Mapped[Decimal | None] = mapped_column(Numeric)
-    weight: Mapped[Decimal | None] = mapped_column(Numeric)
-    contribution: Mapped[Decimal | None] = mapped_column(Numeric)
-    predicate: Mapped[str | None] = mapped_column(String(64))
-    source: Mapped[str] = mapped_column(String(16), nullable=False)
-    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
-    input_revision: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-
-
-class RecomputeRun(Base):
-    """A recompute of many assessments (e.g. national, one framework and year), with progress."""
-
-    __tablename__ = "recompute_run"
+    __tablename__ = "evidence_request"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    framework_id: Mapped[str | None] = mapped_column(String(64))
-    period: Mapped[int | None] = mapped_column(Integer)
-    region_code: Mapped[str | None] = mapped_column(String(13))
-    state: Mapped[str] = mapped_column(String(16), nullable=False, default="queued")
-    total: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    failed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    requested_by: Mapped[str] = mapped_column(String(200), nullable=False)
-    # Where the run stands: the framework (index in link order) and the last assessment done.
-    cursor_framework: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    cursor_after: Mapped[uuid.UUID | None] = mapped_column(Uuid)
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), nullable=False
+    assessment_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("assessment.id", ondelete="CASCADE"), nullable=False, index=True
     )
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), nullable=False
+    node_ids: Mapped[list[str]] = mapped_column(ARRAY(String(64)), nullable=False)
+    message: Mapped[str] = mapped_column(String(4000), nullable=False)
+    due_date: Mapped[date | None] = mapped_column(Date)
+    requested_by: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("api_key.id", ondelete="SET NULL")
     )
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    answered_by_item: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("evidence_item.id", ondelete="SET NULL")
+    )

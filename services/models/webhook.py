@@ -1,13 +1,14 @@
+"""Webhook subscriptions and their deliveries."""
+
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
-    Date,
     DateTime,
     ForeignKey,
     Identity,
@@ -21,40 +22,6 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.models.base import Base, TimestampMixin
-
-
-class AssessmentAssignment(TimestampMixin, Base):
-    """An assessor's key assigned to an assessment: it may review and verify that one."""
-
-    __tablename__ = "assessment_assignment"
-
-    assessment_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("assessment.id", ondelete="CASCADE"), primary_key=True
-    )
-    key_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("api_key.id", ondelete="CASCADE"), primary_key=True, index=True
-    )
-
-
-class EvidenceRequest(TimestampMixin, Base):
-    """An assessor's request for more evidence on some nodes (stage II "pendalaman")."""
-
-    __tablename__ = "evidence_request"
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    assessment_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("assessment.id", ondelete="CASCADE"), nullable=False, index=True
-    )
-    node_ids: Mapped[list[str]] = mapped_column(ARRAY(String(64)), nullable=False)
-    message: Mapped[str] = mapped_column(String(4000), nullable=False)
-    due_date: Mapped[date | None] = mapped_column(Date)
-    requested_by: Mapped[uuid.UUID | None] = mapped_column(
-        Uuid, ForeignKey("api_key.id", ondelete="SET NULL")
-    )
-    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    answered_by_item: Mapped[uuid.UUID | None] = mapped_column(
-        Uuid, ForeignKey("evidence_item.id", ondelete="SET NULL")
-    )
 
 
 class WebhookSubscription(TimestampMixin, Base):
