@@ -8,7 +8,7 @@ from sqlalchemy import DateTime, String, Uuid
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.models.base import Base, TimestampMixin, one_of
+from services.models.base import Base, EnumText, TimestampMixin, one_of
 
 
 class Role(StrEnum):
@@ -28,7 +28,7 @@ class ApiKey(TimestampMixin, Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
-    role: Mapped[str] = mapped_column(String(32), nullable=False)
+    role: Mapped[Role] = mapped_column(EnumText(Role, 32), nullable=False)
     # Regions the key may write for (region-operator, super-app); empty for national roles.
     regions: Mapped[list[str]] = mapped_column(ARRAY(String(13)), nullable=False, default=list)
     secret_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)

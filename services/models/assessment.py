@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.models.base import Base, TimestampMixin, one_of
+from services.models.base import Base, EnumText, TimestampMixin, one_of
 
 
 class AssessmentState(StrEnum):
@@ -52,7 +52,9 @@ class Assessment(TimestampMixin, Base):
     framework_id: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
     period: Mapped[int] = mapped_column(Integer, nullable=False)
     stage: Mapped[str] = mapped_column(String(16), nullable=False, default="final")
-    state: Mapped[str] = mapped_column(String(32), nullable=False, default="draft")
+    state: Mapped[AssessmentState] = mapped_column(
+        EnumText(AssessmentState, 32), nullable=False, default=AssessmentState.DRAFT
+    )
     # Bumped by every change to the assessment's inputs (values, metrics, linked results).
     input_revision: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
 

@@ -5,7 +5,7 @@ from enum import StrEnum
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.models.base import Base, TimestampMixin, one_of
+from services.models.base import Base, EnumText, TimestampMixin, one_of
 
 
 class RegionKind(StrEnum):
@@ -21,14 +21,15 @@ class Region(TimestampMixin, Base):
     __table_args__ = (
         one_of("kind", RegionKind, name="kind"),
         CheckConstraint(
-            "(kind = 'provinsi') = (province_code IS NULL)", name="province_of_kab_kota"
+            f"(kind = '{RegionKind.PROVINSI}') = (province_code IS NULL)",
+            name="province_of_kab_kota",
         ),
         Index("ix_region_province_code_code", "province_code", "code"),
     )
 
     code: Mapped[str] = mapped_column(String(13), primary_key=True)
     name: Mapped[str] = mapped_column(String(120), nullable=False)
-    kind: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
+    kind: Mapped[RegionKind] = mapped_column(EnumText(RegionKind, 16), nullable=False, index=True)
     province_code: Mapped[str | None] = mapped_column(
         String(13), ForeignKey("region.code", ondelete="RESTRICT"), nullable=True
     )

@@ -124,7 +124,12 @@ async def test_kota_bogor_2024_from_draft_to_published(
     assert verified.json()["written"] == "verified"
     assert (await move(assessor, "verified")).json()["state"] == "verified"
     assert (await move(assessor, "published")).status_code == 403  # the ministry publishes
-    assert (await move(ministry, "published")).json()["state"] == "published"
+    published = (await move(ministry, "published")).json()
+    assert published["state"] == "published"
+    # The answer is the assessment as it now stands: publishing bumped its input revision.
+    stored = (await client.get(f"/v1/assessments/{aid}", headers=ministry)).json()
+    assert published == stored
+    assert published["region"]["code"] == "32.71"
 
     await recompute(sessionmaker, uuid.UUID(aid), None)
     tree = (await client.get(f"/v1/assessments/{aid}/results")).json()  # public now

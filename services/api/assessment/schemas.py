@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.result.schemas import AssessmentOut
 from services.domain.assessment.states import Value
+from services.kit.schemas import Timestamp
 from services.models import AssessmentState
 
 
@@ -57,8 +58,8 @@ class EvidenceRequestOut(BaseModel):
     node_ids: list[str]
     message: str
     due_date: date | None
-    created_at: datetime
-    answered_at: datetime | None
+    created_at: Timestamp
+    answered_at: Timestamp | None
     answered_by_item: uuid.UUID | None = Field(description="The evidence item that answered it")
 
 

@@ -226,7 +226,7 @@ async def transition(
     queue: Queue | None,
 ) -> Assessment:
     assessment = await _locked(session, assessment_id)
-    source = AssessmentState(assessment.state)
+    source = assessment.state
     move = TRANSITIONS.get((source, to))
     if move is None or move.by_evidence_request_only:
         raise Conflict(f"An assessment in {source} cannot move to {to}.", state=source)
@@ -246,6 +246,7 @@ async def transition(
     if AssessmentState.PUBLISHED in (source, to):
         # Linked views read only published figures: they follow publication and corrections.
         await mark_dirty(session, [assessment.id], queue)
+        await session.refresh(assessment)  # the revision mark_dirty bumped
     if to == AssessmentState.PUBLISHED:
         await webhooks.emit(
             session,
@@ -295,7 +296,7 @@ async def request_evidence(
     policy.require(principal, Action.REQUEST_EVIDENCE)
     assessment = await _locked(session, assessment_id)
     await policy.require_scope(session, principal, assessment)
-    source = AssessmentState(assessment.state)
+    source = assessment.state
     move = TRANSITIONS.get((source, AssessmentState.EVIDENCE_REQUESTED))
     if move is None:
         raise Conflict(

@@ -1,17 +1,18 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from services.kit.schemas import Timestamp
 
 
 class AuditEventOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
-    at: datetime
+    at: Timestamp
     actor_id: uuid.UUID | None = Field(description="The API key that made the change")
     actor_name: str
     role: str

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from services.kit.schemas import Timestamp
 from services.models import RecomputeRun
 
 
@@ -26,9 +26,9 @@ class JobOut(BaseModel):
     done: int
     failed: int
     requested_by: str
-    created_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None
+    created_at: Timestamp
+    updated_at: Timestamp
+    finished_at: Timestamp | None
 
     @classmethod
     def of(cls, run: RecomputeRun) -> JobOut:

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, UrlConstraints
+
+from services.kit.schemas import Timestamp
 
 URL_MAX = 2000  # the column's width
 
@@ -31,7 +32,7 @@ class SubscriptionOut(BaseModel):
     url: str
     events: list[str]
     active: bool
-    created_at: datetime
+    created_at: Timestamp
 
 
 class NewSubscriptionOut(SubscriptionOut):
@@ -48,6 +49,6 @@ class DeliveryOut(BaseModel):
     attempts: int
     last_status_code: int | None
     last_error: str | None
-    delivered_at: datetime | None
-    next_attempt_at: datetime | None
+    delivered_at: Timestamp | None
+    next_attempt_at: Timestamp | None
     payload: dict[str, Any]

@@ -46,4 +46,4 @@ async def principal_for(session: AsyncSession, secret: str) -> Principal | None:
     key = await repository.by_secret_hash(session, hash_secret(secret))
     if key is None or key.revoked_at is not None:
         return None
-    return Principal(key.id, key.name, Role(key.role), frozenset(key.regions))
+    return Principal(key.id, key.name, key.role, frozenset(key.regions))
