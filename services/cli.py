@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from services.kit.embedded import EmbeddedServers
+from services.kit.errors import ProblemError
 from services.kit.settings import Settings, SettingsError, load_settings
+from services.models import Role
 from services.scoring.cli import frameworks_app, score
 
 if TYPE_CHECKING:
@@ -92,7 +94,10 @@ def run_with_runtime(work: Callable[[Runtime], Awaitable[T]], *, log: bool = Tru
             await runtime.close()
 
     with resolved(settings) as ready:
-        return asyncio.run(run(ready))
+        try:
+            return asyncio.run(run(ready))
+        except ProblemError as exc:  # what the API would answer 4xx: one line, exit 2
+            raise fail(str(exc)) from None
 
 
 def _exit_gracefully(signum: int, frame: object) -> None:
@@ -238,7 +243,7 @@ app.add_typer(keys_app, name="keys")
 
 @keys_app.command("create")
 def create_key(
-    role: Annotated[str, typer.Option(help="super-app, region-operator, assessor, ministry-admin")],
+    role: Annotated[str, typer.Option(help=", ".join(Role))],
     name: Annotated[str, typer.Option(help="Who holds the key, e.g. 'Bogor Single Window'")],
     region: Annotated[
         list[str] | None, typer.Option(help="Region code the key may write (repeatable)")
@@ -248,7 +253,6 @@ def create_key(
     from services.domain.access.policy import REGIONAL
     from services.domain.access.service import create_key as make_key
     from services.domain.region import repository as regions_repository
-    from services.models import Role
 
     regions = region or []
     if role not in set(Role):

@@ -13,6 +13,7 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.domain.assessment.states import Value
 from services.domain.recompute.repository import run_scope
 from services.kit.db import driver_of
 from services.models import (
@@ -69,7 +70,7 @@ async def result_states(
 
 async def assessed_values(
     session: AsyncSession, assessment_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, tuple[dict[str, Any], dict[str, str]]]:
+) -> dict[uuid.UUID, tuple[dict[str, Any], dict[str, Value]]]:
     """Per assessment: node id → the value that counts (the assessor's verified one, else the
     region's own), and node id → which of the two it was ("verified" or "self")."""
     rows = await session.execute(
@@ -80,15 +81,15 @@ async def assessed_values(
             AssessmentInput.verified_value,
         ).where(AssessmentInput.assessment_id.in_(assessment_ids))
     )
-    found: dict[uuid.UUID, tuple[dict[str, Any], dict[str, str]]] = {
+    found: dict[uuid.UUID, tuple[dict[str, Any], dict[str, Value]]] = {
         identifier: ({}, {}) for identifier in assessment_ids
     }
     for assessment_id, node_id, self_value, verified_value in rows:
         values, origins = found[assessment_id]
         if verified_value is not None:
-            values[node_id], origins[node_id] = verified_value, "verified"
+            values[node_id], origins[node_id] = verified_value, Value.VERIFIED
         elif self_value is not None:
-            values[node_id], origins[node_id] = self_value, "self"
+            values[node_id], origins[node_id] = self_value, Value.SELF
     return found
 
 

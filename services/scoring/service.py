@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.domain.assessment.states import Value
 from services.domain.recompute.jobs import (
     RECOMPUTE_JOB,
     RUN_JOB,
@@ -186,7 +187,7 @@ async def _recompute_locked(
 
 async def load_inputs(
     session: AsyncSession, assessments: Sequence[Assessment]
-) -> dict[uuid.UUID, tuple[Inputs, dict[str, str]]]:
+) -> dict[uuid.UUID, tuple[Inputs, dict[str, Value]]]:
     """Each assessment's engine inputs, and for each entered value whether it is the verified
     one: a handful of queries for the whole batch."""
     if not assessments:
@@ -212,7 +213,7 @@ async def load_inputs(
             source_node,
             {(a.region_code, a.period, a.stage) for a in assessments},
         )
-    result: dict[uuid.UUID, tuple[Inputs, dict[str, str]]] = {}
+    result: dict[uuid.UUID, tuple[Inputs, dict[str, Value]]] = {}
     for assessment in assessments:
         framework = frameworks[assessment.framework_id]
         values, origins = entered[assessment.id]
@@ -235,7 +236,7 @@ def result_rows(
     result: Result,
     assessment_id: uuid.UUID,
     revision: int,
-    origins: dict[str, str],
+    origins: dict[str, Value],
     details: dict[tuple[Any, ...], str],
 ) -> list[repository.ResultRow]:
     """The rows of ``result``; ``details`` memoises the JSON of each node's detail, which

@@ -351,7 +351,7 @@ async def test_a_repeat_upload_still_answers_the_evidence_request_it_names(
     assert [r["answered_by_item"] for r in answered.json()] == [first.json()["id"]]
 
 
-async def test_evidence_is_read_only_by_who_may_see_its_assessment(
+async def test_evidence_and_its_requests_are_read_only_by_who_may_see_the_assessment(
     client: httpx.AsyncClient,
     operator: dict[str, str],
     make_key: MakeKey,
@@ -367,11 +367,14 @@ async def test_evidence_is_read_only_by_who_may_see_its_assessment(
     admin = await make_key("ministry-admin", name="Komdigi")
     listing = f"/v1/evidence?assessment_id={bogor.id}"
     download = f"/v1/evidence/{item}/download"
+    requests = f"/v1/assessments/{bogor.id}/evidence-requests?status=all"
     for outsider in (bekasi, assessor, {}):
         expected = 401 if not outsider else 404
         assert (await client.get(listing, headers=outsider)).status_code == expected
         assert (await client.get(download, headers=outsider)).status_code == expected
+        assert (await client.get(requests, headers=outsider)).status_code == expected
     for insider in (operator, admin):
+        assert (await client.get(requests, headers=insider)).json() == []
         listed = await client.get(listing, headers=insider)
         assert [entry["id"] for entry in listed.json()] == [item]
         fetched = await client.get(download, headers=insider)

@@ -23,9 +23,8 @@ from services.api.assessment.schemas import (
     InputsOut,
     TransitionIn,
 )
-from services.api.result import repository as results
 from services.api.result.schemas import AssessmentOut
-from services.api.result.service import assessment_out
+from services.api.result.service import current_assessment
 from services.domain.access.dependencies import RequestContext
 from services.domain.access.principal import Context
 from services.kit import results_cache
@@ -44,9 +43,7 @@ async def _answer(
 ) -> AssessmentOut:
     """The assessment as it now stands (as ``GET /v1/assessments/{id}`` shows it), remembered
     for the request's Idempotency-Key (if one was sent) in this transaction."""
-    row = await results.assessment(session, assessment_id, None)
-    assert row is not None  # written to in this transaction
-    answer = assessment_out(row)
+    answer = await current_assessment(session, assessment_id)
     remember_answer(session, request, context.principal, status, answer)
     return answer
 
@@ -91,10 +88,10 @@ async def put_inputs(
     assessment, written = await service.set_inputs(
         session, context, assessment_id, body.values, body.note, request.app.state.runtime.queue
     )
-    row = await results.assessment(session, assessment.id, None)
-    assert row is not None  # written to in this transaction
     answer = InputsOut(
-        **assessment_out(row).model_dump(), written=written, nodes=sorted(body.values)
+        **(await current_assessment(session, assessment.id)).model_dump(),
+        written=written,
+        nodes=sorted(body.values),
     )
     remember_answer(session, request, context.principal, 200, answer)
     return answer

@@ -347,8 +347,6 @@ async def request_evidence(
 async def evidence_requests(
     session: AsyncSession, context: Context, assessment_id: uuid.UUID, *, answered: bool | None
 ) -> list[EvidenceRequest]:
-    assessment = await repository.get(session, assessment_id)
-    if assessment is None:
-        raise NotFound(f"No assessment {assessment_id}.")
-    await policy.require_scope(session, context.principal, assessment)
+    """The assessment's evidence requests, for whoever may see the assessment (else 404)."""
+    await policy.visible_assessment(session, context.principal, assessment_id)
     return list(await repository.evidence_requests(session, assessment_id, answered=answered))

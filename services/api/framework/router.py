@@ -16,7 +16,7 @@ from services.api.framework.schemas import (
     FrameworkScale,
     FrameworkSummary,
 )
-from services.kit.errors import NotFound
+from services.api.framework.service import get_or_404
 from services.scoring.engine import Band, Framework, Node, Scale
 from services.scoring.engine.numbers import plain
 from services.scoring.frameworks import registry
@@ -96,13 +96,6 @@ def framework_out(framework: Framework) -> FrameworkOut:
         **framework_summary(framework).model_dump(),
         trees=[node_out(root) for root in framework.roots],
     )
-
-
-def get_or_404(framework_id: str) -> Framework:
-    framework = registry().get(framework_id)
-    if framework is None:
-        raise NotFound(f"No framework {framework_id!r} (known: {', '.join(sorted(registry()))}).")
-    return framework
 
 
 @lru_cache(maxsize=64)

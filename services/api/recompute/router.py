@@ -13,11 +13,9 @@ from services.domain.access.dependencies import CurrentPrincipal, RequestContext
 from services.domain.access.policy import Action
 from services.domain.recompute import repository
 from services.domain.recompute.service import create_run
-from services.domain.region import repository as regions
 from services.kit.db import DbSession
 from services.kit.errors import NotFound
 from services.kit.idempotency import remember_answer, replayed
-from services.scoring.frameworks import registry
 
 router = APIRouter(tags=["jobs"])
 
@@ -41,10 +39,6 @@ async def start_recompute_run(
     policy.require(principal, Action.START_RECOMPUTE_RUN)
     if (replay := await replayed(session, request, principal)) is not None:
         return replay
-    if body.framework is not None and body.framework not in registry():
-        raise NotFound(f"No framework {body.framework!r}.")
-    if body.region is not None and await regions.get(session, body.region) is None:
-        raise NotFound(f"No region with Kemendagri code {body.region!r}.")
     run = await create_run(
         session,
         framework_id=body.framework,
@@ -61,6 +55,7 @@ async def start_recompute_run(
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut, summary="Progress of a background job")
 async def get_job(job_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal) -> JobOut:
+    policy.require(principal, Action.READ_JOBS)
     run = await repository.get_run(session, job_id)
     if run is None:
         raise NotFound(f"No job {job_id}.")

@@ -4,11 +4,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from services.api.region.schemas import RegionKind, RegionOut, RegionPage
+from services.api.region.schemas import RegionOut, RegionPage
 from services.domain.region import repository
 from services.kit.db import DbSession
 from services.kit.errors import NotFound
 from services.kit.pagination import decode_cursor, encode_cursor
+from services.models import RegionKind
 
 router = APIRouter(prefix="/v1/regions", tags=["regions"])
 

@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field
 
-RegionKind = Literal["provinsi", "kabupaten", "kota"]
+from services.models import RegionKind
 
 
 class RegionOut(BaseModel):

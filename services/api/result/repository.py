@@ -113,7 +113,7 @@ RANKING = text(
         JOIN result_state s ON s.assessment_id = a.id
         JOIN region r ON r.code = a.region_code
         WHERE a.framework_id = :framework AND a.period = :period AND a.stage = 'final'
-          AND s.index_value IS NOT NULL AND (a.state = 'published' OR NOT :published_only)
+          AND s.index_value IS NOT NULL AND (a.state = :published OR NOT :published_only)
           AND (CAST(:province AS text) IS NULL OR r.province_code = :province)
     ), previous AS (
         SELECT a.region_code, r.name, r.province_code, s.index_value, s.predicate,
@@ -122,7 +122,7 @@ RANKING = text(
         JOIN result_state s ON s.assessment_id = a.id
         JOIN region r ON r.code = a.region_code
         WHERE a.framework_id = :framework AND a.period = :period - 1 AND a.stage = 'final'
-          AND s.index_value IS NOT NULL AND (a.state = 'published' OR NOT :published_only)
+          AND s.index_value IS NOT NULL AND (a.state = :published OR NOT :published_only)
           AND (CAST(:province AS text) IS NULL OR r.province_code = :province)
     )
     SELECT current.*, previous.rank AS previous_rank, previous.index_value AS previous_index
@@ -146,6 +146,7 @@ async def ranking(
         "period": period,
         "province": province,
         "published_only": published_only,
+        "published": AssessmentState.PUBLISHED.value,
     }
     return (await session.execute(RANKING, params)).all()
 

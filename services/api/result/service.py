@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.api.framework.router import get_or_404
+from services.api.framework.service import get_or_404
 from services.api.result import repository
 from services.api.result.repository import AssessmentRow
 from services.api.result.schemas import (
@@ -100,10 +100,13 @@ def assessment_out(row: AssessmentRow) -> AssessmentOut:
     return AssessmentOut(**_assessment_fields(row))
 
 
-def assessment_json(row: AssessmentRow) -> dict[str, Any]:
-    """:func:`assessment_out` as JSON-ready data (str ids, plain values), for answers that add
-    keys to it or store it (idempotent replays)."""
-    return assessment_out(row).model_dump(mode="json")
+async def current_assessment(session: AsyncSession, assessment_id: uuid.UUID) -> AssessmentOut:
+    """The assessment as it stands in this transaction, for a caller that may act on it (the
+    answer of a workflow write)."""
+    row = await repository.assessment(session, assessment_id, None)
+    if row is None:
+        raise NotFound(f"No assessment {assessment_id}.")
+    return assessment_out(row)
 
 
 async def assessment_or_404(

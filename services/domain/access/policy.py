@@ -35,6 +35,8 @@ class Action(StrEnum):
     START_RECOMPUTE_RUN = "start recompute runs"
     MANAGE_WEBHOOKS = "manage webhook subscriptions"
     READ_AUDIT = "read the audit trail"
+    READ_METRICS = "read metric points"
+    READ_JOBS = "follow background jobs"
 
 
 ALLOWED: dict[Action, frozenset[Role]] = {
@@ -47,6 +49,9 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.START_RECOMPUTE_RUN: NATIONAL,
     Action.MANAGE_WEBHOOKS: NATIONAL,
     Action.READ_AUDIT: NATIONAL,
+    # Any key, for now: raw points and job progress are not yet scoped to regions or owners.
+    Action.READ_METRICS: frozenset(Role),
+    Action.READ_JOBS: frozenset(Role),
 }
 
 
@@ -74,12 +79,15 @@ def acts_for_region(principal: Principal, region_code: str) -> bool:
     return principal.role in REGIONAL and region_code in principal.regions
 
 
-def require_region(principal: Principal, region_code: str, doing: str) -> None:
-    """403 unless the caller acts for ``region_code`` (national roles act for every region)."""
+def require_region(
+    principal: Principal, region_code: str, doing: str, *, outcome: str = ""
+) -> None:
+    """403 unless the caller acts for ``region_code`` (national roles act for every region);
+    ``outcome`` tells the caller what became of the rest of its request."""
     if not acts_for_region(principal, region_code):
         raise Forbidden(
             f"The key {principal.name!r} ({principal.role}) may not {doing} for region "
-            f"{region_code!r}."
+            f"{region_code!r}{'; ' + outcome if outcome else ''}."
         )
 
 

@@ -28,7 +28,7 @@ class Context:
     """A request as services see it: who calls, and the request id that audit rows carry."""
 
     principal: Principal
-    request_id: str | None
+    request_id: str
 
 
 @dataclass(frozen=True, slots=True)

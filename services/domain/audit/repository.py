@@ -7,15 +7,44 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.domain.access.principal import Context
 from services.models import AuditEvent
 
 
 def add(session: AsyncSession, event: AuditEvent) -> None:
     session.add(event)
+
+
+def actor(context: Context) -> dict[str, Any]:
+    """The bound parameters :sql:`insert_each` names: who acts, under which request."""
+    principal = context.principal
+    return {
+        "audit_actor_id": principal.key_id,
+        "audit_actor_name": principal.name,
+        "audit_role": str(principal.role),
+        "audit_request_id": context.request_id,
+    }
+
+
+def insert_each(rows: str) -> str:
+    """The set-based form of :func:`add`, for a statement that changes many rows at once: an
+    INSERT (to use as a data-modifying CTE) of one audit row per row of ``rows``, a SELECT of
+    (action, entity, entity_id, before, after), by the actor whose :func:`actor` parameters
+    the statement is run with."""
+    # ``rows`` is SQL written in code, never input.
+    return f"""
+        INSERT INTO audit_event (actor_id, actor_name, role, action, entity, entity_id,
+                                 before, after, request_id)
+        SELECT CAST(:audit_actor_id AS uuid), :audit_actor_name, :audit_role, r.action,
+               r.entity, r.entity_id, r.before, r.after, :audit_request_id
+        FROM ({rows}) AS r(action, entity, entity_id, before, after)
+        RETURNING 1
+    """  # noqa: S608
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,9 @@ from services.domain.recompute.jobs import (
     recompute_job_id,
     run_start_job_id,
 )
+from services.domain.region import repository as regions
 from services.kit.db import after_commit
+from services.kit.errors import NotFound
 from services.kit.queue import Queue
 from services.models import RecomputeRun
 from services.scoring.engine import Framework
@@ -92,7 +94,12 @@ async def create_run(
     requested_by: str,
     queue: Queue | None,
 ) -> RecomputeRun:
-    """A run over the matching assessments, its total counted; started after the commit."""
+    """A run over the matching assessments, its total counted; started after the commit.
+    404 for an unknown framework or region."""
+    if framework_id is not None and framework_id not in registry():
+        raise NotFound(f"No framework {framework_id!r}.")
+    if region_code is not None and await regions.get(session, region_code) is None:
+        raise NotFound(f"No region with Kemendagri code {region_code!r}.")
     total = await repository.count_in_scope(session, framework_id, period, region_code)
     run = await repository.add_run(
         session,

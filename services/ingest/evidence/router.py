@@ -60,6 +60,8 @@ router = APIRouter(prefix="/v1/evidence", tags=["evidence"])
         }
     },
     responses={
+        # The same bytes for the same nodes again: the item already stored (a safe retry).
+        200: {"model": EvidenceOut, "description": "The item already stored"},
         413: {"description": "Larger than CERDAS_EVIDENCE_MAX_BYTES"},
         415: {"description": "Content is not PDF, PNG, JPEG, DOCX, XLSX, ODT or ODS"},
     },

@@ -10,6 +10,8 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.domain.access.principal import Context
+from services.domain.audit import repository as audit
+from services.domain.audit.repository import insert_each
 from services.ingest.metric.validation import STAGED_COLUMNS, StagedRow
 from services.kit.db import driver_of
 from services.models import MetricPoint
@@ -67,17 +69,7 @@ _IMPORT = """
             WHERE metric_point.value <> excluded.value
         RETURNING id, region_code, metric, period, year, dimension_key, value,
                   (xmax = 0) AS inserted
-    ), audited AS (
-        INSERT INTO audit_event (actor_id, actor_name, role, action, entity, entity_id,
-                                 before, after, request_id)
-        SELECT :actor_id, :actor_name, :role, 'metric.update', 'metric_point',
-               concat_ws('/', up.region_code, up.metric, up.period,
-                         nullif(up.dimension_key, '')),
-               jsonb_build_object('value', matched.old_value::text),
-               jsonb_build_object('value', up.value::text), :request_id
-        FROM up JOIN matched ON matched.old_id = up.id
-        WHERE NOT up.inserted
-        RETURNING 1
+    ), audited AS ({audit}
     )
     SELECT
         (SELECT ok FROM go) AS stored,
@@ -90,7 +82,18 @@ _IMPORT = """
          FROM (SELECT DISTINCT region_code, year, metric FROM up) c) AS changes,
         (SELECT count(*) FROM audited) AS audited
     """
-_IMPORT_STAGED = text(_IMPORT.format(source="metric_staging s"))
+# Each update is audited (creates are not: the point itself records who sent it).
+_AUDIT = insert_each(
+    """
+    SELECT 'metric.update', 'metric_point',
+           concat_ws('/', up.region_code, up.metric, up.period, nullif(up.dimension_key, '')),
+           jsonb_build_object('value', matched.old_value::text),
+           jsonb_build_object('value', up.value::text)
+    FROM up JOIN matched ON matched.old_id = up.id
+    WHERE NOT up.inserted
+    """
+)
+_IMPORT_STAGED = text(_IMPORT.format(source="metric_staging s", audit=_AUDIT))
 # An import that fits one staging batch (every JSON batch) skips the staging table.
 _IMPORT_ARRAYS = text(
     _IMPORT.format(
@@ -100,7 +103,8 @@ _IMPORT_ARRAYS = text(
                           CAST(:dimensions AS jsonb[]), CAST(:dimension_key AS text[]),
                           CAST(CAST(:value AS text[]) AS numeric[]))
                    AS s(ord, region_code, metric, period, period_start, year, dimensions,
-                        dimension_key, value)"""
+                        dimension_key, value)""",
+        audit=_AUDIT,
     )
 )
 
@@ -149,10 +153,8 @@ async def import_points(
     context: Context,
 ) -> Imported:
     """Classify the points and, with ``store``, apply them: one round trip. The points are
-    ``rows``, or with None those in the staging table. Each update is audited as the caller of
-    ``context`` under its request id (the audit trail's one other writer, besides
-    services.domain.audit.service.record)."""
-    principal = context.principal
+    ``rows``, or with None those in the staging table. Each update is audited in the same
+    statement, as the caller of ``context`` under its request id."""
     columns: dict[str, Any] = {}
     if rows is not None:
         values = zip(*rows, strict=True) if rows else ([] for _ in STAGED_COLUMNS)
@@ -172,11 +174,8 @@ async def import_points(
                 **columns,
                 "store": store,
                 "atomic": atomic,
-                "source_key_id": principal.key_id,
-                "actor_id": principal.key_id,
-                "actor_name": principal.name,
-                "role": str(principal.role),
-                "request_id": context.request_id,
+                "source_key_id": context.principal.key_id,
+                **audit.actor(context),
             },
         )
     ).one()

@@ -158,6 +158,7 @@ async def list_metrics(
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> MetricPage:
+    policy.require(principal, Action.READ_METRICS)
     after = decode_cursor(cursor, int)[0] if cursor else None
     return await service.page(
         session, region=region, metric=metric, year=year, after_id=after, limit=limit

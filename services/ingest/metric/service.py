@@ -81,7 +81,7 @@ def check_regions(principal: Principal, region_codes: Iterable[object]) -> None:
     """403 before anything is stored when a point is for a region the key may not write."""
     for code in region_codes:
         if isinstance(code, str):
-            policy.require_region(principal, code, "write data")
+            policy.require_region(principal, code, "write data", outcome="nothing was stored")
 
 
 async def import_points(
