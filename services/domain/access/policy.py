@@ -37,6 +37,7 @@ class Action(StrEnum):
     READ_AUDIT = "read the audit trail"
     READ_METRICS = "read metric points"
     READ_JOBS = "follow background jobs"
+    MANAGE_KEYS = "manage API keys"
 
 
 ALLOWED: dict[Action, frozenset[Role]] = {
@@ -52,6 +53,7 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     # Any key, for now: raw points and job progress are not yet scoped to regions or owners.
     Action.READ_METRICS: frozenset(Role),
     Action.READ_JOBS: frozenset(Role),
+    Action.MANAGE_KEYS: NATIONAL,
 }
 
 
