@@ -157,11 +157,19 @@ async def unsubscribe(world: World, role: str) -> Request:
 WRITERS = {"super-app:own": 200, "region-operator:own": 200, "ministry-admin": 200}
 UPLOADERS = {"super-app:own": 201, "region-operator:own": 201, "ministry-admin": 201}
 MINISTRY = {"ministry-admin": 200}
-# Route → (scenario, the 2xx roles with their status); every other role gets 403, anonymous 401.
+# The scenarios' assessments are Kota Bogor's and unpublished: a key that may not see them (of
+# another region, an assessor not assigned) gets 404 on a write to them, once its role may make
+# that write at all; it learns nothing of the assessment, not even that it exists.
+HIDDEN = {"super-app:foreign": 404, "region-operator:foreign": 404, "assessor:unassigned": 404}
+# Route → (scenario, the statuses that are not 403: 2xx for the roles that may, 404 where the
+# assessment is hidden); every other role gets 403, anonymous 401.
 MATRIX: dict[tuple[str, str], tuple[Scenario, dict[str, int]]] = {
     ("POST", "/v1/metrics:batch"): (metrics_batch, WRITERS),
     ("POST", "/v1/metrics:import"): (metrics_import, WRITERS),
-    ("POST", "/v1/evidence"): (evidence, UPLOADERS),
+    ("POST", "/v1/evidence"): (
+        evidence,
+        UPLOADERS | {"super-app:foreign": 404, "region-operator:foreign": 404},
+    ),
     ("POST", "/v1/recompute-runs"): (recompute_run, {"ministry-admin": 202}),
     ("POST", "/v1/assessments"): (
         open_assessment,
@@ -169,16 +177,22 @@ MATRIX: dict[tuple[str, str], tuple[Scenario, dict[str, int]]] = {
     ),
     ("PUT", "/v1/assessments/{assessment_id}/inputs"): (
         inputs,
-        {"region-operator:own": 200, "assessor:assigned": 200, "ministry-admin": 200},
+        {
+            "region-operator:own": 200,
+            "region-operator:foreign": 404,
+            "assessor:assigned": 200,
+            "assessor:unassigned": 404,
+            "ministry-admin": 200,
+        },
     ),
     ("POST", "/v1/assessments/{assessment_id}/transitions"): (
         transitions,
-        {"region-operator:own": 200, "assessor:assigned": 200, "ministry-admin": 200},
+        HIDDEN | {"region-operator:own": 200, "assessor:assigned": 200, "ministry-admin": 200},
     ),
     ("POST", "/v1/assessments/{assessment_id}/assessors"): (assessors, {"ministry-admin": 201}),
     ("POST", "/v1/assessments/{assessment_id}/evidence-requests"): (
         evidence_requests,
-        {"assessor:assigned": 201, "ministry-admin": 201},
+        {"assessor:assigned": 201, "assessor:unassigned": 404, "ministry-admin": 201},
     ),
     ("POST", "/v1/webhooks"): (subscribe, {"ministry-admin": 201}),
     ("DELETE", "/v1/webhooks/{subscription_id}"): (unsubscribe, {"ministry-admin": 204}),
@@ -208,5 +222,5 @@ async def test_authorization(
     response = await client.request(method, url, headers=headers, **kwargs)
     expected = 401 if role == "anonymous" else allowed.get(role, 403)
     assert response.status_code == expected, response.text
-    if expected in (401, 403):
+    if expected in (401, 403, 404):
         assert response.headers["content-type"] == "application/problem+json"

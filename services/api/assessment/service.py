@@ -143,6 +143,7 @@ async def set_inputs(
     principal = context.principal
     policy.require(principal, Action.ENTER_VALUES)
     assessment = await _locked(session, assessment_id)
+    await policy.require_visible(session, principal, assessment)
     await policy.require_scope(session, principal, assessment)
     value = VALUE_OF_ROLE[principal.role]
     allowed = VALUE_STATES[value]
@@ -226,6 +227,7 @@ async def transition(
     queue: Queue | None,
 ) -> Assessment:
     assessment = await _locked(session, assessment_id)
+    await policy.require_visible(session, context.principal, assessment)
     source = assessment.state
     move = TRANSITIONS.get((source, to))
     if move is None or move.by_evidence_request_only:
@@ -295,6 +297,7 @@ async def request_evidence(
     principal = context.principal
     policy.require(principal, Action.REQUEST_EVIDENCE)
     assessment = await _locked(session, assessment_id)
+    await policy.require_visible(session, principal, assessment)
     await policy.require_scope(session, principal, assessment)
     source = assessment.state
     move = TRANSITIONS.get((source, AssessmentState.EVIDENCE_REQUESTED))

@@ -128,6 +128,25 @@ def sees_unpublished_figures(principal: Principal | None) -> bool:
     return principal is not None and principal.role in NATIONAL
 
 
+async def require_visible(
+    session: AsyncSession, principal: Principal, assessment: Assessment
+) -> None:
+    """404 unless the caller may see ``assessment``, whatever it came to do: a write on an
+    assessment the caller may not read learns nothing about it (not even its state)."""
+    seen = visibility(principal)
+    if (
+        seen.everything
+        or assessment.state == AssessmentState.PUBLISHED
+        or assessment.region_code in seen.regions
+    ):
+        return
+    if seen.assigned_to is not None and await assessments.is_assigned(
+        session, assessment.id, seen.assigned_to
+    ):
+        return
+    raise NotFound(f"No assessment {assessment.id}.")
+
+
 async def visible_assessment(
     session: AsyncSession, principal: Principal | None, assessment_id: uuid.UUID
 ) -> Assessment:

@@ -50,6 +50,12 @@ async def lock(session: AsyncSession, assessment_id: uuid.UUID) -> Assessment | 
     return await session.get(Assessment, assessment_id, with_for_update=True)
 
 
+async def lock_shared(session: AsyncSession, assessment_id: uuid.UUID) -> Assessment | None:
+    """The assessment, read-locked: writers attached to it (uploads) go side by side, a
+    workflow move (which takes :func:`lock`) waits for them and they for it."""
+    return await session.get(Assessment, assessment_id, with_for_update={"read": True})
+
+
 async def find_same(
     session: AsyncSession, region: str, framework_id: str, period: int, stage: str
 ) -> uuid.UUID | None:

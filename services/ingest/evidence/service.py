@@ -21,9 +21,15 @@ from services.ingest.evidence import repository
 from services.ingest.evidence.schemas import EvidenceOut, RevisionOut
 from services.ingest.evidence.sniff import ALLOWED, sniff
 from services.ingest.evidence.upload import ReceivedUpload
-from services.kit.errors import NotFound, Unprocessable, UnsupportedMediaType, invalid
+from services.kit.errors import Conflict, NotFound, Unprocessable, UnsupportedMediaType, invalid
 from services.kit.storage import Storage, object_key
-from services.models import EvidenceItem, EvidenceObject, EvidenceRequest, EvidenceRevision
+from services.models import (
+    AssessmentState,
+    EvidenceItem,
+    EvidenceObject,
+    EvidenceRequest,
+    EvidenceRevision,
+)
 from services.scoring.frameworks import registry
 
 _UNSAFE = re.compile(r"[^\w.\- ()]+")
@@ -81,10 +87,19 @@ async def store(
     policy.require(principal, Action.UPLOAD_EVIDENCE)
     assessment_id = _uuid(received, "assessment_id", required=True)
     assert assessment_id is not None  # required: _uuid raised otherwise
-    assessment = await assessments.get(session, assessment_id)
+    # Shared with other uploads, exclusive of a workflow move: no upload slips in beside a
+    # publication.
+    assessment = await assessments.lock_shared(session, assessment_id)
     if assessment is None:
         raise NotFound(f"No assessment {assessment_id}.")
+    await policy.require_visible(session, principal, assessment)
     policy.require_region(principal, assessment.region_code, "upload evidence")
+    if assessment.state == AssessmentState.PUBLISHED:
+        raise Conflict(
+            "The assessment is published and its evidence is locked; a correction reopens it "
+            "first (transition to in_review with a reason).",
+            state=assessment.state,
+        )
     node_ids = [
         node.strip()
         for value in received.fields.get("node_ids", [])
