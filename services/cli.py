@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from services.kit.embedded import EmbeddedServers
+from services.keys_cli import keys_app
+from services.kit.embedded import EmbeddedServers, ServerAlreadyRunning
 from services.kit.errors import ProblemError
 from services.kit.settings import Settings, SettingsError, load_settings
-from services.models import Role
 from services.scoring.cli import frameworks_app, score
 
 if TYPE_CHECKING:
@@ -55,8 +55,12 @@ def _configure_logging(settings: Settings) -> None:
 
 
 @contextlib.contextmanager
-def resolved(settings: Settings) -> Iterator[Settings]:
-    """``settings`` with DATABASE_URL/REDIS_URL filled in, starting embedded servers if unset."""
+def resolved(settings: Settings, *, serving: str | None = None) -> Iterator[Settings]:
+    """``settings`` with DATABASE_URL/REDIS_URL filled in from the data folder's embedded servers
+    when unset: those already running there (another ``cerdas`` process's), else started here.
+
+    ``serving`` is the address of a ``cerdas serve``: a second one on the same data folder fails
+    with one line naming the first. Servers another process started are never stopped here."""
     if settings.database_url and settings.redis_url:
         yield settings
         return
@@ -64,10 +68,18 @@ def resolved(settings: Settings) -> Iterator[Settings]:
         settings.data_dir,
         want_postgres=not settings.database_url,
         want_redis=not settings.redis_url,
+        address=serving,
+        announce=lambda message: typer.echo(f"cerdas: {message}", err=True),
     )
-    typer.echo(f"cerdas: starting embedded servers in {settings.data_dir}/", err=True)
     try:
-        servers.start()
+        try:
+            servers.start()
+        except ServerAlreadyRunning as exc:
+            raise fail(
+                f"a server is already running on this data folder (pid {exc.pid}, {exc.address}); "
+                "stop it first or set CERDAS_DATA_DIR",
+                code=1,
+            ) from None
         yield settings.model_copy(
             update={
                 "database_url": settings.database_url or servers.database_url,
@@ -100,6 +112,11 @@ def run_with_runtime(work: Callable[[Runtime], Awaitable[T]], *, log: bool = Tru
             raise fail(str(exc)) from None
 
 
+def _url_host(host: str) -> str:
+    """``host`` as it goes in a URL (IPv6 in brackets)."""
+    return f"[{host}]" if ":" in host else host
+
+
 def _exit_gracefully(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
@@ -113,7 +130,9 @@ def serve(
         typer.Option(help="Load the seed cases on start (default: only on the embedded database)"),
     ] = None,
 ) -> None:
-    """Serve the gateway and ingest APIs with an in-process worker; migrates on start."""
+    """Serve the gateway and ingest APIs with an in-process worker; migrates on start.
+
+    One per data folder: other `cerdas` commands share its embedded servers."""
     import uvicorn
 
     from services.main import create_app
@@ -122,7 +141,8 @@ def serve(
     _configure_logging(settings)
     # The embedded default is a fresh, local database: show real figures on first start.
     load_demo = demo if demo is not None else not settings.database_url
-    with resolved(settings) as ready:
+    host, port = host or settings.host, port or settings.port
+    with resolved(settings, serving=f"http://{_url_host(host)}:{port}") as ready:
         api = create_app(ready, migrate=True, in_process_worker=True, demo=load_demo)
         # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal to the
         # handler that was there before it; make that an orderly exit, so the embedded servers
@@ -131,8 +151,8 @@ def serve(
         with contextlib.suppress(KeyboardInterrupt):
             uvicorn.run(
                 api,
-                host=host or ready.host,
-                port=port or ready.port,
+                host=host,
+                port=port,
                 log_level=ready.log_level,
                 proxy_headers=True,
             )
@@ -237,45 +257,7 @@ def load_demo_data() -> None:
     typer.echo(f"cerdas: seed cases loaded, {scored} assessments scored")
 
 
-keys_app = typer.Typer(help="API keys for machine clients.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
-
-
-@keys_app.command("create")
-def create_key(
-    role: Annotated[str, typer.Option(help=", ".join(Role))],
-    name: Annotated[str, typer.Option(help="Who holds the key, e.g. 'Bogor Single Window'")],
-    region: Annotated[
-        list[str] | None, typer.Option(help="Region code the key may write (repeatable)")
-    ] = None,
-) -> None:
-    """Create a key and print it once; only its hash is stored."""
-    from services.domain.access.policy import REGIONAL
-    from services.domain.access.service import create_key as make_key
-    from services.domain.region import repository as regions_repository
-
-    regions = region or []
-    if role not in set(Role):
-        raise fail(f"unknown role {role!r} (one of {', '.join(Role)})")
-    if role in REGIONAL and not regions:
-        raise fail(f"a {role} key needs --region (the region(s) it writes for)")
-
-    async def run(runtime: Runtime) -> str:
-        async with runtime.sessionmaker() as session, session.begin():
-            missing = sorted(set(regions) - await regions_repository.existing(session, regions))
-            if missing:
-                raise fail(f"unknown region {missing[0]!r} (a Kemendagri code, e.g. 32.71)")
-            _, secret = await make_key(session, name=name, role=Role(role), regions=regions)
-            return secret
-
-    secret = run_with_runtime(run, log=False)
-    typer.echo(secret)
-    typer.echo(
-        f"cerdas: created {role} key {name!r}"
-        + (f" for {', '.join(regions)}" if regions else "")
-        + "; it is shown only this once",
-        err=True,
-    )
 
 
 if __name__ == "__main__":  # pragma: no cover

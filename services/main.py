@@ -17,6 +17,7 @@ from services.api.assessment.router import router as workflow_router
 from services.api.audit.router import router as audit_router
 from services.api.framework.router import router as frameworks_router
 from services.api.health.router import router as health_router
+from services.api.key.router import router as keys_router
 from services.api.recompute.router import router as jobs_router
 from services.api.region.router import router as regions_router
 from services.api.result.exports import router as exports_router
@@ -149,6 +150,7 @@ def create_app(
         workflow_router,
         webhooks_router,
         audit_router,
+        keys_router,
     ):
         app.include_router(router, dependencies=[Depends(limit_anonymous)])
     return app

@@ -1,4 +1,5 @@
-"""SQL for the seed cases: upserts of published assessments, their values and metrics."""
+"""SQL for the seed cases: published assessments, their values and metric points, each written
+only where absent (nothing that exists is ever changed)."""
 
 from __future__ import annotations
 
@@ -24,56 +25,52 @@ async def pending_recomputes(session: AsyncSession) -> list[tuple[uuid.UUID, str
     return [(row.assessment_id, row.framework_id) for row in rows]
 
 
-async def upsert_case(session: AsyncSession, case: dict[str, Any]) -> uuid.UUID:
-    statement = insert(Assessment).values(
-        id=uuid.uuid4(),
-        region_code=case["region"],
-        framework_id=case["framework"],
-        period=case["period"],
-        stage="final",
-        state=AssessmentState.PUBLISHED,
-        input_revision=0,
+async def add_published(
+    session: AsyncSession, region: str, framework_id: str, period: int
+) -> uuid.UUID | None:
+    """A new published final assessment; None if one exists already (it is left as it is)."""
+    statement = (
+        insert(Assessment)
+        .values(
+            id=uuid.uuid4(),
+            region_code=region,
+            framework_id=framework_id,
+            period=period,
+            stage="final",
+            state=AssessmentState.PUBLISHED,
+            input_revision=0,
+        )
+        .on_conflict_do_nothing(index_elements=["region_code", "framework_id", "period", "stage"])
+        .returning(Assessment.id)
     )
-    upsert = statement.on_conflict_do_update(
-        index_elements=["region_code", "framework_id", "period", "stage"],
-        set_={"state": AssessmentState.PUBLISHED},
-    ).returning(Assessment.id)
-    assessment_id: uuid.UUID = (await session.execute(upsert)).scalar_one()
-    for node_id, value in case["values"].items():
-        row = insert(AssessmentInput).values(
-            assessment_id=assessment_id,
-            node_id=node_id,
-            self_value=str(value),
-            verified_value=str(value),
-            note=case.get("note"),
-        )
-        await session.execute(
-            row.on_conflict_do_update(
-                index_elements=["assessment_id", "node_id"],
-                set_={"self_value": str(value), "verified_value": str(value)},
-            )
-        )
-    return assessment_id
+    created: uuid.UUID | None = (await session.execute(statement)).scalar_one_or_none()
+    return created
 
 
-async def upsert_metric(session: AsyncSession, point: dict[str, Any]) -> int:
-    """Upsert a monthly point; returns its year."""
+async def add_inputs(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Input rows of a just-created assessment."""
+    if rows:
+        await session.execute(insert(AssessmentInput), rows)
+
+
+async def add_metric(session: AsyncSession, point: dict[str, Any]) -> int | None:
+    """A monthly point, unless one is stored for its key; returns its year if added."""
     period = str(point["period"])
     year, month = (int(part) for part in period.split("-"))
-    statement = insert(MetricPoint).values(
-        region_code=point["region"],
-        metric=point["metric"],
-        period=period,
-        period_start=date(year, month, 1),
-        year=year,
-        dimensions={},
-        dimension_key="",
-        value=point["value"],
-    )
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["region_code", "metric", "period", "dimension_key"],
-            set_={"value": point["value"]},
+    statement = (
+        insert(MetricPoint)
+        .values(
+            region_code=point["region"],
+            metric=point["metric"],
+            period=period,
+            period_start=date(year, month, 1),
+            year=year,
+            dimensions={},
+            dimension_key="",
+            value=point["value"],
         )
+        .on_conflict_do_nothing(index_elements=["region_code", "metric", "period", "dimension_key"])
+        .returning(MetricPoint.id)
     )
-    return year
+    added = (await session.execute(statement)).scalar_one_or_none()
+    return None if added is None else year

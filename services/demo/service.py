@@ -1,28 +1,36 @@
-"""The seed cases (demo.yaml), loaded idempotently and scored at once.
+"""The seed cases (demo.yaml), loaded where absent and scored at once.
 
 `cerdas demo` loads them into any database; `cerdas serve` on the embedded default loads them on
 first start, so a new user sees real figures; against a configured DATABASE_URL nothing is
-loaded unless asked.
+loaded unless asked. A case whose assessment exists already, or a metric point already stored,
+is left exactly as it is: the demo never overwrites live data. What it adds is audited, as
+the `cerdas demo` operator.
 """
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from services.demo import repository
+from services.domain.access.principal import Context, Principal
 from services.domain.assessment import repository as assessments
+from services.domain.audit import service as audit
 from services.domain.recompute.service import mark_dirty
 from services.ingest.metric.repository import Change
 from services.ingest.metric.service import mark_affected
 from services.kit.runtime import Runtime
-from services.scoring.engine import link_order
+from services.models import Role
+from services.scoring.engine import Framework, link_order
 from services.scoring.frameworks import registry
 from services.scoring.service import recompute_many
 
 SEED_FILE = Path(__file__).with_name("demo.yaml")
+# Who the audit trail names for what the demo adds.
+OPERATOR = Principal(key_id=None, name="cerdas demo", role=Role.MINISTRY_ADMIN)
 
 
 def seed() -> dict[str, Any]:
@@ -40,16 +48,68 @@ async def is_loaded(runtime: Runtime) -> bool:
 
 
 async def load(runtime: Runtime) -> int:
-    """Upsert the seed cases and recompute everything they touch; returns assessments scored."""
+    """Add the seed cases that are absent and recompute what they touch; returns how many
+    assessments were scored."""
     document = seed()
+    frameworks = registry()
+    context = Context(OPERATOR, f"demo-{uuid.uuid4().hex}")
     async with runtime.sessionmaker() as session, session.begin():
-        ids = [await repository.upsert_case(session, case) for case in document["assessments"]]
+        created: list[uuid.UUID] = []
+        for case in document["assessments"]:
+            framework = frameworks[case["framework"]]
+            assessment_id = await repository.add_published(
+                session, case["region"], framework.id, case["period"]
+            )
+            if assessment_id is None:
+                continue  # there already: never changed
+            created.append(assessment_id)
+            await repository.add_inputs(session, _input_rows(framework, assessment_id, case))
+            audit.record(
+                session,
+                context,
+                action="demo.load",
+                entity="assessment",
+                entity_id=str(assessment_id),
+                after={
+                    "region": case["region"],
+                    "framework": framework.id,
+                    "period": case["period"],
+                    "values": {node: str(value) for node, value in case["values"].items()},
+                },
+            )
         for point in document["metrics"]:
-            year = await repository.upsert_metric(session, point)
+            year = await repository.add_metric(session, point)
+            if year is None:
+                continue
+            audit.record(
+                session,
+                context,
+                action="metric.create",
+                entity="metric_point",
+                entity_id=f"{point['region']}/{point['metric']}/{point['period']}",
+                after={"value": str(point["value"])},
+            )
             # The metric-driven assessments of the region and year, as a push would mark them.
             await mark_affected(session, [Change(point["region"], year, point["metric"])], None)
-        await mark_dirty(session, ids, None)
+        await mark_dirty(session, created, None)
     return await settle(runtime)
+
+
+def _input_rows(
+    framework: Framework, assessment_id: uuid.UUID, case: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """A case's values as input rows: a leaf's as verified (and self-assessed) values, an
+    inner node's as the official result its results letter published."""
+    leaves = {node.id for node in framework.nodes() if node.is_leaf}
+    rows = []
+    for node_id, value in case["values"].items():
+        text = str(value)
+        if node_id in leaves:
+            given = {"self_value": text, "verified_value": text}
+        else:
+            given = {"official_value": text, "official_source": f"seed case: {case['note']}"}
+        rows.append({"assessment_id": assessment_id, "node_id": node_id, **given})
+    return rows
 
 
 async def settle(runtime: Runtime) -> int:

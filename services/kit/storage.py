@@ -7,6 +7,7 @@ place atomically: write, fsync, rename. An S3-compatible backend implements the 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import tempfile
@@ -68,6 +69,9 @@ class LocalStorage:
         return path
 
     async def commit(self, upload: Upload, key: str) -> None:
+        await asyncio.to_thread(self._commit, upload, key)  # fsync waits on the disk
+
+    def _commit(self, upload: Upload, key: str) -> None:
         target = self.path_of(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(upload.path, target)

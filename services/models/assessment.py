@@ -60,7 +60,9 @@ class Assessment(TimestampMixin, Base):
 
 
 class AssessmentInput(Base):
-    """A leaf's (or stand-in node's) value: the region's own and the assessor's verified one."""
+    """A node's entered values: for a leaf, the region's own and the assessor's verified one;
+    for an inner node (a component, a domain, the index), the official published value that a
+    ministry-admin imported from a results letter, with where it was published."""
 
     __tablename__ = "assessment_input"
 
@@ -70,6 +72,8 @@ class AssessmentInput(Base):
     node_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     self_value: Mapped[Any | None] = mapped_column(JSONB)
     verified_value: Mapped[Any | None] = mapped_column(JSONB)
+    official_value: Mapped[Any | None] = mapped_column(JSONB)
+    official_source: Mapped[str | None] = mapped_column(String(300))
     note: Mapped[str | None] = mapped_column(String(2000))
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False

@@ -51,6 +51,10 @@ class RecomputeRun(Base):
     done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     failed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     requested_by: Mapped[str] = mapped_column(String(200), nullable=False)
+    # The key that started it (None: the CLI, or a key since deleted); it may follow the run.
+    requested_by_key: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("api_key.id", ondelete="SET NULL")
+    )
     # Where the run stands: the framework (index in link order) and the last assessment done.
     cursor_framework: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     cursor_after: Mapped[uuid.UUID | None] = mapped_column(Uuid)

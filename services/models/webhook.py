@@ -32,11 +32,15 @@ class WebhookSubscription(TimestampMixin, Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     url: Mapped[str] = mapped_column(String(2000), nullable=False)
     events: Mapped[list[str]] = mapped_column(ARRAY(String(64)), nullable=False)
+    # "v1:<Fernet token>" (see services/domain/webhook/vault.py); unprefixed: legacy clear text.
     secret: Mapped[str] = mapped_column(String(200), nullable=False)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # The key that made it: a regional key manages only its own subscriptions.
     created_by: Mapped[uuid.UUID | None] = mapped_column(
-        Uuid, ForeignKey("api_key.id", ondelete="SET NULL")
+        Uuid, ForeignKey("api_key.id", ondelete="SET NULL"), index=True
     )
+    # The regions whose events it hears (its maker's, for a regional key); NULL: every region.
+    regions: Mapped[list[str] | None] = mapped_column(ARRAY(String(13)), nullable=True)
 
 
 class WebhookDelivery(Base):
@@ -63,6 +67,9 @@ class WebhookDelivery(Base):
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set while an attempt is in progress (no transaction is open during it): another attempt
+    # waits until it is recorded or this lease runs out.
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )

@@ -68,28 +68,27 @@ async def result_states(
     return {row.assessment_id: row for row in rows}
 
 
-async def assessed_values(
+async def entered_values(
     session: AsyncSession, assessment_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, tuple[dict[str, Any], dict[str, Value]]]:
-    """Per assessment: node id → the value that counts (the assessor's verified one, else the
-    region's own), and node id → which of the two it was ("verified" or "self")."""
+) -> dict[uuid.UUID, dict[str, dict[Value, Any]]]:
+    """Per assessment: node id → its entered values (self, verified, official), those given."""
     rows = await session.execute(
         select(
             AssessmentInput.assessment_id,
             AssessmentInput.node_id,
             AssessmentInput.self_value,
             AssessmentInput.verified_value,
+            AssessmentInput.official_value,
         ).where(AssessmentInput.assessment_id.in_(assessment_ids))
     )
-    found: dict[uuid.UUID, tuple[dict[str, Any], dict[str, Value]]] = {
-        identifier: ({}, {}) for identifier in assessment_ids
-    }
-    for assessment_id, node_id, self_value, verified_value in rows:
-        values, origins = found[assessment_id]
-        if verified_value is not None:
-            values[node_id], origins[node_id] = verified_value, Value.VERIFIED
-        elif self_value is not None:
-            values[node_id], origins[node_id] = self_value, Value.SELF
+    found: dict[uuid.UUID, dict[str, dict[Value, Any]]] = {i: {} for i in assessment_ids}
+    for assessment_id, node_id, self_value, verified_value, official_value in rows:
+        given = {
+            Value.SELF: self_value,
+            Value.VERIFIED: verified_value,
+            Value.OFFICIAL: official_value,
+        }
+        found[assessment_id][node_id] = {kind: v for kind, v in given.items() if v is not None}
     return found
 
 
@@ -147,6 +146,32 @@ async def linked_values(
         (region, period, stage): value
         for region, period, stage, value in rows
         if (region, period, stage) in keys and value is not None
+    }
+
+
+async def source_assessments(
+    session: AsyncSession, framework_id: str, keys: set[tuple[str, int, str]]
+) -> dict[tuple[str, int, str], tuple[uuid.UUID, AssessmentState]]:
+    """The assessments of ``framework_id`` for each (region, period, stage), whatever their
+    state: why a linked view has no value from one."""
+    if not keys:
+        return {}
+    rows = await session.execute(
+        select(
+            Assessment.region_code,
+            Assessment.period,
+            Assessment.stage,
+            Assessment.id,
+            Assessment.state,
+        ).where(
+            Assessment.framework_id == framework_id,
+            Assessment.region_code.in_({region for region, _, _ in keys}),
+        )
+    )
+    return {
+        (region, period, stage): (identifier, state)
+        for region, period, stage, identifier, state in rows
+        if (region, period, stage) in keys
     }
 
 

@@ -27,13 +27,13 @@ from services.domain.recompute.jobs import (
     recompute_job_id,
     run_step_job_id,
 )
-from services.domain.recompute.service import mark_readers_dirty
+from services.domain.recompute.service import mark_followers_dirty
 from services.domain.webhook import service as webhooks
 from services.domain.webhook.jobs import DELIVER_JOB
 from services.kit import results_cache
 from services.kit.db import run_after_commit
 from services.kit.queue import Queue
-from services.models import Assessment, RecomputeRun
+from services.models import Assessment, AssessmentState, RecomputeRun
 from services.scoring import repository
 from services.scoring.engine import Framework, InputError, Inputs, Result, evaluate, link_order
 from services.scoring.engine.numbers import decimal_text
@@ -152,7 +152,7 @@ async def _recompute_locked(
             changed.append((assessment, result))
         outcomes[assessment.id] = Recomputed("computed", revision, index)
     await repository.replace_results(session, [a.id for a in due], rows, result_states, computed_at)
-    await _mark_dependents(session, [assessment for assessment, _ in changed], queue)
+    await mark_followers_dirty(session, [assessment for assessment, _ in changed], queue)
     await webhooks.emit_many(
         session,
         "result.changed",
@@ -193,7 +193,7 @@ async def load_inputs(
     if not assessments:
         return {}
     frameworks = registry()
-    entered = await repository.assessed_values(session, [a.id for a in assessments])
+    entered = await repository.entered_values(session, [a.id for a in assessments])
     metric_keys = sorted(
         {key for a in assessments for key in frameworks[a.framework_id].metric_keys}
     )
@@ -201,6 +201,7 @@ async def load_inputs(
         session, {(a.region_code, a.period) for a in assessments}, metric_keys
     )
     linked: dict[tuple[str, str], dict[tuple[str, int, str], Decimal]] = {}
+    wanted = {(a.region_code, a.period, a.stage) for a in assessments}
     sources = {
         (link.framework, link.node)
         for a in assessments
@@ -211,25 +212,99 @@ async def load_inputs(
             session,
             source_framework,
             source_node,
-            {(a.region_code, a.period, a.stage) for a in assessments},
+            wanted,
         )
+    # For a link without a value, the source assessment and its state say why.
+    source_of = {
+        framework_id: await repository.source_assessments(session, framework_id, wanted)
+        for framework_id in sorted({framework_id for framework_id, _ in sources})
+    }
     result: dict[uuid.UUID, tuple[Inputs, dict[str, Value]]] = {}
     for assessment in assessments:
         framework = frameworks[assessment.framework_id]
-        values, origins = entered[assessment.id]
+        values, origins = counted_values(framework, entered[assessment.id])
         key = (assessment.region_code, assessment.period, assessment.stage)
         links = {
             link.ref: linked[(link.framework, link.node)][key]
             for link in framework.links
             if key in linked[(link.framework, link.node)]
         }
+        unavailable = {
+            link.ref: _why_unlinked(link.framework, key, source_of[link.framework].get(key))
+            for link in framework.links
+            if link.ref not in links
+        }
         inputs = Inputs(
             values=values,
             metrics=metrics.get((assessment.region_code, assessment.period), {}),
             linked=links,
+            unavailable=unavailable,
         )
         result[assessment.id] = (inputs, origins)
     return result
+
+
+def _why_unlinked(
+    framework_id: str,
+    key: tuple[str, int, str],
+    source: tuple[uuid.UUID, AssessmentState] | None,
+) -> str:
+    """Why a linked view has no value from ``framework_id`` for this region and period."""
+    region, period, _ = key
+    if source is None:
+        return f"no {framework_id} assessment for {region} {period}"
+    identifier, state = source
+    if state != AssessmentState.PUBLISHED:
+        return (
+            f"{framework_id} for {region} {period} is {state}, not published "
+            f"(assessment {identifier})"
+        )
+    return f"{framework_id} for {region} {period} has no result yet (assessment {identifier})"
+
+
+def counted_values(
+    framework: Framework, entered: dict[str, dict[Value, Any]]
+) -> tuple[dict[str, Any], dict[str, Value]]:
+    """The entered values scoring uses, and which value each one is.
+
+    A leaf counts its verified value, else the region's own. An inner node counts only an
+    official value (a ministry-admin's import of a results letter), and only while no leaf
+    under it has a verified value: verified figures replace a published stand-in as soon as
+    they exist. A value entered on an inner node any other way does not count.
+    """
+    values: dict[str, Any] = {}
+    origins: dict[str, Value] = {}
+    verified = {node_id for node_id, given in entered.items() if Value.VERIFIED in given}
+    for node in framework.nodes():
+        given = entered.get(node.id)
+        if not given:
+            continue
+        if node.is_leaf:
+            for kind in (Value.VERIFIED, Value.SELF):
+                if kind in given:
+                    values[node.id], origins[node.id] = given[kind], kind
+                    break
+        elif Value.OFFICIAL in given and not verified & _leaves_under(framework, node.id):
+            values[node.id], origins[node.id] = given[Value.OFFICIAL], Value.OFFICIAL
+    return values, origins
+
+
+_LEAVES: dict[tuple[str, str], dict[str, frozenset[str]]] = {}
+
+
+def _leaves_under(framework: Framework, node_id: str) -> frozenset[str]:
+    """The ids of the leaves below ``node_id``, worked out once per framework version."""
+    key = (framework.id, framework.content_hash)
+    if key not in _LEAVES:
+        leaves: dict[str, frozenset[str]] = {}
+        for node in reversed(list(framework.nodes())):  # children before their parents
+            leaves[node.id] = (
+                frozenset({node.id})
+                if node.is_leaf
+                else frozenset().union(*(leaves[child.id] for child in node.children))
+            )
+        _LEAVES[key] = leaves
+    return _LEAVES[key][node_id]
 
 
 def result_rows(
@@ -269,20 +344,6 @@ def result_rows(
             )
         )
     return rows
-
-
-async def _mark_dependents(
-    session: AsyncSession, changed: Sequence[Assessment], queue: Queue | None
-) -> None:
-    """Frameworks linking to a changed one, for the same region and period, must follow it."""
-    if not changed:
-        return
-
-    def reads(framework: Framework) -> set[tuple[str, int]]:
-        sources = {link.framework for link in framework.links}
-        return {(a.region_code, a.period) for a in changed if a.framework_id in sources}
-
-    await mark_readers_dirty(session, reads, queue)
 
 
 async def sweep(

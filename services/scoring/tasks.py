@@ -52,5 +52,5 @@ async def deliver_webhook(ctx: dict[str, Any], delivery_id: int) -> str:
         delivery_id,
         runtime.queue,
         client=ctx["http"],
-        backoff_seconds=runtime.settings.webhook_backoff_seconds,
+        settings=runtime.settings,
     )

@@ -6,9 +6,7 @@ until its row is added here.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -18,53 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.domain.access.service import create_key
 from services.kit.settings import Settings
 from services.main import create_app
-from services.models import Assessment, AssessmentAssignment, WebhookSubscription
+from services.models import Role, WebhookSubscription
+from tests.api.matrix import OWN, ROLES, World, make_world
 
-ROLES = (
-    "anonymous",
-    "super-app:own",
-    "super-app:foreign",
-    "region-operator:own",
-    "region-operator:foreign",
-    "assessor:assigned",
-    "assessor:unassigned",
-    "ministry-admin",
-)
-OWN, FOREIGN = "32.71", "32.16"
 PDF = b"%PDF-1.4\n%%EOF\n"
-
-
-@dataclass
-class World:
-    session: AsyncSession
-    headers: dict[str, dict[str, str]]
-    key_ids: dict[str, uuid.UUID]
-
-    async def assessment(self, state: str) -> Assessment:
-        assessment = Assessment(region_code=OWN, framework_id="spbe-2020", period=2024, state=state)
-        self.session.add(assessment)
-        await self.session.flush()
-        self.session.add(
-            AssessmentAssignment(
-                assessment_id=assessment.id, key_id=self.key_ids["assessor:assigned"]
-            )
-        )
-        await self.session.commit()
-        return assessment
 
 
 @pytest.fixture
 async def world(session: AsyncSession) -> World:
-    headers: dict[str, dict[str, str]] = {"anonymous": {}}
-    key_ids: dict[str, uuid.UUID] = {}
-    for role in ROLES[1:]:
-        kind, _, scope = role.partition(":")
-        regions = {"own": [OWN], "foreign": [FOREIGN]}.get(scope, [])
-        key, secret = await create_key(session, name=role, role=kind, regions=regions)
-        headers[role] = {"Authorization": f"Bearer {secret}"}
-        key_ids[role] = key.id
-    await session.commit()
-    return World(session, headers, key_ids)
+    return await make_world(session)
 
 
 Request = tuple[str, str, dict[str, Any]]
@@ -116,6 +76,12 @@ async def inputs(world: World, role: str) -> Request:
     return "PUT", f"/v1/assessments/{assessment.id}/inputs", {"json": {"values": {"I1": 3}}}
 
 
+async def official_results(world: World, role: str) -> Request:
+    assessment = await world.assessment("verified")
+    body = {"values": {"spbe": "3.08"}, "source": "Surat hasil evaluasi SPBE 2024"}
+    return "PUT", f"/v1/assessments/{assessment.id}/official-results", {"json": body}
+
+
 async def transitions(world: World, role: str) -> Request:
     # Each role on an edge it may take: a region submits, an assessor starts the review,
     # the ministry publishes.
@@ -141,7 +107,7 @@ async def evidence_requests(world: World, role: str) -> Request:
 
 
 async def subscribe(world: World, role: str) -> Request:
-    body = {"url": "http://127.0.0.1:9/hook", "events": ["assessment.published"]}
+    body = {"url": "http://93.184.215.14/hook", "events": ["assessment.published"]}
     return "POST", "/v1/webhooks", {"json": body}
 
 
@@ -154,6 +120,13 @@ async def unsubscribe(world: World, role: str) -> Request:
     return "DELETE", f"/v1/webhooks/{subscription.id}", {}
 
 
+async def revoke_key(world: World, role: str) -> Request:
+    key, _ = await create_key(world.session, name="to revoke", role=Role.SUPER_APP, regions=[OWN])
+    await world.session.commit()
+    return "POST", f"/v1/keys/{key.id}/revoke", {}
+
+
+REGIONAL = ("super-app:own", "super-app:foreign", "region-operator:own", "region-operator:foreign")
 WRITERS = {"super-app:own": 200, "region-operator:own": 200, "ministry-admin": 200}
 UPLOADERS = {"super-app:own": 201, "region-operator:own": 201, "ministry-admin": 201}
 MINISTRY = {"ministry-admin": 200}
@@ -185,6 +158,7 @@ MATRIX: dict[tuple[str, str], tuple[Scenario, dict[str, int]]] = {
             "ministry-admin": 200,
         },
     ),
+    ("PUT", "/v1/assessments/{assessment_id}/official-results"): (official_results, MINISTRY),
     ("POST", "/v1/assessments/{assessment_id}/transitions"): (
         transitions,
         HIDDEN | {"region-operator:own": 200, "assessor:assigned": 200, "ministry-admin": 200},
@@ -194,8 +168,17 @@ MATRIX: dict[tuple[str, str], tuple[Scenario, dict[str, int]]] = {
         evidence_requests,
         {"assessor:assigned": 201, "assessor:unassigned": 404, "ministry-admin": 201},
     ),
-    ("POST", "/v1/webhooks"): (subscribe, {"ministry-admin": 201}),
-    ("DELETE", "/v1/webhooks/{subscription_id}"): (unsubscribe, {"ministry-admin": 204}),
+    ("POST", "/v1/keys/{key_id}/revoke"): (revoke_key, MINISTRY),
+    # A region's keys subscribe to their own regions' events; the ministry's subscription is
+    # not theirs to stop (404: they cannot see it).
+    ("POST", "/v1/webhooks"): (
+        subscribe,
+        {**{role: 201 for role in REGIONAL}, "ministry-admin": 201},
+    ),
+    ("DELETE", "/v1/webhooks/{subscription_id}"): (
+        unsubscribe,
+        {**{role: 404 for role in REGIONAL}, "ministry-admin": 204},
+    ),
 }
 
 

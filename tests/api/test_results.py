@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
+from datetime import date
 from decimal import Decimal
 
 import httpx
@@ -16,7 +17,7 @@ from services.demo import service as demo
 from services.domain.access.service import create_key
 from services.domain.recompute.service import mark_dirty
 from services.kit.runtime import Runtime
-from services.models import Assessment, AssessmentInput
+from services.models import Assessment, AssessmentInput, AuditEvent, MetricPoint
 from tests.conftest import app_client
 
 pytestmark = pytest.mark.slow
@@ -44,6 +45,52 @@ async def test_demo_loads_idempotently(live: Runtime) -> None:
     await demo.load(live)
     async with app_client(live) as client:
         assert len((await client.get("/v1/assessments")).json()["items"]) == 11
+
+
+async def test_demo_never_overwrites_live_data_and_is_audited(live: Runtime) -> None:
+    # Kota Bogor's SPBE 2024 is already under way, with its own values, and Bogor Single
+    # Window has pushed a newer figure for the seed's metric point: the demo keeps both.
+    async with live.sessionmaker() as session, session.begin():
+        bogor = Assessment(region_code="32.71", framework_id="spbe-2020", period=2024)
+        session.add(bogor)
+        await session.flush()
+        session.add(AssessmentInput(assessment_id=bogor.id, node_id="I1", self_value="2"))
+        session.add(
+            MetricPoint(
+                region_code="32.71",
+                metric="integrated_apps",
+                period="2024-12",
+                period_start=date(2024, 12, 1),
+                year=2024,
+                dimensions={},
+                dimension_key="",
+                value=Decimal(150),
+            )
+        )
+    assert await demo.load(live) == 10  # the other five cases and their linked views
+    async with live.sessionmaker() as session:
+        kept = await session.get(Assessment, bogor.id)
+        assert kept is not None
+        assert kept.state == "draft"
+        values = (
+            await session.scalars(
+                select(AssessmentInput).where(AssessmentInput.assessment_id == bogor.id)
+            )
+        ).all()
+        assert [(v.node_id, v.self_value, v.official_value) for v in values] == [("I1", "2", None)]
+        point = await session.scalar(
+            select(MetricPoint.value).where(
+                MetricPoint.region_code == "32.71", MetricPoint.metric == "integrated_apps"
+            )
+        )
+        assert point == Decimal(150)
+        loaded = (
+            await session.scalars(select(AuditEvent).where(AuditEvent.action == "demo.load"))
+        ).all()
+        assert len(loaded) == 5
+        assert {(e.actor_name, e.role) for e in loaded} == {("cerdas demo", "ministry-admin")}
+        assert len({e.request_id for e in loaded}) == 1
+        assert loaded[0].request_id
 
 
 async def test_kota_bekasi_spbe_trend_and_improvement(seeded: httpx.AsyncClient) -> None:
@@ -77,7 +124,10 @@ async def test_a_tie_shares_the_rank(seeded: httpx.AsyncClient, live: Runtime) -
         )
         session.add(bandung)
         await session.flush()
-        session.add(AssessmentInput(assessment_id=bandung.id, node_id="spbe", self_value="3.72"))
+        # Its published index, imported from the results letter.
+        session.add(
+            AssessmentInput(assessment_id=bandung.id, node_id="spbe", official_value="3.72")
+        )
         await mark_dirty(session, [bandung.id], None)
     await demo.settle(live)
     ranking = (
@@ -178,7 +228,7 @@ async def test_etag_gives_304_and_changes_after_a_recompute(
         await session.execute(
             update(AssessmentInput)
             .where(AssessmentInput.assessment_id == bogor)
-            .values(verified_value="3.90")
+            .values(official_value="3.90")
         )
         await mark_dirty(session, [bogor], None)
     await demo.settle(live)

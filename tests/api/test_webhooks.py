@@ -5,30 +5,53 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
+import stat
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import select
+from cryptography.fernet import Fernet
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.domain.access import policy
+from services.domain.access.policy import Action
 from services.domain.access.service import create_key
+from services.domain.webhook import service as webhooks
+from services.domain.webhook import targets, vault
+from services.domain.webhook.jobs import DELIVER_JOB
 from services.domain.webhook.signing import new_secret, verify
 from services.kit.runtime import Runtime
-from services.models import Assessment, WebhookDelivery
+from services.kit.settings import Settings, SettingsError, load_settings
+from services.models import Assessment, WebhookDelivery, WebhookSubscription
 from tests.conftest import app_client, running_worker
 
 pytestmark = pytest.mark.slow
 
 
-class Receiver:
-    """A ministry system's endpoint: records what arrives, fails the first ``failures``."""
+# A public address, so that subscribing needs neither DNS nor webhook_allow_private_targets.
+PUBLIC_URL = "http://93.184.215.14/hooks/cerdas"
 
-    def __init__(self, failures: int) -> None:
+
+class Receiver:
+    """A ministry system's endpoint: records what arrives, fails the first ``failures`` (with
+    ``answer`` as the body); ``during`` runs while a request is being answered."""
+
+    def __init__(
+        self,
+        failures: int,
+        answer: bytes = b"",
+        during: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.failures = failures
+        self.answer = answer
+        self.during = during
         self.received: list[tuple[dict[str, str], bytes, int]] = []
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -43,8 +66,11 @@ class Receiver:
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         status = 500 if len(self.received) < self.failures else 204
         self.received.append((headers, body, status))
+        if self.during is not None:
+            await self.during()
+        answer = self.answer if status == 500 else b""
         await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
+        await send({"type": "http.response.body", "body": answer})
 
 
 @contextlib.asynccontextmanager
@@ -82,6 +108,19 @@ async def publish_case(
     return ministry, subscribed.json()["secret"], str(assessment.id)
 
 
+async def wait_for_attempts(live: Runtime, attempts: int, seconds: float = 30) -> WebhookDelivery:
+    deadline = time.monotonic() + seconds
+    while True:
+        async with live.sessionmaker() as session:
+            delivery = await session.scalar(select(WebhookDelivery))
+        if delivery is not None and delivery.attempts >= attempts and not delivery.claimed_until:
+            return delivery
+        assert time.monotonic() < deadline, (
+            f"no attempt {attempts}: {delivery and delivery.attempts}"
+        )
+        await asyncio.sleep(0.1)
+
+
 async def wait_for_delivery(live: Runtime, status: str, seconds: float = 30) -> WebhookDelivery:
     deadline = time.monotonic() + seconds
     while True:
@@ -93,7 +132,20 @@ async def wait_for_delivery(live: Runtime, status: str, seconds: float = 30) -> 
         await asyncio.sleep(0.1)
 
 
-async def test_a_published_assessment_reaches_the_receiver_signed(live: Runtime) -> None:
+@pytest.fixture
+async def permissive(live: Runtime) -> AsyncIterator[Runtime]:
+    """The live runtime allowing private targets: these tests deliver to 127.0.0.1."""
+    runtime = await Runtime.open(
+        live.settings.model_copy(update={"webhook_allow_private_targets": True})
+    )
+    try:
+        yield runtime
+    finally:
+        await runtime.close()
+
+
+async def test_a_published_assessment_reaches_the_receiver_signed(permissive: Runtime) -> None:
+    live = permissive
     receiver = Receiver(failures=0)
     async with serving(receiver) as url, running_worker(live), app_client(live) as client:
         ministry, secret, assessment_id = await publish_case(
@@ -125,7 +177,11 @@ async def test_a_receiver_failing_twice_gets_exactly_one_successful_delivery(
     live: Runtime,
 ) -> None:
     receiver = Receiver(failures=2)
-    quick = await Runtime.open(live.settings.model_copy(update={"webhook_backoff_seconds": 0.2}))
+    quick = await Runtime.open(
+        live.settings.model_copy(
+            update={"webhook_backoff_seconds": 0.2, "webhook_allow_private_targets": True}
+        )
+    )
     try:
         async with serving(receiver) as url, running_worker(quick), app_client(quick) as client:
             ministry, secret, assessment_id = await publish_case(
@@ -170,3 +226,466 @@ async def test_an_overlong_webhook_url_is_422(
         json={"url": exactly, "events": ["assessment.published"]},
     )
     assert normalised.status_code == 422, normalised.text
+
+
+# 1. Private targets ----------------------------------------------------------------------------
+
+PRIVATE_URLS = [
+    "http://127.0.0.1:8080/hook",
+    "http://127.9.9.9/hook",
+    "http://[::1]/hook",
+    "http://10.1.2.3/hook",
+    "http://172.16.0.1/hook",
+    "http://172.31.255.1/hook",
+    "http://192.168.1.1/hook",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://169.254.1.1/hook",
+    "http://[fc00::1]/hook",
+    "http://[fd12:3456::1]/hook",
+    "http://[fe80::1]/hook",
+    "http://0.0.0.0/hook",
+    "http://[::ffff:127.0.0.1]/hook",
+    "http://localhost:9000/hook",  # a name resolving to a loopback address
+]
+
+
+@pytest.mark.parametrize("url", PRIVATE_URLS)
+async def test_a_webhook_url_to_a_private_address_is_422(
+    client: httpx.AsyncClient, make_key: Callable[..., Awaitable[dict[str, str]]], url: str
+) -> None:
+    ministry = await make_key("ministry-admin", name="KemenPANRB")
+    response = await client.post(
+        "/v1/webhooks", headers=ministry, json={"url": url, "events": ["assessment.published"]}
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    [error] = response.json()["errors"]
+    assert error["pointer"] == "/url"
+    assert "non-public address" in response.json()["detail"]
+
+
+async def test_private_targets_are_allowed_when_the_setting_says_so(
+    client_for: Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]],
+    client: httpx.AsyncClient,
+    make_key: Callable[..., Awaitable[dict[str, str]]],
+) -> None:
+    ministry = await make_key("ministry-admin", name="KemenPANRB")
+    body = {"url": "http://127.0.0.1:9/hook", "events": ["assessment.published"]}
+    async with client_for(webhook_allow_private_targets=True) as permissive_client:
+        allowed = await permissive_client.post("/v1/webhooks", headers=ministry, json=body)
+    assert allowed.status_code == 201, allowed.text
+    public = await client.post("/v1/webhooks", headers=ministry, json={**body, "url": PUBLIC_URL})
+    assert public.status_code == 201, public.text
+
+
+async def test_names_are_resolved_without_blocking_and_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loop = asyncio.get_running_loop()
+    asked: list[str] = []
+
+    async def getaddrinfo(host: str, port: int, **kwargs: Any) -> list[Any]:
+        asked.append(host)
+        address = {"rebound.example": "10.0.0.7", "public.example": "93.184.215.14"}[host]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    with pytest.raises(targets.TargetRefused):
+        await targets.check("rebound.example", 443, allow_private=False)
+    target = await targets.check("public.example", 443, allow_private=False)
+    assert target.address == "93.184.215.14"
+    assert asked == ["rebound.example", "public.example"]
+    assert (await targets.check("rebound.example", 443, allow_private=True)).address == "10.0.0.7"
+
+
+async def test_a_delivery_to_a_now_private_address_is_not_sent(
+    live: Runtime, permissive: Runtime
+) -> None:
+    # Subscribed while allowed (as if the name resolved to a public address then); the worker,
+    # which does not allow private targets, checks again before sending.
+    receiver = Receiver(failures=0)
+    async with serving(receiver) as url, running_worker(live), app_client(permissive) as client:
+        ministry, _, assessment_id = await publish_case(
+            permissive, client, url, ["assessment.published"]
+        )
+        await client.post(
+            f"/v1/assessments/{assessment_id}/transitions",
+            headers=ministry,
+            json={"to": "published"},
+        )
+        delivery = await wait_for_attempts(live, 1)
+        await asyncio.sleep(0.3)
+    assert receiver.received == []
+    assert (delivery.status, delivery.attempts) == ("pending", 1)
+    assert (delivery.last_status_code, delivery.last_error) == (None, "blocked: private address")
+
+
+# 2. The receiver's answer is not kept ---------------------------------------------------------
+
+
+async def test_a_receivers_answer_is_never_stored_or_shown(permissive: Runtime) -> None:
+    receiver = Receiver(failures=99, answer=b"Traceback: db password hunter2 at 10.0.0.5")
+    async with (
+        serving(receiver) as url,
+        running_worker(permissive),
+        app_client(permissive) as client,
+    ):
+        ministry, _, assessment_id = await publish_case(
+            permissive, client, url, ["assessment.published"]
+        )
+        await client.post(
+            f"/v1/assessments/{assessment_id}/transitions",
+            headers=ministry,
+            json={"to": "published"},
+        )
+        delivery = await wait_for_attempts(permissive, 1)
+        [subscription] = (await client.get("/v1/webhooks", headers=ministry)).json()
+        shown = await client.get(f"/v1/webhooks/{subscription['id']}/deliveries", headers=ministry)
+    assert (delivery.last_status_code, delivery.last_error) == (500, "HTTP 500")
+    assert shown.status_code == 200
+    assert "hunter2" not in shown.text
+    [row] = shown.json()
+    assert (row["last_status_code"], row["last_error"]) == (500, "HTTP 500")
+
+
+async def test_a_refused_connection_is_recorded_as_an_error_class(permissive: Runtime) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    async with running_worker(permissive), app_client(permissive) as client:
+        ministry, _, assessment_id = await publish_case(
+            permissive, client, f"http://127.0.0.1:{closed_port}/hook", ["assessment.published"]
+        )
+        await client.post(
+            f"/v1/assessments/{assessment_id}/transitions",
+            headers=ministry,
+            json={"to": "published"},
+        )
+        delivery = await wait_for_attempts(permissive, 1)
+    assert (delivery.last_status_code, delivery.last_error) == (None, "connection refused")
+
+
+# 3. Secrets at rest ---------------------------------------------------------------------------
+
+
+async def test_a_secret_is_stored_encrypted(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    settings: Settings,
+    make_key: Callable[..., Awaitable[dict[str, str]]],
+) -> None:
+    ministry = await make_key("ministry-admin", name="KemenPANRB")
+    response = await client.post(
+        "/v1/webhooks", headers=ministry, json={"url": PUBLIC_URL, "events": ["result.changed"]}
+    )
+    assert response.status_code == 201, response.text
+    secret = response.json()["secret"]
+    assert secret.startswith("whsec_")
+    stored = (await session.scalars(select(WebhookSubscription.secret))).one()
+    assert stored.startswith("v1:")
+    assert secret not in stored
+    assert secret.removeprefix("whsec_") not in stored
+    assert vault.box(settings).open(stored) == secret
+    with pytest.raises(vault.SecretUnreadable):
+        vault.SecretBox(Fernet.generate_key()).open(stored)
+    # No key configured: one was made in the data folder, readable by its owner only.
+    key_file = settings.data_dir / vault.KEY_FILE
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    listed = await client.get("/v1/webhooks", headers=ministry)
+    assert "secret" not in listed.json()[0]
+
+
+async def test_a_legacy_clear_secret_still_signs_and_is_sealed_on_use(
+    permissive: Runtime,
+) -> None:
+    clear = new_secret()
+    receiver = Receiver(failures=0)
+    async with serving(receiver) as url, running_worker(permissive):
+        async with permissive.sessionmaker() as session, session.begin():
+            subscription = WebhookSubscription(url=url, events=["result.changed"], secret=clear)
+            session.add(subscription)
+            await session.flush()
+            await webhooks.emit(session, "result.changed", {"region": "32.75"}, None)
+        async with permissive.sessionmaker() as session:
+            delivery_id = await session.scalar(select(WebhookDelivery.id))
+        await permissive.queue.enqueue(DELIVER_JOB, delivery_id, job_id=f"webhook:{delivery_id}:0")
+        await wait_for_delivery(permissive, "succeeded")
+    [(headers, body, _)] = receiver.received
+    assert verify(clear, headers, body)
+    async with permissive.sessionmaker() as session:
+        stored = await session.scalar(select(WebhookSubscription.secret))
+    assert stored is not None
+    assert stored.startswith("v1:")
+    assert vault.box(permissive.settings).open(stored) == clear
+
+
+def test_the_secret_key_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    for name in list(os.environ):
+        if name.startswith("CERDAS_") or name in {"DATABASE_URL", "REDIS_URL", "PORT"}:
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("CERDAS_DATA_DIR", str(tmp_path))
+    # Embedded or on this machine: no key needed (one is kept in the data folder).
+    assert load_settings().webhook_secret_key is None
+    monkeypatch.setenv("DATABASE_URL", "postgresql://cerdas@127.0.0.1:5432/cerdas")
+    assert load_settings().webhook_secret_key is None
+    # On another machine: refused, in one line naming the variable.
+    monkeypatch.setenv("DATABASE_URL", "postgresql://cerdas@db.internal:5432/cerdas")
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    assert str(refused.value).startswith("invalid setting CERDAS_WEBHOOK_SECRET_KEY: required")
+    assert "\n" not in str(refused.value)
+    monkeypatch.setenv("CERDAS_WEBHOOK_SECRET_KEY", "not-a-key")
+    with pytest.raises(SettingsError, match="CERDAS_WEBHOOK_SECRET_KEY: expected a Fernet key"):
+        load_settings()
+    key = Fernet.generate_key().decode()
+    monkeypatch.setenv("CERDAS_WEBHOOK_SECRET_KEY", key)
+    settings = load_settings()
+    assert settings.webhook_secret_key is not None
+    assert settings.webhook_secret_key.get_secret_value() == key
+    assert key not in repr(settings)
+    sealed = vault.box(settings).seal("whsec_x")
+    assert vault.SecretBox(key.encode()).open(sealed) == "whsec_x"
+    assert not (tmp_path / vault.KEY_FILE).exists()  # the configured key, not a file
+    monkeypatch.setenv("CERDAS_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")
+    assert load_settings().webhook_allow_private_targets is True
+
+
+# 4. Regional subscriptions --------------------------------------------------------------------
+
+
+@pytest.fixture
+def regional_webhooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regional keys may manage webhooks (policy.py will say so; until then, here)."""
+    monkeypatch.setitem(policy.ALLOWED, Action.MANAGE_WEBHOOKS, policy.NATIONAL | policy.REGIONAL)
+
+
+@pytest.mark.usefixtures("regional_webhooks")
+async def test_a_regional_subscription_hears_and_manages_only_its_own(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    make_key: Callable[..., Awaitable[dict[str, str]]],
+) -> None:
+    ministry = await make_key("ministry-admin", name="KemenPANRB")
+    bogor = await make_key("super-app", "32.71", name="Bogor super-app")
+    depok = await make_key("region-operator", "32.76", name="Depok")
+    made = {}
+    for name, headers in (("ministry", ministry), ("bogor", bogor), ("depok", depok)):
+        response = await client.post(
+            "/v1/webhooks",
+            headers=headers,
+            json={"url": PUBLIC_URL, "events": ["result.changed", "evidence.requested"]},
+        )
+        assert response.status_code == 201, response.text
+        made[name] = response.json()
+    assert made["ministry"]["regions"] is None
+    assert made["bogor"]["regions"] == ["32.71"]
+    assert made["depok"]["regions"] == ["32.76"]
+
+    def changed(region: str) -> dict[str, Any]:
+        return {"assessment_id": "a", "region": region, "index": "2.5"}
+
+    await webhooks.emit_many(session, "result.changed", [changed("32.71"), changed("32.75")], None)
+    await webhooks.emit(session, "evidence.requested", {"region": "32.76"}, None)
+    await session.commit()
+    heard: dict[str, list[tuple[str, str]]] = {}
+    for name, subscription in made.items():
+        rows = (
+            await session.scalars(
+                select(WebhookDelivery)
+                .where(WebhookDelivery.subscription_id == subscription["id"])
+                .order_by(WebhookDelivery.id)
+            )
+        ).all()
+        heard[name] = [(row.event, row.payload["data"]["region"]) for row in rows]
+    assert heard == {
+        "ministry": [
+            ("result.changed", "32.71"),
+            ("result.changed", "32.75"),
+            ("evidence.requested", "32.76"),
+        ],
+        "bogor": [("result.changed", "32.71")],
+        "depok": [("evidence.requested", "32.76")],
+    }
+
+    listed = await client.get("/v1/webhooks", headers=bogor)
+    assert [row["id"] for row in listed.json()] == [made["bogor"]["id"]]
+    assert len((await client.get("/v1/webhooks", headers=ministry)).json()) == 3
+    own = await client.get(f"/v1/webhooks/{made['bogor']['id']}/deliveries", headers=bogor)
+    assert own.status_code == 200
+    assert len(own.json()) == 1
+    for method, path in (
+        ("GET", f"/v1/webhooks/{made['depok']['id']}/deliveries"),
+        ("GET", f"/v1/webhooks/{made['ministry']['id']}/deliveries"),
+        ("DELETE", f"/v1/webhooks/{made['depok']['id']}"),
+        ("DELETE", f"/v1/webhooks/{made['ministry']['id']}"),
+    ):
+        response = await client.request(method, path, headers=bogor)
+        assert response.status_code == 404, (method, path, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+    assert (
+        await client.delete(f"/v1/webhooks/{made['bogor']['id']}", headers=bogor)
+    ).status_code == 204
+    assert (
+        await client.delete(f"/v1/webhooks/{made['depok']['id']}", headers=ministry)
+    ).status_code == 204
+    assessor = await make_key("assessor", name="Asesor")
+    refused = await client.post(
+        "/v1/webhooks", headers=assessor, json={"url": PUBLIC_URL, "events": ["result.changed"]}
+    )
+    assert refused.status_code == 403
+
+
+# 5. No transaction during the POST ------------------------------------------------------------
+
+
+async def test_the_post_runs_outside_any_transaction_or_lock(permissive: Runtime) -> None:
+    seen: list[str] = []
+
+    async def during() -> None:
+        # While the receiver answers, the delivery's row is free and the transaction that
+        # claimed the attempt has ended.
+        async with permissive.sessionmaker() as session, session.begin():
+            delivery = await session.scalar(select(WebhookDelivery).with_for_update(nowait=True))
+            assert delivery is not None
+            seen.append(f"locked attempt {delivery.attempts}")
+            # A transaction that wrote the delivery (the claim) and were still open would
+            # hold a RowExclusiveLock on the table.
+            writing = await session.scalar(
+                text(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                    "WHERE c.relname = 'webhook_delivery' AND l.mode <> 'AccessShareLock' "
+                    "AND l.pid <> pg_backend_pid()"
+                )
+            )
+            seen.append(f"other writers: {writing}")
+
+    receiver = Receiver(failures=1, during=during)
+    quick = await Runtime.open(
+        permissive.settings.model_copy(update={"webhook_backoff_seconds": 0.2})
+    )
+    try:
+        async with serving(receiver) as url, running_worker(quick), app_client(quick) as client:
+            ministry, _, assessment_id = await publish_case(
+                quick, client, url, ["assessment.published"]
+            )
+            await client.post(
+                f"/v1/assessments/{assessment_id}/transitions",
+                headers=ministry,
+                json={"to": "published"},
+            )
+            delivery = await wait_for_delivery(quick, "succeeded")
+    finally:
+        await quick.close()
+    assert seen == [
+        "locked attempt 1",
+        "other writers: 0",
+        "locked attempt 2",
+        "other writers: 0",
+    ]
+    assert (delivery.attempts, delivery.last_status_code, delivery.claimed_until) == (2, 204, None)
+
+
+async def test_two_concurrent_attempts_send_once(permissive: Runtime) -> None:
+    async def slowly() -> None:
+        await asyncio.sleep(0.5)
+
+    receiver = Receiver(failures=0, during=slowly)
+    box = vault.box(permissive.settings)
+    async with serving(receiver) as url:
+        async with permissive.sessionmaker() as session, session.begin():
+            subscription = WebhookSubscription(
+                url=url, events=["result.changed"], secret=box.seal(new_secret())
+            )
+            session.add(subscription)
+            await session.flush()
+            await webhooks.emit(session, "result.changed", {"region": "32.75"}, None)
+        async with permissive.sessionmaker() as session:
+            delivery_id = await session.scalar(select(WebhookDelivery.id))
+        assert delivery_id is not None
+        async with httpx.AsyncClient(timeout=10) as http:
+            outcomes = await asyncio.gather(
+                *(
+                    webhooks.deliver(
+                        permissive.sessionmaker,
+                        delivery_id,
+                        None,
+                        client=http,
+                        settings=permissive.settings,
+                    )
+                    for _ in range(2)
+                )
+            )
+    assert sorted(outcomes) == ["skipped", "succeeded"]
+    assert len(receiver.received) == 1
+    async with permissive.sessionmaker() as session:
+        delivery = await session.get(WebhookDelivery, delivery_id)
+    assert delivery is not None
+    assert (delivery.status, delivery.attempts, delivery.claimed_until) == ("succeeded", 1, None)
+
+
+async def test_a_delivery_connects_to_the_address_it_checked(
+    permissive: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The name resolves once, for the check; the connection goes to that address (a second
+    # resolution, as DNS rebinding would exploit, is never made), the name stays in Host.
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+    lookups: list[str] = []
+
+    async def getaddrinfo(host: Any, port: Any, **kwargs: Any) -> Any:
+        if host == "hooks.cerdas.test":
+            lookups.append(host)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+        return await real(host, port, **kwargs)
+
+    receiver = Receiver(failures=0)
+    async with serving(receiver) as url:
+        named = url.replace("127.0.0.1", "hooks.cerdas.test")
+        async with permissive.sessionmaker() as session, session.begin():
+            session.add(
+                WebhookSubscription(
+                    url=named,
+                    events=["result.changed"],
+                    secret=vault.box(permissive.settings).seal(new_secret()),
+                )
+            )
+            await session.flush()
+            await webhooks.emit(session, "result.changed", {"region": "32.75"}, None)
+        async with permissive.sessionmaker() as session:
+            delivery_id = await session.scalar(select(WebhookDelivery.id))
+        assert delivery_id is not None
+        monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+        async with httpx.AsyncClient(timeout=10) as http:
+            outcome = await webhooks.deliver(
+                permissive.sessionmaker,
+                delivery_id,
+                None,
+                client=http,
+                settings=permissive.settings,
+            )
+    assert outcome == "succeeded"
+    assert lookups == ["hooks.cerdas.test"]
+    [(headers, _, _)] = receiver.received
+    assert headers["host"] == named.split("/")[2]
+
+
+async def test_a_replayed_subscribe_answers_the_secret_but_stores_it_sealed(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    make_key: Callable[..., Awaitable[dict[str, str]]],
+) -> None:
+    ministry = await make_key("ministry-admin", name="KemenPANRB")
+    headers = {**ministry, "Idempotency-Key": "subscribe-once"}
+    body = {"url": PUBLIC_URL, "events": ["result.changed"]}
+    first = await client.post("/v1/webhooks", headers=headers, json=body)
+    again = await client.post("/v1/webhooks", headers=headers, json=body)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    secret = first.json()["secret"]
+    kept = await session.scalar(
+        text("SELECT string_agg(response::text, '') FROM idempotency_record")
+    )
+    assert kept is not None
+    assert "v1:" in kept
+    assert secret not in kept

@@ -69,7 +69,8 @@ async def test_kota_bogor_2024_from_draft_to_published(
     assert (await client.get(f"/v1/assessments/{aid}", headers=region)).status_code == 200
 
     # The ministry assigns an assessor, who starts the review and asks for more evidence.
-    assert (await move(assessor, "in_review")).status_code == 403  # not assigned yet
+    # Not assigned yet: the assessment is hidden from this assessor, whatever it tries.
+    assert (await move(assessor, "in_review")).status_code == 404
     assigned = await client.post(
         f"/v1/assessments/{aid}/assessors", headers=ministry, json={"key_id": k["assessor:id"]}
     )
@@ -248,3 +249,59 @@ async def test_keyed_workflow_writes_replay_their_first_answer(
         .where(AuditEvent.entity_id == aid, AuditEvent.action.like("assessment.%"))
     )
     assert audited == 2  # created once, submitted once
+
+
+@pytest.mark.slow
+async def test_a_region_enters_leaves_only_and_verified_leaves_replace_an_official_index(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    k = await keys(session)
+    region, assessor, ministry = k["region-operator"], k["assessor"], k["ministry-admin"]
+    opened = await client.post(
+        "/v1/assessments",
+        headers=region,
+        json={"region": "32.71", "framework": "spbe-2020", "period": 2024},
+    )
+    aid = opened.json()["id"]
+    url = f"/v1/assessments/{aid}"
+
+    async def index() -> tuple[str | None, str | None]:
+        await recompute(sessionmaker, uuid.UUID(aid), None)
+        tree = (await client.get(f"{url}/results", headers=ministry)).json()
+        spbe = next(node for node in tree["nodes"] if node["id"] == "spbe")
+        return tree["result"]["index"], spbe["value_from"]
+
+    # The region cannot type its index, a domain or an aspect: only leaves.
+    for inner in ("spbe", "D1", "A1"):
+        typed = await client.put(f"{url}/inputs", headers=region, json={"values": {inner: 3.5}})
+        assert typed.status_code == 422, typed.text
+        assert typed.json()["errors"][0]["pointer"] == f"/values/{inner}"
+    # Nor may anyone but the ministry import a results letter.
+    letter = {"values": {"spbe": "3.50"}, "source": "Surat hasil evaluasi SPBE 2024"}
+    for who in (region, assessor):
+        refused = await client.put(f"{url}/official-results", headers=who, json=letter)
+        assert refused.status_code in (403, 404)
+    leaf = await client.put(
+        f"{url}/official-results", headers=ministry, json={"values": {"I1": "3"}, "source": "x"}
+    )
+    assert leaf.status_code == 422
+    imported = await client.put(f"{url}/official-results", headers=ministry, json=letter)
+    assert imported.status_code == 200, imported.text
+    assert await index() == ("3.50", "official")
+
+    # The region's own leaf values do not replace the published figure ...
+    assert (await client.put(f"{url}/inputs", headers=region, json={"values": LEVELS})).is_success
+    assert await index() == ("3.50", "official")
+    # ... verified ones do, as soon as they exist: 3.72 from the verified levels.
+    await client.post(f"{url}/transitions", headers=region, json={"to": "submitted"})
+    await client.post(f"{url}/assessors", headers=ministry, json={"key_id": k["assessor:id"]})
+    await client.post(f"{url}/transitions", headers=assessor, json={"to": "in_review"})
+    verified = await client.put(f"{url}/inputs", headers=assessor, json={"values": LEVELS})
+    assert verified.json()["written"] == "verified"
+    assert await index() == ("3.72", None)
+    audited = await session.scalar(
+        select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "input.official")
+    )
+    assert audited == 1

@@ -126,3 +126,23 @@ async def test_a_100000_point_csv_streams_in_and_is_stored(
     assert await session.scalar(select(func.count()).select_from(MetricPoint)) == 100_000
     # Integration metrics feed the linked index: one assessment per region and year touched.
     assert response.json()["recomputes_requested"] == 500 * 5
+
+
+async def test_a_csv_import_retried_with_its_idempotency_key_stores_once(
+    client: httpx.AsyncClient, make_key: MakeKey, session: AsyncSession
+) -> None:
+    ministry = await make_key("ministry-admin")
+    body = b"region,metric,period,value\n32.71,integrated_apps,2024-12,148\n"
+    headers = {**ministry, **CSV, "Idempotency-Key": "bsw-export-2024-12"}
+    first = await client.post("/v1/metrics:import", content=body, headers=headers)
+    again = await client.post("/v1/metrics:import", content=body, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json()
+    assert first.json()["counts"]["created"] == 1
+    assert again.headers["idempotent-replayed"] == "true"
+    other = body.replace(b"148", b"150")
+    reused = await client.post("/v1/metrics:import", content=other, headers=headers)
+    assert reused.status_code == 422
+    assert reused.json()["code"] == "idempotency-key-reused"
+    stored = await session.scalars(select(MetricPoint.value))
+    assert [int(value) for value in stored] == [148]

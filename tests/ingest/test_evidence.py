@@ -15,7 +15,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.settings import Settings
-from services.models import Assessment, EvidenceItem, EvidenceObject, EvidenceRevision
+from services.models import (
+    Assessment,
+    AssessmentState,
+    EvidenceItem,
+    EvidenceObject,
+    EvidenceRevision,
+)
 
 MakeKey = Callable[..., Awaitable[dict[str, str]]]
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
@@ -291,11 +297,28 @@ async def test_uploads_for_another_region_or_unknown_nodes_are_refused(
     before = files_in(settings)
     bebunge = await make_key("super-app", "32.16", name="Bebunge")
     foreign = await upload(client, bebunge, PDF, assessment_id=bogor.id, node_ids="output")
-    assert foreign.status_code == 403
+    assert foreign.status_code == 404  # another region's draft: not even its existence shows
     operator = await make_key("region-operator", "32.71")
     unknown = await upload(client, operator, PDF, assessment_id=bogor.id, node_ids="I11")
     assert unknown.status_code == 422
     assert unknown.json()["detail"] == "unknown node 'I11' in gmsc-2023"
+    assert files_in(settings) == before
+    assert await rows(session) == (0, 0, 0)
+
+
+async def test_a_published_assessment_takes_no_more_evidence(
+    client: httpx.AsyncClient,
+    operator: dict[str, str],
+    bogor: Assessment,
+    session: AsyncSession,
+    settings: Settings,
+) -> None:
+    before = files_in(settings)
+    bogor.state = AssessmentState.PUBLISHED
+    await session.commit()
+    late = await upload(client, operator, PDF, assessment_id=bogor.id, node_ids="output")
+    assert late.status_code == 409, late.text
+    assert late.json()["state"] == "published"
     assert files_in(settings) == before
     assert await rows(session) == (0, 0, 0)
 

@@ -276,3 +276,22 @@ async def test_catalogue_lists_units_ranges_and_grains(client: httpx.AsyncClient
     assert entries["citizen_satisfaction"]["min"] == "1"
     assert entries["citizen_satisfaction"]["max"] == "4"
     assert "adminduk" in entries["service_transactions"]["dimensions"]["service"]
+
+
+async def test_every_created_point_is_audited_with_its_request_id(
+    client: httpx.AsyncClient, bsw: dict[str, str], session: AsyncSession
+) -> None:
+    pushed = await push(client, {**bsw, "X-Request-ID": "bsw-push-1"}, BSW)
+    assert pushed.json()["counts"]["created"] == 2
+    events = (
+        await session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "metric.create").order_by(AuditEvent.id)
+        )
+    ).all()
+    assert [(e.entity_id, e.before, e.after) for e in events] == [
+        (f"{p['region']}/{p['metric']}/{p['period']}", None, {"value": str(p["value"])})
+        for p in BSW
+    ]
+    assert {(e.request_id, e.actor_name, e.role) for e in events} == {
+        ("bsw-push-1", "Bogor Single Window", "super-app")
+    }

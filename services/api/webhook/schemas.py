@@ -31,6 +31,9 @@ class SubscriptionOut(BaseModel):
     id: uuid.UUID
     url: str
     events: list[str]
+    regions: list[str] | None = Field(
+        description="The regions whose events it hears (its key's); null: every region"
+    )
     active: bool
     created_at: Timestamp
 
@@ -47,8 +50,11 @@ class DeliveryOut(BaseModel):
     event: str
     status: str = Field(description="pending, succeeded, failed or cancelled")
     attempts: int
-    last_status_code: int | None
-    last_error: str | None
+    last_status_code: int | None = Field(description="The receiver's last HTTP status code")
+    last_error: str | None = Field(
+        description='Why the last attempt failed, as a short class: "HTTP 500", "timeout", '
+        '"connection refused", "blocked: private address", … (never the receiver\'s answer)'
+    )
     delivered_at: Timestamp | None
     next_attempt_at: Timestamp | None
     payload: dict[str, Any]

@@ -38,6 +38,7 @@ class Action(StrEnum):
     READ_METRICS = "read metric points"
     READ_JOBS = "follow background jobs"
     MANAGE_KEYS = "manage API keys"
+    IMPORT_OFFICIAL_RESULTS = "import official results"
 
 
 ALLOWED: dict[Action, frozenset[Role]] = {
@@ -48,12 +49,15 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.UPLOAD_EVIDENCE: REGIONAL | NATIONAL,
     Action.PUSH_METRICS: REGIONAL | NATIONAL,
     Action.START_RECOMPUTE_RUN: NATIONAL,
-    Action.MANAGE_WEBHOOKS: NATIONAL,
+    # A region's keys subscribe to their own regions' events (services/domain/webhook).
+    Action.MANAGE_WEBHOOKS: REGIONAL | NATIONAL,
     Action.READ_AUDIT: NATIONAL,
     # Any key, for now: raw points and job progress are not yet scoped to regions or owners.
     Action.READ_METRICS: frozenset(Role),
     Action.READ_JOBS: frozenset(Role),
     Action.MANAGE_KEYS: NATIONAL,
+    # The published figures of a results letter: only the ministry enters an inner node.
+    Action.IMPORT_OFFICIAL_RESULTS: NATIONAL,
 }
 
 
@@ -108,6 +112,21 @@ async def require_scope(
             raise Forbidden("This assessor key is not assigned to the assessment.")
     else:
         require_region(principal, assessment.region_code, "act")
+
+
+def may_follow_job(principal: Principal, started_by: uuid.UUID | None) -> bool:
+    """A background job is visible to the key that started it and to a ministry-admin."""
+    return principal.role in NATIONAL or (
+        principal.key_id is not None and principal.key_id == started_by
+    )
+
+
+def metric_regions(principal: Principal) -> frozenset[str] | None:
+    """Whose raw metric points the caller reads: its regions', or every region's (None) for a
+    ministry-admin and for assessors, who review any region's figures."""
+    if principal.role in NATIONAL or principal.role == Role.ASSESSOR:
+        return None
+    return principal.regions
 
 
 def visibility(principal: Principal | None) -> Visibility:

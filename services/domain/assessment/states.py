@@ -60,10 +60,13 @@ def roles_moving_to(target: AssessmentState) -> frozenset[Role]:
 
 
 class Value(StrEnum):
-    """The two values of an assessed leaf: the region's own and the assessor's verified one."""
+    """The values a node can be given: a leaf's self-assessed value (the region's own) and its
+    verified one (the assessor's); an inner node's official value, imported by a
+    ministry-admin from a results letter."""
 
     SELF = "self"
     VERIFIED = "verified"
+    OFFICIAL = "official"
 
 
 # Which value each role enters, and in which states that value is open.

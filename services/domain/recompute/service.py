@@ -9,7 +9,7 @@ enqueue is skipped with a warning and the sweeper picks the row up later.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,7 +25,7 @@ from services.domain.region import repository as regions
 from services.kit.db import after_commit
 from services.kit.errors import NotFound
 from services.kit.queue import Queue
-from services.models import RecomputeRun
+from services.models import Assessment, RecomputeRun
 from services.scoring.engine import Framework
 from services.scoring.frameworks import registry
 
@@ -85,6 +85,22 @@ async def mark_readers_dirty(
     return marked
 
 
+async def mark_followers_dirty(
+    session: AsyncSession, changed: Sequence[Assessment], queue: Queue | None
+) -> int:
+    """Views linking to these assessments' frameworks, for the same region and period, must
+    follow them: when a result changes, and when a publication or a correction changes
+    whether a view may read it."""
+    if not changed:
+        return 0
+
+    def reads(framework: Framework) -> set[tuple[str, int]]:
+        sources = {link.framework for link in framework.links}
+        return {(a.region_code, a.period) for a in changed if a.framework_id in sources}
+
+    return await mark_readers_dirty(session, reads, queue)
+
+
 async def create_run(
     session: AsyncSession,
     *,
@@ -92,6 +108,7 @@ async def create_run(
     period: int | None,
     region_code: str | None,
     requested_by: str,
+    requested_by_key: uuid.UUID | None = None,
     queue: Queue | None,
 ) -> RecomputeRun:
     """A run over the matching assessments, its total counted; started after the commit.
@@ -113,6 +130,7 @@ async def create_run(
             failed=0,
             cursor_framework=0,
             requested_by=requested_by,
+            requested_by_key=requested_by_key,
         ),
     )
     if queue is not None:

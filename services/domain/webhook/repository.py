@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.models import WebhookDelivery, WebhookSubscription
@@ -27,8 +27,85 @@ async def add_deliveries(session: AsyncSession, deliveries: Sequence[WebhookDeli
     await session.flush()
 
 
-async def lock_delivery(session: AsyncSession, delivery_id: int) -> WebhookDelivery | None:
-    return await session.get(WebhookDelivery, delivery_id, with_for_update=True)
+def _claimable(delivery_id: int, now: datetime) -> ColumnElement[bool]:
+    """Pending, and no attempt in progress (no lease, or one that ran out)."""
+    return and_(
+        WebhookDelivery.id == delivery_id,
+        WebhookDelivery.status == "pending",
+        or_(WebhookDelivery.claimed_until.is_(None), WebhookDelivery.claimed_until < now),
+    )
+
+
+def _subscription_active() -> ColumnElement[bool]:
+    return exists().where(
+        WebhookSubscription.id == WebhookDelivery.subscription_id,
+        WebhookSubscription.active.is_(True),
+    )
+
+
+async def claim_delivery(
+    session: AsyncSession, delivery_id: int, now: datetime, lease: datetime
+) -> WebhookDelivery | None:
+    """Take the next attempt of a claimable delivery of an active subscription, in one
+    statement: attempts + 1, leased (and not due for the sweeper) until ``lease``."""
+    claimed: WebhookDelivery | None = await session.scalar(
+        update(WebhookDelivery)
+        .where(_claimable(delivery_id, now), _subscription_active())
+        .values(attempts=WebhookDelivery.attempts + 1, claimed_until=lease, next_attempt_at=lease)
+        .returning(WebhookDelivery)
+        .execution_options(synchronize_session=False)
+    )
+    return claimed
+
+
+async def cancel_orphan(session: AsyncSession, delivery_id: int, now: datetime) -> bool:
+    """Cancel a claimable delivery whose subscription is gone or stopped."""
+    cancelled = await session.scalar(
+        update(WebhookDelivery)
+        .where(_claimable(delivery_id, now), ~_subscription_active())
+        .values(status="cancelled", claimed_until=None)
+        .returning(WebhookDelivery.id)
+        .execution_options(synchronize_session=False)
+    )
+    return cancelled is not None
+
+
+async def finish_delivery(
+    session: AsyncSession,
+    delivery_id: int,
+    attempts: int,
+    lease: datetime,
+    *,
+    status: str,
+    status_code: int | None,
+    error: str | None,
+    delivered_at: datetime | None,
+    next_attempt_at: datetime | None,
+) -> bool:
+    """Record an attempt's outcome, only if its claim still holds (compare-and-set on attempts
+    and lease); False when another attempt took over."""
+    values: dict[str, object] = {
+        "status": status,
+        "last_status_code": status_code,
+        "last_error": error,
+        "delivered_at": delivered_at,
+        "claimed_until": None,
+    }
+    if next_attempt_at is not None:
+        values["next_attempt_at"] = next_attempt_at
+    recorded = await session.scalar(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == delivery_id,
+            WebhookDelivery.status == "pending",
+            WebhookDelivery.attempts == attempts,
+            WebhookDelivery.claimed_until == lease,
+        )
+        .values(values)
+        .returning(WebhookDelivery.id)
+        .execution_options(synchronize_session=False)
+    )
+    return recorded is not None
 
 
 async def subscription(
@@ -46,10 +123,14 @@ async def add_subscription(
     return subscription
 
 
-async def subscriptions(session: AsyncSession) -> Sequence[WebhookSubscription]:
-    return (
-        await session.scalars(select(WebhookSubscription).order_by(WebhookSubscription.created_at))
-    ).all()
+async def subscriptions(
+    session: AsyncSession, *, created_by: uuid.UUID | None = None
+) -> Sequence[WebhookSubscription]:
+    """Every subscription, or those made by the key ``created_by``, oldest first."""
+    query = select(WebhookSubscription).order_by(WebhookSubscription.created_at)
+    if created_by is not None:
+        query = query.where(WebhookSubscription.created_by == created_by)
+    return (await session.scalars(query)).all()
 
 
 async def deliveries(

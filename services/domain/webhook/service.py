@@ -1,15 +1,27 @@
-"""Webhooks for ministry systems, signed in the style of the Standard Webhooks spec.
+"""Webhooks for ministry systems and regions, signed in the style of the Standard Webhooks spec.
 
 An event is written as one delivery row per matching subscription, in the transaction of the
 change that caused it (so it is never lost and never sent for a change that rolled back), and
 enqueued after commit. The worker POSTs it with headers ``webhook-id``, ``webhook-timestamp``
 and ``webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">``, retrying with
-exponential backoff; every attempt's outcome is recorded on the delivery. A request never waits
-for a receiver.
+exponential backoff; every attempt's outcome (status code, or a short error class, never the
+receiver's answer) is recorded on the delivery. A request never waits for a receiver, and no
+database transaction is open while a receiver is called.
+
+Scope: a subscription belongs to the key that made it. One made by a ministry-admin hears every
+event; one made by a regional key (super-app, region-operator) hears only events of assessments
+of the regions that key acts for, whatever the event (``assessment.published`` included: a
+published assessment is public, but the subscription asked for its own regions). A regional key
+lists, stops and reads the deliveries of its own subscriptions only; others are 404 to it.
+
+Targets: only public addresses (see :mod:`services.domain.webhook.targets`), checked when
+subscribing and again, after DNS resolution, before every attempt, which connects to the
+address checked. Secrets are encrypted at rest (see :mod:`services.domain.webhook.vault`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -21,20 +33,39 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.domain.access.principal import Context
+from services.domain.access import policy
+from services.domain.access.principal import Context, Principal, Visibility
 from services.domain.audit import service as audit
-from services.domain.webhook import repository
+from services.domain.webhook import repository, targets, vault
 from services.domain.webhook.jobs import DELIVER_JOB, delivery_job_id
 from services.domain.webhook.signing import new_secret, sign
 from services.kit.db import after_commit
-from services.kit.errors import NotFound, invalid
+from services.kit.errors import Forbidden, NotFound, invalid
 from services.kit.queue import Queue
+from services.kit.settings import Settings
 from services.models import WebhookDelivery, WebhookSubscription
 
 log = logging.getLogger(__name__)
 
 EVENTS = ("assessment.published", "result.changed", "evidence.requested")
 MAX_ATTEMPTS = 8
+BLOCKED = "blocked: private address"
+
+
+def scope_of(subscription: WebhookSubscription) -> Visibility:
+    """What the subscription's owner may see, as the policy's visibility: everything, or the
+    assessments of its regions (``regions`` NULL: a national subscription)."""
+    if subscription.regions is None:
+        return Visibility(everything=True)
+    return Visibility(regions=frozenset(subscription.regions))
+
+
+def hears(scope: Visibility, data: dict[str, Any]) -> bool:
+    """Whether a subscriber of ``scope`` may get an event about ``data``'s assessment."""
+    if scope.everything:
+        return True
+    region = data.get("region")
+    return isinstance(region, str) and region in scope.regions
 
 
 async def emit(session: AsyncSession, event: str, data: dict[str, Any], queue: Queue | None) -> int:
@@ -52,6 +83,7 @@ async def emit_many(
     subscriptions = await repository.active_subscriptions(session, event)
     if not subscriptions:
         return 0
+    scopes = [(subscription, scope_of(subscription)) for subscription in subscriptions]
     deliveries = []
     for data in items:
         event_id = f"evt_{uuid.uuid4().hex}"
@@ -65,8 +97,11 @@ async def emit_many(
                 status="pending",
                 attempts=0,
             )
-            for subscription in subscriptions
+            for subscription, scope in scopes
+            if hears(scope, data)
         ]
+    if not deliveries:
+        return 0
     await repository.add_deliveries(session, deliveries)
     if queue is not None:
         ids = [delivery.id for delivery in deliveries]
@@ -86,51 +121,144 @@ def backoff(attempt: int, base_seconds: float) -> timedelta:
     return timedelta(seconds=min(base_seconds * 5 ** (attempt - 1), 6 * 3600))
 
 
+def _error_class(exc: httpx.HTTPError) -> str:
+    """A short, fixed description of a failed request (never the receiver's words)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError):
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, ConnectionRefusedError):
+                return "connection refused"
+            cause = cause.__cause__ or cause.__context__
+        return "connection failed"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "protocol error"
+    if isinstance(exc, httpx.TooManyRedirects):
+        return "redirect"
+    return "request failed"
+
+
+async def _post(
+    client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], *, settings: Settings
+) -> tuple[int | None, str | None]:
+    """POST ``body`` to ``url`` at an address checked just now: (status code, error class)."""
+    target_url = httpx.URL(url)
+    try:
+        target = await targets.check(
+            target_url.host,
+            target_url.port or (443 if target_url.scheme == "https" else 80),
+            allow_private=settings.webhook_allow_private_targets,
+        )
+    except targets.TargetRefused:
+        return None, BLOCKED
+    except targets.TargetUnresolved:
+        return None, "dns: no address"
+    # Connect to an address checked, not to a second resolution of the name (which could
+    # answer differently); the name still goes in Host and, for HTTPS, in SNI and the
+    # certificate check. The next address is tried only when no connection was made.
+    netloc = target_url.netloc.decode("ascii")
+    extensions = {"sni_hostname": target_url.host} if target_url.scheme == "https" else {}
+    failure: httpx.HTTPError | None = None
+    for address in target.addresses:
+        try:
+            response = await client.post(
+                target_url.copy_with(host=address),
+                content=body,
+                headers={**headers, "host": netloc},
+                extensions=extensions,
+                follow_redirects=False,
+            )
+        except httpx.ConnectError as exc:
+            failure = exc
+            continue
+        except httpx.HTTPError as exc:
+            return None, _error_class(exc)
+        code = response.status_code
+        return code, None if response.is_success else f"HTTP {code}"
+    assert failure is not None
+    return None, _error_class(failure)
+
+
 async def deliver(
     sessionmaker: async_sessionmaker[AsyncSession],
     delivery_id: int,
     queue: Queue | None,
     *,
     client: httpx.AsyncClient,
-    backoff_seconds: float,
+    settings: Settings,
 ) -> str:
-    """One attempt at a pending delivery; schedules the next attempt when it fails."""
+    """One attempt at a pending delivery; schedules the next attempt when it fails.
+
+    Three steps, so that no transaction or row lock is held while the receiver answers: claim
+    the attempt (attempts + 1 and a lease until the job's timeout, committed), POST with no
+    transaction open, then record the outcome only if the claim still holds (compare-and-set on
+    attempts and the lease). A concurrent job for the same delivery finds the lease and skips; a
+    worker that died mid-attempt leaves a lease that expires, after which the sweeper's job
+    retries (the lease also moves ``next_attempt_at``, which the sweeper reads).
+    """
+    now = datetime.now(UTC)
+    lease = now + timedelta(seconds=settings.job_timeout_seconds)
+    box = vault.box(settings)
     async with sessionmaker() as session, session.begin():
-        delivery = await repository.lock_delivery(session, delivery_id)
-        if delivery is None or delivery.status != "pending":
-            return "skipped"  # already delivered (a repeated job) or given up
+        delivery = await repository.claim_delivery(session, delivery_id, now, lease)
+        if delivery is None:
+            if await repository.cancel_orphan(session, delivery_id, now):
+                return "cancelled"
+            return "skipped"  # delivered, given up, or another attempt is in progress
         subscription = await repository.subscription(session, delivery.subscription_id)
-        if subscription is None or not subscription.active:
-            delivery.status = "cancelled"
-            return "cancelled"
-        body = json.dumps(delivery.payload, separators=(",", ":"), ensure_ascii=False).encode()
+        assert subscription is not None  # the claim checked it, in this transaction
+        secret: str | None = None
+        with contextlib.suppress(vault.SecretUnreadable):  # recorded as a failed attempt
+            secret = box.open(subscription.secret)
+        if secret is not None and not vault.is_sealed(subscription.secret):
+            subscription.secret = box.seal(secret)  # a legacy clear secret: seal it now
+        url, event_id, payload, attempts = (
+            subscription.url,
+            delivery.event_id,
+            delivery.payload,
+            delivery.attempts,
+        )
+    # No transaction is open from here until the outcome is recorded.
+    status_code: int | None = None
+    error: str | None
+    if secret is None:
+        error = "secret unreadable: CERDAS_WEBHOOK_SECRET_KEY changed"
+        log.error("webhook delivery %d: %s", delivery_id, error)
+    else:
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
         timestamp = int(time.time())
         headers = {
             "content-type": "application/json",
-            "webhook-id": delivery.event_id,
+            "webhook-id": event_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(subscription.secret, delivery.event_id, timestamp, body),
+            "webhook-signature": sign(secret, event_id, timestamp, body),
             "user-agent": "Cerdas-Webhooks/1",
         }
-        delivery.attempts += 1
-        try:
-            response = await client.post(subscription.url, content=body, headers=headers)
-            delivery.last_status_code = response.status_code
-            delivery.last_error = None if response.is_success else response.text[:500]
-            succeeded = response.is_success
-        except httpx.HTTPError as exc:
-            delivery.last_status_code = None
-            delivery.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            succeeded = False
-        now = datetime.now(UTC)
-        if succeeded:
-            delivery.status, delivery.delivered_at = "succeeded", now
-        elif delivery.attempts >= MAX_ATTEMPTS:
-            delivery.status = "failed"
-        else:
-            delivery.next_attempt_at = now + backoff(delivery.attempts, backoff_seconds)
-        status, attempts, retry_at = delivery.status, delivery.attempts, delivery.next_attempt_at
-    if status == "pending" and queue is not None:
+        status_code, error = await _post(client, url, body, headers, settings=settings)
+    now = datetime.now(UTC)
+    retry_at: datetime | None = None
+    if error is None:
+        status = "succeeded"
+    elif attempts >= MAX_ATTEMPTS:
+        status = "failed"
+    else:
+        status, retry_at = "pending", now + backoff(attempts, settings.webhook_backoff_seconds)
+    async with sessionmaker() as session, session.begin():
+        recorded = await repository.finish_delivery(
+            session,
+            delivery_id,
+            attempts,
+            lease,
+            status=status,
+            status_code=status_code,
+            error=error,
+            delivered_at=now if status == "succeeded" else None,
+            next_attempt_at=retry_at,
+        )
+    if not recorded:
+        return "superseded"  # the lease ran out and another attempt took over
+    if retry_at is not None and queue is not None:
         await queue.enqueue(
             DELIVER_JOB,
             delivery_id,
@@ -148,9 +276,10 @@ async def due_deliveries(session: AsyncSession, limit: int = 1000) -> list[int]:
 
 
 async def subscribe(
-    session: AsyncSession, context: Context, url: str, events: list[str]
-) -> WebhookSubscription:
-    """A new subscription of ``url`` to ``events``, with its signing secret."""
+    session: AsyncSession, context: Context, url: str, events: list[str], settings: Settings
+) -> tuple[WebhookSubscription, str]:
+    """A new subscription of ``url`` to ``events`` in the caller's scope, and its signing secret
+    in clear (stored encrypted; shown only in this answer)."""
     unknown = sorted(set(events) - set(EVENTS))
     if unknown:
         raise invalid(
@@ -159,13 +288,28 @@ async def subscribe(
             "unknown event",
             f"unknown event {unknown[0]!r} (known: {', '.join(EVENTS)})",
         )
+    principal = context.principal
+    scope = policy.visibility(principal)
+    regions: list[str] | None = None
+    if not scope.everything:
+        regions = sorted(
+            region for region in scope.regions if policy.acts_for_region(principal, region)
+        )
+        if not regions:
+            raise Forbidden(
+                f"The key {principal.name!r} ({principal.role}) acts for no region: it may not "
+                "subscribe to webhooks."
+            )
+    await _check_target(url, settings)
+    secret = new_secret()
     subscription = await repository.add_subscription(
         session,
         WebhookSubscription(
             url=url,
             events=sorted(set(events)),
-            secret=new_secret(),
-            created_by=context.principal.key_id,
+            secret=vault.box(settings).seal(secret),
+            created_by=principal.key_id,
+            regions=regions,
         ),
     )
     audit.record(
@@ -174,19 +318,73 @@ async def subscribe(
         action="webhook.subscribe",
         entity="webhook_subscription",
         entity_id=str(subscription.id),
-        after={"url": subscription.url, "events": subscription.events},
+        after={"url": subscription.url, "events": subscription.events, "regions": regions},
     )
+    return subscription, secret
+
+
+async def _check_target(url: str, settings: Settings) -> None:
+    """422 when the URL's host is, or resolves to, a non-public address. A host that does not
+    resolve now is accepted: every delivery checks again."""
+    if settings.webhook_allow_private_targets:
+        return
+    parsed = httpx.URL(url)
+    try:
+        await targets.check(
+            parsed.host,
+            parsed.port or (443 if parsed.scheme == "https" else 80),
+            allow_private=False,
+        )
+    except targets.TargetRefused:
+        raise invalid(
+            "body",
+            "/url",
+            "private address",
+            f"the host {parsed.host!r} is or resolves to a loopback, private, link-local or "
+            "other non-public address; webhooks are sent to public addresses only",
+        ) from None
+    except targets.TargetUnresolved:
+        pass
+
+
+def seal_secret(settings: Settings, secret: str) -> str:
+    """``secret`` encrypted as the subscription keeps it (for stored idempotent answers)."""
+    return vault.box(settings).seal(secret)
+
+
+def open_secret(settings: Settings, stored: str) -> str:
+    return vault.box(settings).open(stored)
+
+
+def _owns(principal: Principal, subscription: WebhookSubscription) -> bool:
+    """A national key manages every subscription, a regional key the ones it made."""
+    if policy.visibility(principal).everything:
+        return True
+    return principal.key_id is not None and subscription.created_by == principal.key_id
+
+
+async def _owned(
+    session: AsyncSession, principal: Principal, subscription_id: uuid.UUID
+) -> WebhookSubscription:
+    subscription = await repository.subscription(session, subscription_id)
+    if subscription is None or not _owns(principal, subscription):
+        raise NotFound(f"No webhook subscription {subscription_id}.")
     return subscription
 
 
-async def subscriptions(session: AsyncSession) -> Sequence[WebhookSubscription]:
-    return await repository.subscriptions(session)
+async def subscriptions(
+    session: AsyncSession, principal: Principal
+) -> Sequence[WebhookSubscription]:
+    """The subscriptions the caller manages: all for a national key, its own for another."""
+    if policy.visibility(principal).everything:
+        return await repository.subscriptions(session)
+    if principal.key_id is None:
+        return []
+    return await repository.subscriptions(session, created_by=principal.key_id)
 
 
 async def unsubscribe(session: AsyncSession, context: Context, subscription_id: uuid.UUID) -> None:
-    subscription = await repository.subscription(session, subscription_id)
-    if subscription is None:
-        raise NotFound(f"No webhook subscription {subscription_id}.")
+    subscription = await _owned(session, context.principal, subscription_id)
     subscription.active = False
     audit.record(
         session,
@@ -200,7 +398,8 @@ async def unsubscribe(session: AsyncSession, context: Context, subscription_id: 
 
 
 async def deliveries(
-    session: AsyncSession, subscription_id: uuid.UUID, limit: int = 500
+    session: AsyncSession, principal: Principal, subscription_id: uuid.UUID, limit: int = 500
 ) -> Sequence[WebhookDelivery]:
-    """A subscription's latest deliveries, newest first."""
+    """A subscription's latest deliveries, newest first (404 unless the caller manages it)."""
+    await _owned(session, principal, subscription_id)
     return await repository.deliveries(session, subscription_id, limit)

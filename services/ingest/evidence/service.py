@@ -3,6 +3,7 @@ and reading it back, for callers that may see the assessment it belongs to."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import unicodedata
 import uuid
@@ -125,7 +126,7 @@ async def store(
         raise _invalid("file", "missing", "form field 'file' is required")
     if upload.size == 0:
         raise _invalid("file", "empty", "The file is empty.")
-    kind = sniff(upload.path)
+    kind = await asyncio.to_thread(sniff, upload.path)
     if kind is None:
         raise UnsupportedMediaType(
             "The file's content is not an allowed type (PDF, PNG, JPEG, DOCX, XLSX, ODT, ODS), "

@@ -7,6 +7,7 @@ temporary file removed. Any failure leaves no file behind.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass, field
 
@@ -144,7 +145,8 @@ class _Receiver:
 
 
 async def receive(request: Request, storage: Storage, max_bytes: int) -> ReceivedUpload:
-    """Parse the request's multipart body, streaming its file into ``storage``."""
+    """Parse the request's multipart body, streaming its file into ``storage``. Disk writes
+    (and the final fsync) run in a worker thread: a slow disk never stalls the event loop."""
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or b"boundary" not in options:
         raise UnsupportedMediaType("Upload evidence as multipart/form-data with a 'file' field.")
@@ -157,12 +159,12 @@ async def receive(request: Request, storage: Storage, max_bytes: int) -> Receive
     parser = MultipartParser(options[b"boundary"], receiver.callbacks())  # type: ignore[arg-type]
     try:
         async for chunk in request.stream():
-            parser.write(chunk)
+            await asyncio.to_thread(parser.write, chunk)
         parser.finalize()
         if not receiver.ended:
             raise BadUpload("The multipart body is truncated (no closing boundary).")
         if receiver.result.upload is not None:
-            receiver.result.upload.finish()
+            await asyncio.to_thread(receiver.result.upload.finish)
     except ClientDisconnect:
         receiver.result.discard()
         raise BadUpload("The client disconnected before the upload finished.") from None

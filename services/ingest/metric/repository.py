@@ -31,7 +31,7 @@ _CREATE_STAGING = text(
 # - a point sent twice in one request: every later copy is a duplicate, naming the first;
 # - each first copy is classified against what is stored (created / updated / unchanged);
 # - if :store (and, for an atomic import, no duplicate), new and changed values are upserted,
-#   every update audited with its old and new value;
+#   every point stored audited (a create with its value, an update with its old and new);
 # - it reports which region, year and metric changed, for the recomputes.
 # Data-modifying CTEs see the snapshot from before the statement, so the classification is of
 # the stored values the upsert replaces.
@@ -82,15 +82,16 @@ _IMPORT = """
          FROM (SELECT DISTINCT region_code, year, metric FROM up) c) AS changes,
         (SELECT count(*) FROM audited) AS audited
     """
-# Each update is audited (creates are not: the point itself records who sent it).
+# Every point stored is audited: a create with its value, an update with the value it replaced.
 _AUDIT = insert_each(
     """
-    SELECT 'metric.update', 'metric_point',
+    SELECT CASE WHEN up.inserted THEN 'metric.create' ELSE 'metric.update' END, 'metric_point',
            concat_ws('/', up.region_code, up.metric, up.period, nullif(up.dimension_key, '')),
-           jsonb_build_object('value', matched.old_value::text),
+           CASE WHEN up.inserted THEN NULL
+                ELSE jsonb_build_object('value', matched.old_value::text) END,
            jsonb_build_object('value', up.value::text)
-    FROM up JOIN matched ON matched.old_id = up.id
-    WHERE NOT up.inserted
+    FROM up LEFT JOIN matched ON matched.old_id = up.id
+    ORDER BY up.id
     """
 )
 _IMPORT_STAGED = text(_IMPORT.format(source="metric_staging s", audit=_AUDIT))
@@ -193,13 +194,17 @@ async def import_points(
 async def list_points(
     session: AsyncSession,
     *,
+    regions: frozenset[str] | None,
     region: str | None,
     metric: str | None,
     year: int | None,
     after_id: int | None,
     limit: int,
 ) -> Sequence[MetricPoint]:
+    """Points in id order; ``regions`` None: of every region."""
     query = select(MetricPoint).order_by(MetricPoint.id).limit(limit)
+    if regions is not None:
+        query = query.where(MetricPoint.region_code.in_(sorted(regions)))
     if region:
         query = query.where(MetricPoint.region_code == region)
     if metric:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.domain.access import policy
-from services.domain.access.dependencies import CurrentPrincipal, RequestContext
+from services.domain.access.dependencies import RequestContext
 from services.domain.access.policy import Action
+from services.domain.access.principal import Context
 from services.ingest.metric import service
 from services.ingest.metric.csv_upload import csv_points, receive_csv
 from services.ingest.metric.schemas import (
@@ -79,10 +83,10 @@ async def push_batch(
         fingerprint = request_fingerprint(
             json.dumps(batch.points, sort_keys=True, default=str), str(atomic), str(dry_run)
         )
-        replayed = await replay(session, principal.audit_id, idempotency_key, fingerprint)
-        if replayed is not None:
-            status, body = replayed
-            return JSONResponse(body, status_code=status, headers={"Idempotent-Replayed": "true"})
+        if (
+            replayed := await _replayed(session, context, idempotency_key, fingerprint)
+        ) is not None:
+            return replayed
 
     async def points() -> AsyncIterator[tuple[int, Any]]:
         for index, point in enumerate(batch.points):
@@ -96,9 +100,32 @@ async def push_batch(
         dry_run=dry_run,
         queue=request.app.state.runtime.queue,
     )
-    if idempotency_key is not None and not dry_run and summary.status != "error":
-        remember(session, principal.audit_id, idempotency_key, fingerprint, 200, summary.public())
+    _remember(session, context, idempotency_key, fingerprint, summary)
     return _respond(request, summary)
+
+
+async def _replayed(
+    session: AsyncSession, context: Context, key: str, fingerprint: str
+) -> JSONResponse | None:
+    """The first answer to this key, if the caller sent the same request with it before."""
+    found = await replay(session, context.principal.audit_id, key, fingerprint)
+    if found is None:
+        return None
+    status, body = found
+    return JSONResponse(body, status_code=status, headers={"Idempotent-Replayed": "true"})
+
+
+def _remember(
+    session: AsyncSession,
+    context: Context,
+    key: str | None,
+    fingerprint: str,
+    summary: service.ImportSummary,
+) -> None:
+    """Keep a stored import's answer for its key (a dry run or a refused batch stored nothing,
+    so a retry runs again)."""
+    if key is not None and not summary.dry_run and summary.status != "error":
+        remember(session, context.principal.audit_id, key, fingerprint, 200, summary.public())
 
 
 @router.post(
@@ -125,18 +152,29 @@ async def import_csv(
     context: RequestContext,
     atomic: AtomicQuery = True,
     dry_run: DryRunQuery = False,
+    idempotency_key: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
     """The same points as a CSV body with a header row (region, metric, period or timestamp,
     value, and optional unit and dimensions as `name=value;name=value`). The body is received
     in full (spooled to disk past a few MB) before anything is stored, then loaded with COPY,
     so large files use bounded memory. Fields hold no newlines; a line is at most
-    `CERDAS_CSV_MAX_LINE_BYTES` characters."""
+    `CERDAS_CSV_MAX_LINE_BYTES` characters. `Idempotency-Key` makes a retry safe, as for
+    `:batch` (the same key with another body is refused)."""
     policy.require(context.principal, Action.PUSH_METRICS)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in {"text/csv", "application/csv"}:
         raise UnsupportedMediaType(f"Send the points as text/csv, not {content_type or 'nothing'}.")
     settings = request.app.state.runtime.settings
     spool = await receive_csv(request, settings.csv_max_line_bytes)
+    fingerprint = ""
+    if idempotency_key is not None and not dry_run:
+        body_hash = await asyncio.to_thread(_digest, spool)
+        fingerprint = request_fingerprint("csv", body_hash, str(atomic), str(dry_run))
+        if (
+            replayed := await _replayed(session, context, idempotency_key, fingerprint)
+        ) is not None:
+            spool.close()
+            return replayed
     summary = await service.import_points(
         session,
         context,
@@ -145,23 +183,33 @@ async def import_csv(
         dry_run=dry_run,
         queue=request.app.state.runtime.queue,
     )
+    _remember(session, context, idempotency_key, fingerprint, summary)
     return _respond(request, summary)
+
+
+def _digest(spool: IO[bytes]) -> str:
+    """SHA-256 of the spooled body, read back from its start (and left there)."""
+    digest = hashlib.sha256()
+    spool.seek(0)
+    while chunk := spool.read(1 << 20):
+        digest.update(chunk)
+    spool.seek(0)
+    return digest.hexdigest()
 
 
 @router.get("", response_model=MetricPage, summary="Stored metric points")
 async def list_metrics(
     session: DbSession,
-    principal: CurrentPrincipal,
+    context: RequestContext,
     region: Annotated[str | None, Query(examples=["32.71"])] = None,
     metric: Annotated[str | None, Query(examples=["integrated_apps"])] = None,
     year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> MetricPage:
-    policy.require(principal, Action.READ_METRICS)
     after = decode_cursor(cursor, int)[0] if cursor else None
     return await service.page(
-        session, region=region, metric=metric, year=year, after_id=after, limit=limit
+        session, context, region=region, metric=metric, year=year, after_id=after, limit=limit
     )
 
 

@@ -161,6 +161,7 @@ async def mark_affected(
 
 async def page(
     session: AsyncSession,
+    context: Context,
     *,
     region: str | None,
     metric: str | None,
@@ -168,9 +169,17 @@ async def page(
     after_id: int | None,
     limit: int,
 ) -> MetricPage:
-    """Stored points in id order, ``limit`` at a time, after the point ``after_id``."""
+    """Stored points of the regions the caller reads, in id order, ``limit`` at a time, after
+    the point ``after_id``."""
+    policy.require(context.principal, Action.READ_METRICS)
     rows = await repository.list_points(
-        session, region=region, metric=metric, year=year, after_id=after_id, limit=limit + 1
+        session,
+        regions=policy.metric_regions(context.principal),
+        region=region,
+        metric=metric,
+        year=year,
+        after_id=after_id,
+        limit=limit + 1,
     )
     items = [
         MetricPointOut(

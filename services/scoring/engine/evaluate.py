@@ -30,12 +30,14 @@ class Inputs:
 
     ``values`` maps a node id to a number (an int, a Decimal or a decimal string), or a list of
     numbers for an ``items`` leaf. A value given for an inner node stands in for its children.
-    ``linked`` maps ``"<framework>/<node>"`` to that node's value in the linked framework.
+    ``linked`` maps ``"<framework>/<node>"`` to that node's value in the linked framework;
+    ``unavailable`` says, for a linked ref without a value, why (the result's note).
     """
 
     values: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)
     linked: Mapping[str, Any] = field(default_factory=dict)
+    unavailable: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -155,7 +157,8 @@ class _Evaluation:
         assert rule is not None
         raw = self.inputs.linked.get(rule.ref)
         if raw is None:
-            return self._absent(node, note=f"no result yet for {rule.ref}")
+            why = self.inputs.unavailable.get(rule.ref, f"no result yet for {rule.ref}")
+            return self._absent(node, note=why, inputs=(f"linked:{rule.ref}",))
         source_value = self._number(node, raw, rule.scale, what=f"linked value {rule.ref}")
         value = source_value if node.scale is None else rule.scale.rescale(source_value, node.scale)
         return _Computed(value, "linked", inputs=(f"linked:{rule.ref}",))

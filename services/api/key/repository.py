@@ -1,0 +1,31 @@
+"""SQL for the caller's own view: the assessments assigned to its key."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.api.result.repository import AssessmentRow
+from services.models import Assessment, AssessmentAssignment, Region, ResultState
+
+
+async def assigned(session: AsyncSession, key_id: uuid.UUID) -> Sequence[AssessmentRow]:
+    """The assessments assigned to ``key_id``, as rows of the shape
+    :func:`services.api.result.service.assessment_out` renders: newest period first."""
+    query = (
+        select(Assessment, ResultState, Region.name, Region.province_code)
+        .join(Region, Region.code == Assessment.region_code)
+        .outerjoin(ResultState, ResultState.assessment_id == Assessment.id)
+        .join(AssessmentAssignment, AssessmentAssignment.assessment_id == Assessment.id)
+        .where(AssessmentAssignment.key_id == key_id)
+        .order_by(
+            Assessment.period.desc(),
+            Assessment.framework_id,
+            Assessment.region_code,
+            Assessment.id,
+        )
+    )
+    return (await session.execute(query)).all()

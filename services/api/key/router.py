@@ -1,0 +1,70 @@
+"""API keys (ministry-admin) and the caller's own key: who am I, what am I assigned.
+
+Keys are created and rotated by an operator with ``cerdas keys`` (the secret is printed there,
+once); the API lists and revokes them and never shows a secret or its hash.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from services.api.key import service
+from services.api.key.schemas import KeyOut, KeyPage, MeOut
+from services.api.result.schemas import AssessmentOut
+from services.domain.access import policy
+from services.domain.access import service as keys
+from services.domain.access.dependencies import CurrentPrincipal, RequestContext
+from services.domain.access.policy import Action
+from services.kit.db import DbSession
+from services.kit.idempotency import remember_answer, replayed
+
+router = APIRouter(tags=["keys"])
+
+
+@router.get("/v1/keys", response_model=KeyPage, summary="API keys, newest first")
+async def list_keys(
+    session: DbSession,
+    principal: CurrentPrincipal,
+    revoked: Annotated[
+        bool | None, Query(description="true: only revoked keys; false: only live ones")
+    ] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> KeyPage:
+    """Every key with its role, regions, prefix and state; never a secret or its hash."""
+    policy.require(principal, Action.MANAGE_KEYS)
+    return await service.key_page(session, revoked=revoked, cursor=cursor, limit=limit)
+
+
+@router.post("/v1/keys/{key_id}/revoke", response_model=KeyOut, summary="Revoke an API key")
+async def revoke_key(
+    key_id: uuid.UUID, request: Request, session: DbSession, context: RequestContext
+) -> KeyOut | JSONResponse:
+    """The key's secret is refused (401) from the next request on. Revoking a revoked key
+    answers the key as it stands (200, nothing changes). Revocation cannot be undone."""
+    policy.require(context.principal, Action.MANAGE_KEYS)
+    if (replay := await replayed(session, request, context.principal)) is not None:
+        return replay
+    answer = KeyOut.model_validate(await keys.revoke_key(session, context, key_id))
+    remember_answer(session, request, context.principal, 200, answer)
+    return answer
+
+
+@router.get("/v1/me", response_model=MeOut, summary="The key this request is made with")
+async def me(principal: CurrentPrincipal) -> MeOut:
+    return service.me(principal)
+
+
+@router.get(
+    "/v1/me/assignments",
+    response_model=list[AssessmentOut],
+    summary="The assessments assigned to this key",
+)
+async def my_assignments(session: DbSession, principal: CurrentPrincipal) -> list[AssessmentOut]:
+    """An assessor's assigned assessments (in any state), in the shape of ``GET
+    /v1/assessments`` items, newest period first; an empty list for the other roles."""
+    return await service.assignments(session, principal)

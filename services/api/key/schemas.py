@@ -1,0 +1,43 @@
+"""API keys and the caller's own key, as the API shows them: never a secret or its hash."""
+
+from __future__ import annotations
+
+import uuid
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.kit.schemas import Timestamp
+from services.models import Role
+
+
+class KeyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str = Field(examples=["Bogor Single Window"])
+    role: Role
+    regions: list[str] = Field(
+        description="Kemendagri codes the key acts for (super-app, region-operator)",
+        examples=[["32.71"]],
+    )
+    prefix: str = Field(
+        description="The start of the secret, to tell keys apart", examples=["cerdas_Xk3v9Q"]
+    )
+    created_at: Timestamp
+    revoked_at: Timestamp | None = Field(description="Null while the key is live")
+
+
+class KeyPage(BaseModel):
+    items: list[KeyOut]
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= to get the next (older) page; null on the last page"
+    )
+
+
+class MeOut(BaseModel):
+    """The key the request was made with."""
+
+    id: uuid.UUID
+    name: str
+    role: Role
+    regions: list[str] = Field(examples=[["32.71"]])
