@@ -36,6 +36,7 @@ import psutil
 from arq.jobs import Job
 from sqlalchemy import insert, select
 
+from services.domain.access.principal import operator_context
 from services.domain.access.service import create_key
 from services.domain.recompute.service import create_run
 from services.ingest.metric.validation import STAGED_COLUMNS
@@ -181,10 +182,10 @@ class Bench:
             async with runtime.sessionmaker() as session, session.begin():
                 run = await create_run(
                     session,
+                    operator_context("bench"),
                     framework_id=framework,
                     period=2024,
                     region_code=None,
-                    requested_by="bench",
                     queue=None,
                 )
             while await run_step(runtime.sessionmaker, run.id, None) is not None:
@@ -195,10 +196,10 @@ class Bench:
         async with runtime.sessionmaker() as session, session.begin():
             linked = await create_run(
                 session,
+                operator_context("bench"),
                 framework_id="smartcity-spbe-linked",
                 period=None,
                 region_code=None,
-                requested_by="bench",
                 queue=None,
             )
         while await run_step(runtime.sessionmaker, linked.id, None) is not None:

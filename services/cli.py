@@ -205,6 +205,7 @@ def recompute(
     """Recompute assessments here and now, in batches, with a progress bar."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from services.domain.access.principal import operator_context
     from services.domain.recompute import repository
     from services.domain.recompute.service import create_run
     from services.scoring.service import run_step
@@ -216,10 +217,10 @@ def recompute(
         async with runtime.sessionmaker() as session, session.begin():
             created = await create_run(
                 session,
+                operator_context("cerdas recompute"),
                 framework_id=framework,
                 period=period,
                 region_code=region,
-                requested_by="cerdas recompute",
                 queue=None,  # run here, step by step, not by the worker
             )
         with Progress(

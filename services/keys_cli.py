@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from services.domain.access.principal import Context, Principal
+from services.domain.access.principal import Context, operator_context
 from services.models import ApiKey, Role
 
 if TYPE_CHECKING:
@@ -26,14 +26,13 @@ if TYPE_CHECKING:
 
 keys_app = typer.Typer(help="API keys for machine clients.", no_args_is_help=True)
 
-OPERATOR = Principal(key_id=None, name="cerdas keys (CLI)", role=Role.MINISTRY_ADMIN)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object, for scripts")]
 
 
-def operator_context() -> Context:
-    """The context the CLI's changes are audited under: the operator, a fresh request id."""
-    return Context(OPERATOR, f"cli-{uuid.uuid4().hex}")
+def cli_context() -> Context:
+    """The context the CLI's key changes are audited under: the operator, a fresh request id."""
+    return operator_context("cerdas keys (CLI)")
 
 
 def _key_json(key: ApiKey) -> dict[str, Any]:
@@ -89,7 +88,7 @@ def create_key(
     async def run(runtime: Runtime) -> tuple[dict[str, Any], str]:
         async with runtime.sessionmaker() as session, session.begin():
             key, secret = await issue_key(
-                session, operator_context(), name=name, role=Role(role), regions=regions
+                session, cli_context(), name=name, role=Role(role), regions=regions
             )
             # created_at is the database's (set on insert, not read back): not shown here.
             made = {"id": str(key.id), "name": key.name, "role": str(key.role)}
@@ -150,7 +149,7 @@ def revoke_key(key_id: Annotated[str, typer.Argument(help="The key's id")]) -> N
 
     async def run(runtime: Runtime) -> tuple[str, str]:
         async with runtime.sessionmaker() as session, session.begin():
-            key = await revoke(session, operator_context(), wanted)
+            key = await revoke(session, cli_context(), wanted)
             assert key.revoked_at is not None
             return _label(key), key.revoked_at.isoformat()
 
@@ -172,7 +171,7 @@ def rotate_key(
 
     async def run(runtime: Runtime) -> tuple[dict[str, Any], str, str]:
         async with runtime.sessionmaker() as session, session.begin():
-            key, secret = await rotate(session, operator_context(), wanted)
+            key, secret = await rotate(session, cli_context(), wanted)
             return _key_json(key), _label(key), secret
 
     key, label, secret = run_with_runtime(run, log=False)

@@ -16,21 +16,18 @@ from typing import Any
 import yaml
 
 from services.demo import repository
-from services.domain.access.principal import Context, Principal
+from services.domain.access.principal import operator_context
 from services.domain.assessment import repository as assessments
 from services.domain.audit import service as audit
 from services.domain.recompute.service import mark_dirty
 from services.ingest.metric.repository import Change
 from services.ingest.metric.service import mark_affected
 from services.kit.runtime import Runtime
-from services.models import Role
 from services.scoring.engine import Framework, link_order
 from services.scoring.frameworks import registry
 from services.scoring.service import recompute_many
 
 SEED_FILE = Path(__file__).with_name("demo.yaml")
-# Who the audit trail names for what the demo adds.
-OPERATOR = Principal(key_id=None, name="cerdas demo", role=Role.MINISTRY_ADMIN)
 
 
 def seed() -> dict[str, Any]:
@@ -52,7 +49,7 @@ async def load(runtime: Runtime) -> int:
     assessments were scored."""
     document = seed()
     frameworks = registry()
-    context = Context(OPERATOR, f"demo-{uuid.uuid4().hex}")
+    context = operator_context("cerdas demo", request_prefix="demo")
     async with runtime.sessionmaker() as session, session.begin():
         created: list[uuid.UUID] = []
         for case in document["assessments"]:

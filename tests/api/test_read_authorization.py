@@ -18,6 +18,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.domain.access.principal import Context, Principal
 from services.domain.recompute.service import create_run
 from services.kit.settings import Settings
 from services.main import create_app
@@ -27,6 +28,7 @@ from services.models import (
     MetricPoint,
     ResultNode,
     ResultState,
+    Role,
     WebhookSubscription,
 )
 from tests.api.matrix import FOREIGN, OWN, ROLES, World, make_world
@@ -111,13 +113,13 @@ async def scene(
         url="https://sistem.kementerian.go.id/hook", events=["result.changed"], secret="whsec_AAAA"
     )
     session.add(subscription)
+    ministry = Principal(world.key_ids["ministry-admin"], "ministry-admin", Role.MINISTRY_ADMIN)
     run = await create_run(
         session,
+        Context(ministry, "read-matrix"),
         framework_id="spbe-2020",
         period=None,
         region_code=None,
-        requested_by="ministry-admin",
-        requested_by_key=world.key_ids["ministry-admin"],
         queue=None,
     )
     if request.param:

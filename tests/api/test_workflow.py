@@ -305,3 +305,27 @@ async def test_a_region_enters_leaves_only_and_verified_leaves_replace_an_offici
         select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "input.official")
     )
     assert audited == 1
+
+
+async def test_a_recompute_run_request_is_audited_and_followed_by_its_requester_only(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    k = await keys(session)
+    started = await client.post(
+        "/v1/recompute-runs",
+        json={"framework": "spbe-2020"},
+        headers={**k["ministry-admin"], "X-Request-ID": "national-run-1"},
+    )
+    assert started.status_code == 202, started.text
+    job = started.json()["id"]
+    event = await session.scalar(
+        select(AuditEvent).where(AuditEvent.action == "recompute_run.create")
+    )
+    assert event is not None
+    assert (event.entity_id, event.request_id, event.actor_name) == (
+        job,
+        "national-run-1",
+        "KemenPANRB",
+    )
+    assert (await client.get(f"/v1/jobs/{job}", headers=k["ministry-admin"])).status_code == 200
+    assert (await client.get(f"/v1/jobs/{job}", headers=k["region-operator"])).status_code == 404

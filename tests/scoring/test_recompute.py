@@ -35,6 +35,8 @@ from services.models import (
     RecomputeRun,
     ResultNode,
     ResultState,
+    WebhookDelivery,
+    WebhookSubscription,
 )
 from services.scoring.engine import Inputs, evaluate
 from services.scoring.frameworks import get_framework, registry
@@ -145,6 +147,14 @@ async def test_the_composite_follows_publication_and_correction_of_its_source(
         await session.execute(
             update(Assessment).where(Assessment.id == spbe).values(state="verified")
         )
+        # A ministry system listening for changed results.
+        session.add(
+            WebhookSubscription(
+                url="https://sistem.kementerian.go.id/hook",
+                events=["result.changed"],
+                secret="whsec_AAAA",
+            )
+        )
     key = await ministry_key(live)
     async with running_worker(live), app_client(live) as client:
         points = [
@@ -197,6 +207,20 @@ async def test_the_composite_follows_publication_and_correction_of_its_source(
         )
         assert reopened.status_code == 200
         await wait_for(lambda: composite_is(None, "is in_review, not published"), seconds=10)
+
+    # Subscribers heard the composite go up with the publication and back with the correction.
+    async with live.sessionmaker() as session:
+        payloads = (
+            await session.scalars(
+                select(WebhookDelivery.payload)
+                .where(WebhookDelivery.event == "result.changed")
+                .order_by(WebhookDelivery.id)
+            )
+        ).all()
+    composite_indices = [
+        p["data"]["index"] for p in payloads if p["data"]["framework"] == "smartcity-spbe-linked"
+    ]
+    assert composite_indices[-2:] == ["70.85", None]
 
 
 def start_redis(socket: Path) -> subprocess.Popen[bytes]:

@@ -41,11 +41,10 @@ async def start_recompute_run(
         return replay
     run = await create_run(
         session,
+        context,
         framework_id=body.framework,
         period=body.period,
         region_code=body.region,
-        requested_by=principal.name,
-        requested_by_key=principal.key_id,
         queue=request.app.state.runtime.queue,
     )
     response.headers["Location"] = f"/v1/jobs/{run.id}"

@@ -39,3 +39,10 @@ class Visibility:
     everything: bool = False
     regions: frozenset[str] = frozenset()
     assigned_to: uuid.UUID | None = None
+
+
+def operator_context(name: str, *, request_prefix: str = "cli") -> Context:
+    """The context an operator's command is audited under (the CLI, the seed cases): national
+    rights, no key, and a fresh request id ``<prefix>-<32 hex>`` that groups its rows."""
+    principal = Principal(key_id=None, name=name, role=Role.MINISTRY_ADMIN)
+    return Context(principal, f"{request_prefix}-{uuid.uuid4().hex}")

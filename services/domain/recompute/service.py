@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.domain.access.principal import Context
 from services.domain.assessment.states import initial_state
+from services.domain.audit import service as audit
 from services.domain.recompute import repository
 from services.domain.recompute.jobs import (
     RECOMPUTE_JOB,
@@ -103,12 +105,11 @@ async def mark_followers_dirty(
 
 async def create_run(
     session: AsyncSession,
+    context: Context,
     *,
     framework_id: str | None,
     period: int | None,
     region_code: str | None,
-    requested_by: str,
-    requested_by_key: uuid.UUID | None = None,
     queue: Queue | None,
 ) -> RecomputeRun:
     """A run over the matching assessments, its total counted; started after the commit.
@@ -129,9 +130,22 @@ async def create_run(
             done=0,
             failed=0,
             cursor_framework=0,
-            requested_by=requested_by,
-            requested_by_key=requested_by_key,
+            requested_by=context.principal.name,
+            requested_by_key=context.principal.key_id,
         ),
+    )
+    audit.record(
+        session,
+        context,
+        action="recompute_run.create",
+        entity="recompute_run",
+        entity_id=str(run.id),
+        after={
+            "framework": framework_id,
+            "period": period,
+            "region": region_code,
+            "total": total,
+        },
     )
     if queue is not None:
 
