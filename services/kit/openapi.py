@@ -38,8 +38,9 @@ _BODY_METHODS = frozenset({"post", "put", "patch"})
 
 @dataclass(frozen=True)
 class Callers:
-    """The app's dependencies that check a key (401, 403, per-key 429) or count anonymous
-    callers (429): what the document says each route may answer besides its own errors."""
+    """The app's dependencies that check a key (401, 403, per-key 429) or count callers (429,
+    and 401 for a key that is sent but unknown or revoked): what the document says each route
+    may answer besides its own errors."""
 
     authenticating: tuple[Callable[..., Any], ...] = ()
     rate_limiting: tuple[Callable[..., Any], ...] = ()
@@ -164,7 +165,7 @@ def _dependency_statuses(route: Any, callers: Callers) -> set[int]:
     if calls & set(callers.authenticating):
         statuses |= {401, 403, 429}
     if calls & set(callers.rate_limiting):
-        statuses.add(429)
+        statuses |= {401, 429}
     return statuses
 
 

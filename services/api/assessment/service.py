@@ -211,9 +211,7 @@ async def set_inputs(
             before=before,
             after={"self": row.self_value, "verified": row.verified_value},
         )
-    await session.flush()
-    await mark_dirty(session, [assessment.id], queue)
-    await session.refresh(assessment)
+    await _inputs_changed(session, assessment, queue)
     return assessment, value
 
 
@@ -266,10 +264,17 @@ async def set_official_results(
             before=before,
             after={"official": row.official_value, "source": row.official_source},
         )
+    await _inputs_changed(session, assessment, queue)
+    return assessment
+
+
+async def _inputs_changed(
+    session: AsyncSession, assessment: Assessment, queue: Queue | None
+) -> None:
+    """After a write of inputs: the assessment is due for a recompute at a new revision."""
     await session.flush()
     await mark_dirty(session, [assessment.id], queue)
-    await session.refresh(assessment)
-    return assessment
+    await session.refresh(assessment)  # the revision mark_dirty bumped
 
 
 def _decimal_text(value: Any) -> Any:
