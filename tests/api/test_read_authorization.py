@@ -259,6 +259,19 @@ def leaks(scene: Scene, role: str, path: str, body: object) -> bool | None:
         return OWN in {item["region"] for item in body["items"]}  # type: ignore[index]
     if path == "/v1/me/assignments":
         return str(scene.assessment) in {item["id"] for item in body}  # type: ignore[attr-defined]
+    if path == "/v1/dashboard":
+        return body["coverage"]["with_results"] == 1  # type: ignore[index]
+    if path == "/v1/assessments/{assessment_id}/summary":
+        return body["rank"]["national"] == 1  # type: ignore[index]
+    return None
+
+
+def leaks_in_file(scene: Scene, path: str, content: bytes) -> bool | None:
+    """Whether an export shows Kota Bogor's figures; None for a file this does not inspect."""
+    if path == "/v1/rankings/export":
+        return f"\n1,{OWN},".encode() in content  # its rank-1 row
+    if path == "/v1/assessments/{assessment_id}/results/export":
+        return b"3.50" in content  # the stored index of its root node
     return None
 
 
@@ -272,6 +285,8 @@ def shown(scene: Scene, role: str, path: str) -> bool:
         return role in METRIC_READERS
     if path == "/v1/me/assignments":
         return role == "assessor:assigned"
+    if path == "/v1/assessments/{assessment_id}/results/export":
+        return sees(scene, role)  # its own results, to whoever may see it
     return scene.published or role == "ministry-admin"
 
 
@@ -286,6 +301,10 @@ async def test_read_authorization(client: httpx.AsyncClient, scene: Scene) -> No
                 assert response.headers["content-type"] == "application/problem+json"
             elif response.headers["content-type"].startswith("application/json"):
                 leaked = leaks(scene, role, path, response.json())
+                if leaked is not None:
+                    assert leaked == shown(scene, role, path), (role, path)
+            else:
+                leaked = leaks_in_file(scene, path, response.content)
                 if leaked is not None:
                     assert leaked == shown(scene, role, path), (role, path)
             cells += 1

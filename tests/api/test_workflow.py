@@ -278,6 +278,10 @@ async def test_a_region_enters_leaves_only_and_verified_leaves_replace_an_offici
         typed = await client.put(f"{url}/inputs", headers=region, json={"values": {inner: 3.5}})
         assert typed.status_code == 422, typed.text
         assert typed.json()["errors"][0]["pointer"] == f"/values/{inner}"
+    # An empty write changes nothing and is refused (it would bump the revision for nothing).
+    empty = await client.put(f"{url}/inputs", headers=region, json={"values": {}})
+    assert empty.status_code == 422
+    assert (await client.get(url, headers=region)).json()["input_revision"] == 0
     # Nor may anyone but the ministry import a results letter.
     letter = {"values": {"spbe": "3.50"}, "source": "Surat hasil evaluasi SPBE 2024"}
     for who in (region, assessor):

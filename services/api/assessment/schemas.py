@@ -21,6 +21,7 @@ class AssessmentIn(BaseModel):
 
 class InputsIn(BaseModel):
     values: dict[str, Any] = Field(
+        min_length=1,
         description="Node id → value (a decimal, a list for programme scores, null to clear). "
         "Region operators write the self-assessed value; assessors the verified one.",
         examples=[{"I1": 3, "I2": 4}],
@@ -30,6 +31,7 @@ class InputsIn(BaseModel):
 
 class OfficialResultsIn(BaseModel):
     values: dict[str, Any] = Field(
+        min_length=1,
         description="Inner node id → its published value (a decimal; null to clear)",
         examples=[{"D1": "3.10", "spbe": "3.08"}],
     )

@@ -52,7 +52,8 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     # A region's keys subscribe to their own regions' events (services/domain/webhook).
     Action.MANAGE_WEBHOOKS: REGIONAL | NATIONAL,
     Action.READ_AUDIT: NATIONAL,
-    # Any key, for now: raw points and job progress are not yet scoped to regions or owners.
+    # Any key reads; which points (metric_regions) and which jobs (may_follow_job) it sees is
+    # decided below.
     Action.READ_METRICS: frozenset(Role),
     Action.READ_JOBS: frozenset(Role),
     Action.MANAGE_KEYS: NATIONAL,

@@ -198,6 +198,7 @@ async def store(
             "filename": filename,
             "node_ids": item.node_ids,
             "assessment_id": str(assessment.id),
+            "answers_request": None if evidence_request is None else str(evidence_request.id),
         },
     )
     await repository.add_revision(

@@ -1,0 +1,93 @@
+"""Data migrations, run on a database of their own: what an upgrade does to existing rows."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from alembic import command
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from services.kit.migrate import alembic_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def scratch(servers: tuple[str, str]) -> AsyncIterator[AsyncEngine]:
+    """An empty database beside the suite's, dropped afterwards."""
+    url = servers[0]
+    name = f"cerdas_migration_{uuid.uuid4().hex[:8]}"
+    admin_dsn = url.replace("postgresql+asyncpg", "postgresql")
+    admin = await asyncpg.connect(_with_database(admin_dsn, "postgres"))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    engine = create_async_engine(_with_database(url, name))
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def _with_database(url: str, name: str) -> str:
+    head, _, tail = url.partition("?")
+    base = head.rsplit("/", 1)[0]
+    return f"{base}/{name}" + (f"?{tail}" if tail else "")
+
+
+async def upgrade(engine: AsyncEngine, revision: str) -> None:
+    def run(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+    async with engine.begin() as connection:
+        await connection.run_sync(run)
+
+
+async def test_no_index_a_region_typed_survives_the_upgrade(scratch: AsyncEngine) -> None:
+    await upgrade(scratch, "0009")
+    typed, verified = uuid.uuid4(), uuid.uuid4()
+    async with scratch.begin() as connection:
+        await connection.exec_driver_sql(
+            "INSERT INTO region (code, name, kind, province_code) VALUES "
+            "('32', 'Jawa Barat', 'provinsi', NULL), ('32.71', 'Kota Bogor', 'kota', '32')"
+        )
+        for identifier, period in ((typed, 2024), (verified, 2023)):
+            await connection.exec_driver_sql(
+                "INSERT INTO assessment (id, region_code, framework_id, period, stage, state, "
+                "input_revision) VALUES ($1, '32.71', 'spbe-2020', $2, 'final', 'published', 3)",
+                (identifier, period),
+            )
+        # A region typed its own index; an assessor entered a published one.
+        await connection.exec_driver_sql(
+            "INSERT INTO assessment_input (assessment_id, node_id, self_value, verified_value) "
+            "VALUES ($1, 'spbe', '\"5\"', NULL), ($2, 'spbe', NULL, '\"3.01\"'), "
+            "($2, 'I1', '\"3\"', '\"3\"')",
+            (typed, verified),
+        )
+    await upgrade(scratch, "head")
+    async with scratch.connect() as connection:
+        inputs = (
+            await connection.exec_driver_sql(
+                "SELECT assessment_id, node_id, self_value, official_value FROM assessment_input "
+                "ORDER BY node_id, assessment_id"
+            )
+        ).all()
+        requests = dict(
+            (
+                await connection.exec_driver_sql(
+                    "SELECT assessment_id, revision FROM recompute_request"
+                )
+            ).all()
+        )
+    official = {(row[0], row[1]): row[3] for row in inputs}
+    assert official[(typed, "spbe")] is None  # a region's own index never becomes official
+    assert official[(verified, "spbe")] == "3.01"  # an assessor's becomes the official value
+    assert official[(verified, "I1")] is None  # leaves keep their entered values
+    # Both are recomputed at a new revision, so the typed index leaves every figure.
+    assert requests == {typed: 4, verified: 4}
