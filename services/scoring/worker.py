@@ -42,7 +42,17 @@ def build_worker(runtime: Runtime, *, handle_signals: bool, on_ready: Any = None
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["runtime"] = runtime
-        ctx["http"] = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
+        # The webhook client. trust_env=False: no HTTP(S)_PROXY, .netrc or SSL_CERT_* from the
+        # environment (a delivery connects to the address it checked, which a proxy would not,
+        # and through a proxy's tunnel the pinned address became the TLS name). No keep-alive:
+        # a TLS connection opened for one name pinned to an address must not serve another
+        # name pinned to the same address (the delivery also sends Connection: close).
+        ctx["http"] = httpx.AsyncClient(
+            timeout=httpx.Timeout(10.0),
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
         if on_ready is not None:
             on_ready()
 

@@ -7,18 +7,23 @@ import contextlib
 import json
 import os
 import socket
+import ssl
 import stat
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import trustme
 import uvicorn
 from cryptography.fernet import Fernet
-from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.domain.access import policy
 from services.domain.access.policy import Action
@@ -29,7 +34,8 @@ from services.domain.webhook.jobs import DELIVER_JOB
 from services.domain.webhook.signing import new_secret, verify
 from services.kit.runtime import Runtime
 from services.kit.settings import Settings, SettingsError, load_settings
-from services.models import Assessment, WebhookDelivery, WebhookSubscription
+from services.models import ApiKey, Assessment, WebhookDelivery, WebhookSubscription
+from services.scoring.worker import build_worker
 from tests.conftest import app_client, running_worker
 
 pytestmark = pytest.mark.slow
@@ -53,6 +59,7 @@ class Receiver:
         self.answer = answer
         self.during = during
         self.received: list[tuple[dict[str, str], bytes, int]] = []
+        self.clients: list[tuple[str, int]] = []  # the sending end of each request's connection
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -64,6 +71,7 @@ class Receiver:
             if not message.get("more_body"):
                 break
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        self.clients.append(tuple(scope["client"]))
         status = 500 if len(self.received) < self.failures else 204
         self.received.append((headers, body, status))
         if self.during is not None:
@@ -74,18 +82,19 @@ class Receiver:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Receiver) -> AsyncIterator[str]:
+async def serving(app: Receiver, **tls: Any) -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1; ``tls``: uvicorn's ssl_certfile and ssl_keyfile."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off")
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off", **tls)
     )
     task = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
         await asyncio.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}/hooks/cerdas"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}/hooks/cerdas"
     finally:
         server.should_exit = True
         await task
@@ -246,6 +255,14 @@ PRIVATE_URLS = [
     "http://0.0.0.0/hook",
     "http://[::ffff:127.0.0.1]/hook",
     "http://localhost:9000/hook",  # a name resolving to a loopback address
+    # IPv4 addresses inside IPv6 ones: NAT64 (169.254.169.254), local-use NAT64, 6to4,
+    # IPv4-compatible (127.0.0.1); and the deprecated site-local range.
+    "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+    "http://[64:ff9b:1::a9fe:a9fe]/hook",
+    "http://[2002:a9fe:a9fe::1]/hook",
+    "http://[2002:7f00:1::1]/hook",
+    "http://[::7f00:1]/hook",
+    "http://[fec0::1]/hook",
 ]
 
 
@@ -689,3 +706,290 @@ async def test_a_replayed_subscribe_answers_the_secret_but_stores_it_sealed(
     assert kept is not None
     assert "v1:" in kept
     assert secret not in kept
+
+
+# 6. Revoked keys, malformed names, unexpected failures, exhausted attempts ---------------------
+
+
+async def add_delivery(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    url: str,
+    *,
+    created_by: uuid.UUID | None = None,
+    attempts: int = 0,
+) -> int:
+    """A subscription of ``url`` (made by the key ``created_by``, or by an operator) with one
+    pending delivery of ``attempts`` attempts; its id."""
+    async with sessionmaker() as session, session.begin():
+        subscription = WebhookSubscription(
+            url=url,
+            events=["result.changed"],
+            secret=vault.box(settings).seal(new_secret()),
+            created_by=created_by,
+        )
+        session.add(subscription)
+        await session.flush()
+        await webhooks.emit(session, "result.changed", {"region": "32.75"}, None)
+        delivery = await session.scalar(
+            select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription.id)
+        )
+        assert delivery is not None
+        delivery.attempts = attempts
+        return delivery.id
+
+
+class Failing(httpx.AsyncBaseTransport):
+    """A transport that fails with something other than an httpx error; counts the calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        raise RuntimeError("a bug somewhere under the client")
+
+
+@pytest.mark.usefixtures("regional_webhooks")
+async def test_a_revoked_keys_subscriptions_hear_nothing_more(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    make_key: Callable[..., Awaitable[dict[str, str]]],
+) -> None:
+    bogor = await make_key("super-app", "32.71", name="Bogor super-app")
+    made = await client.post(
+        "/v1/webhooks", headers=bogor, json={"url": PUBLIC_URL, "events": ["result.changed"]}
+    )
+    assert made.status_code == 201, made.text
+    operators = WebhookSubscription(  # made by an operator: no key, never revoked
+        url=PUBLIC_URL, events=["result.changed"], secret=vault.box(settings).seal(new_secret())
+    )
+    session.add(operators)
+    await session.flush()
+    changed = {"assessment_id": "a", "region": "32.71", "index": "2.5"}
+    assert await webhooks.emit(session, "result.changed", changed, None) == 2
+    pending = await session.scalar(
+        select(WebhookDelivery.id).where(WebhookDelivery.subscription_id == made.json()["id"])
+    )
+    assert pending is not None
+    # Revoked directly, as revoke_key does (whether or not it also stops the subscriptions).
+    await session.execute(
+        update(ApiKey).where(ApiKey.revoked_at.is_(None)).values(revoked_at=datetime.now(UTC))
+    )
+    await session.commit()
+
+    assert await webhooks.emit(session, "result.changed", changed, None) == 1  # the operator's
+    await session.commit()
+    heard = (
+        await session.scalars(select(WebhookDelivery.subscription_id).order_by(WebhookDelivery.id))
+    ).all()
+    assert heard == [uuid.UUID(made.json()["id"]), operators.id, operators.id]
+    transport = Failing()
+    async with httpx.AsyncClient(transport=transport) as http:
+        outcome = await webhooks.deliver(
+            sessionmaker, pending, None, client=http, settings=settings
+        )
+    assert outcome == "cancelled"
+    assert transport.calls == 0
+    delivery = await session.get(WebhookDelivery, pending, populate_existing=True)
+    assert delivery is not None
+    assert (delivery.status, delivery.attempts) == ("cancelled", 0)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://a..b.example.com/hook", "https://" + "a" * 64 + ".example.com/hook"]
+)
+async def test_a_malformed_host_is_422_at_subscribe(
+    client: httpx.AsyncClient,
+    client_for: Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]],
+    make_key: Callable[..., Awaitable[dict[str, str]]],
+    url: str,
+) -> None:
+    ministry = await make_key("ministry-admin", name="KemenPANRB")
+    body = {"url": url, "events": ["assessment.published"]}
+    async with client_for(webhook_allow_private_targets=True) as permissive_client:
+        for http in (client, permissive_client):
+            response = await http.post("/v1/webhooks", headers=ministry, json=body)
+            assert response.status_code == 422, response.text
+            [error] = response.json()["errors"]
+            assert (error["pointer"], error["detail"]) == ("/url", "invalid host")
+
+
+async def test_a_malformed_host_at_delivery_is_a_failed_attempt(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, session: AsyncSession
+) -> None:
+    delivery_id = await add_delivery(sessionmaker, settings, "http://a..b.example.com/hook")
+    async with httpx.AsyncClient(transport=Failing()) as http:
+        outcome = await webhooks.deliver(
+            sessionmaker, delivery_id, None, client=http, settings=settings
+        )
+    assert outcome == "pending"
+    delivery = await session.get(WebhookDelivery, delivery_id)
+    assert delivery is not None
+    assert (delivery.attempts, delivery.last_error, delivery.claimed_until) == (
+        1,
+        "dns: bad name",
+        None,
+    )
+
+
+async def test_an_unexpected_failure_of_the_post_is_a_failed_attempt(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, session: AsyncSession
+) -> None:
+    delivery_id = await add_delivery(sessionmaker, settings, PUBLIC_URL)
+    transport = Failing()
+    async with httpx.AsyncClient(transport=transport) as http:
+        outcome = await webhooks.deliver(
+            sessionmaker, delivery_id, None, client=http, settings=settings
+        )
+    assert (outcome, transport.calls) == ("pending", 1)
+    delivery = await session.get(WebhookDelivery, delivery_id)
+    assert delivery is not None
+    assert (delivery.attempts, delivery.last_error, delivery.claimed_until) == (
+        1,
+        "request failed",
+        None,
+    )
+
+
+async def test_a_delivery_out_of_attempts_is_failed_not_claimed(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, session: AsyncSession
+) -> None:
+    # As left by a last attempt whose outcome was never recorded (its lease ran out).
+    delivery_id = await add_delivery(
+        sessionmaker, settings, PUBLIC_URL, attempts=webhooks.MAX_ATTEMPTS
+    )
+    transport = Failing()
+    async with httpx.AsyncClient(transport=transport) as http:
+        outcome = await webhooks.deliver(
+            sessionmaker, delivery_id, None, client=http, settings=settings
+        )
+    assert (outcome, transport.calls) == ("failed", 0)
+    delivery = await session.get(WebhookDelivery, delivery_id)
+    assert delivery is not None
+    assert (delivery.status, delivery.attempts) == ("failed", webhooks.MAX_ATTEMPTS)
+
+
+# 7. The subscribe-time lookup holds no connection ---------------------------------------------
+
+
+async def test_the_subscribe_lookup_runs_before_any_database_work(
+    live: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+    held: list[int] = []
+
+    async def getaddrinfo(host: Any, port: Any, **kwargs: Any) -> Any:
+        if host == "hooks.kementerian.test":
+            held.append(live.engine.pool.checkedout())  # type: ignore[attr-defined]
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", port))]
+        return await real(host, port, **kwargs)
+
+    async with live.sessionmaker() as session, session.begin():
+        _, secret = await create_key(session, name="KemenPANRB", role="ministry-admin", regions=[])
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    headers = {"Authorization": f"Bearer {secret}", "Idempotency-Key": "subscribe-once"}
+    body = {"url": "https://hooks.kementerian.test/hook", "events": ["result.changed"]}
+    async with app_client(live) as client:
+        first = await client.post("/v1/webhooks", headers=headers, json=body)
+        again = await client.post("/v1/webhooks", headers=headers, json=body)
+    assert (first.status_code, again.status_code) == (201, 201), first.text
+    assert again.json() == first.json()
+    assert held == [0, 0]  # no pooled connection (nor transaction, nor key lock) held
+
+
+# 8. The worker's client, TLS and connection reuse ---------------------------------------------
+
+
+async def test_the_worker_client_ignores_proxy_settings(
+    live: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.setenv(name, dead)
+    worker = build_worker(live, handle_signals=False)
+    assert worker.on_startup is not None
+    await worker.on_startup(worker.ctx)
+    http = worker.ctx["http"]
+    try:
+        assert http.trust_env is False
+        receiver = Receiver(failures=0)
+        async with serving(receiver) as url:
+            answer = await http.post(url, content=b"{}")
+        assert answer.status_code == 204  # straight to the receiver, not to the dead proxy
+    finally:
+        await worker.close()  # runs on_shutdown, which closes the client
+
+
+async def test_each_attempt_has_a_connection_of_its_own(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    permissive = settings.model_copy(update={"webhook_allow_private_targets": True})
+    receiver = Receiver(failures=0)
+    async with serving(receiver) as url, httpx.AsyncClient(timeout=10) as http:
+        for _ in range(2):
+            delivery_id = await add_delivery(sessionmaker, permissive, url)
+            outcome = await webhooks.deliver(
+                sessionmaker, delivery_id, None, client=http, settings=permissive
+            )
+            assert outcome == "succeeded"
+    assert [headers["connection"] for headers, _, _ in receiver.received] == ["close", "close"]
+    assert len(set(receiver.clients)) == 2  # a new connection each time, even from one client
+
+
+async def test_an_https_delivery_checks_the_certificate_against_the_name(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    session: AsyncSession,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # Two names pinned to 127.0.0.1, where a receiver holds a certificate for the first only.
+    authority = trustme.CA()
+    certificate = authority.issue_cert("hooks.cerdas.test")
+    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
+    certificate.cert_chain_pems[0].write_to_path(str(certfile))
+    certificate.private_key_pem.write_to_path(str(keyfile))
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+
+    async def getaddrinfo(host: Any, port: Any, **kwargs: Any) -> Any:
+        if host in {"hooks.cerdas.test", "other.cerdas.test"}:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+        return await real(host, port, **kwargs)
+
+    permissive = settings.model_copy(update={"webhook_allow_private_targets": True})
+    receiver = Receiver(failures=0)
+    tls = {"ssl_certfile": str(certfile), "ssl_keyfile": str(keyfile)}
+    async with (
+        serving(receiver, **tls) as url,
+        httpx.AsyncClient(timeout=10, verify=trusting, trust_env=False) as http,
+    ):
+        outcomes = {}
+        for name in ("hooks.cerdas.test", "other.cerdas.test"):
+            delivery_id = await add_delivery(
+                sessionmaker, permissive, url.replace("127.0.0.1", name)
+            )
+            monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+            outcome = await webhooks.deliver(
+                sessionmaker, delivery_id, None, client=http, settings=permissive
+            )
+            monkeypatch.undo()
+            delivery = await session.get(WebhookDelivery, delivery_id)
+            assert delivery is not None
+            outcomes[name] = (outcome, delivery.last_error)
+    assert outcomes == {
+        "hooks.cerdas.test": ("succeeded", None),
+        "other.cerdas.test": ("pending", "tls: certificate not valid for the host"),
+    }
+    [(headers, _, _)] = receiver.received
+    assert headers["host"] == url.replace("127.0.0.1", "hooks.cerdas.test").split("/")[2]

@@ -19,6 +19,7 @@ from services.domain.access.dependencies import CurrentPrincipal, RequestContext
 from services.domain.access.policy import Action
 from services.domain.webhook import service
 from services.kit.db import DbSession
+from services.kit.errors import ProblemError
 from services.kit.idempotency import remember_answer, replayed
 
 REPLAYED = {"Idempotent-Replayed": "true"}
@@ -41,14 +42,24 @@ async def subscribe(
     be, and resolve to, a public address (422 otherwise)."""
     policy.require(context.principal, Action.MANAGE_WEBHOOKS)
     settings = request.app.state.runtime.settings
+    # Checked before the first query: the target's DNS lookup may take seconds, which must
+    # not hold a pooled connection, a transaction or the idempotency key's lock. A refusal is
+    # raised only after the replay check, so that a replay still answers as the first time.
+    refused: ProblemError | None = None
+    try:
+        await service.vet(context.principal, str(body.url), body.events, settings)
+    except ProblemError as exc:
+        refused = exc
     if (replay := await replayed(session, request, context.principal)) is not None:
         # The stored answer holds the secret sealed, as the subscription does.
         first = json.loads(bytes(replay.body))
         if isinstance(first, dict) and isinstance(first.get("secret"), str):
             first["secret"] = service.open_secret(settings, first["secret"])
         return JSONResponse(first, status_code=replay.status_code, headers=REPLAYED)
+    if refused is not None:
+        raise refused
     subscription, secret = await service.subscribe(
-        session, context, str(body.url), body.events, settings
+        session, context, str(body.url), body.events, settings, vetted=True
     )
     answer = NewSubscriptionOut.model_validate(
         {**SubscriptionOut.model_validate(subscription).model_dump(), "secret": secret}

@@ -9,14 +9,27 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.models import WebhookDelivery, WebhookSubscription
+from services.models import ApiKey, WebhookDelivery, WebhookSubscription
+
+
+def _maker_not_revoked() -> ColumnElement[bool]:
+    """The subscription's key is not revoked (none: made by an operator, or a legacy row)."""
+    return or_(
+        WebhookSubscription.created_by.is_(None),
+        ~exists().where(
+            ApiKey.id == WebhookSubscription.created_by, ApiKey.revoked_at.is_not(None)
+        ),
+    )
 
 
 async def active_subscriptions(session: AsyncSession, event: str) -> Sequence[WebhookSubscription]:
+    """Active subscriptions to ``event`` whose key, if any, is not revoked."""
     return (
         await session.scalars(
             select(WebhookSubscription).where(
-                WebhookSubscription.active.is_(True), WebhookSubscription.events.any_() == event
+                WebhookSubscription.active.is_(True),
+                WebhookSubscription.events.any_() == event,
+                _maker_not_revoked(),
             )
         )
     ).all()
@@ -37,20 +50,27 @@ def _claimable(delivery_id: int, now: datetime) -> ColumnElement[bool]:
 
 
 def _subscription_active() -> ColumnElement[bool]:
+    """The delivery's subscription exists, is active and its key is not revoked."""
     return exists().where(
         WebhookSubscription.id == WebhookDelivery.subscription_id,
         WebhookSubscription.active.is_(True),
+        _maker_not_revoked(),
     )
 
 
 async def claim_delivery(
-    session: AsyncSession, delivery_id: int, now: datetime, lease: datetime
+    session: AsyncSession, delivery_id: int, now: datetime, lease: datetime, *, max_attempts: int
 ) -> WebhookDelivery | None:
-    """Take the next attempt of a claimable delivery of an active subscription, in one
-    statement: attempts + 1, leased (and not due for the sweeper) until ``lease``."""
+    """Take the next attempt of a claimable delivery of an active subscription with fewer than
+    ``max_attempts`` attempts made, in one statement: attempts + 1, leased (and not due for
+    the sweeper) until ``lease``."""
     claimed: WebhookDelivery | None = await session.scalar(
         update(WebhookDelivery)
-        .where(_claimable(delivery_id, now), _subscription_active())
+        .where(
+            _claimable(delivery_id, now),
+            WebhookDelivery.attempts < max_attempts,
+            _subscription_active(),
+        )
         .values(attempts=WebhookDelivery.attempts + 1, claimed_until=lease, next_attempt_at=lease)
         .returning(WebhookDelivery)
         .execution_options(synchronize_session=False)
@@ -68,6 +88,20 @@ async def cancel_orphan(session: AsyncSession, delivery_id: int, now: datetime) 
         .execution_options(synchronize_session=False)
     )
     return cancelled is not None
+
+
+async def give_up_exhausted(
+    session: AsyncSession, delivery_id: int, now: datetime, *, max_attempts: int
+) -> bool:
+    """Mark failed a claimable delivery that has had ``max_attempts`` attempts already."""
+    failed = await session.scalar(
+        update(WebhookDelivery)
+        .where(_claimable(delivery_id, now), WebhookDelivery.attempts >= max_attempts)
+        .values(status="failed", claimed_until=None)
+        .returning(WebhookDelivery.id)
+        .execution_options(synchronize_session=False)
+    )
+    return failed is not None
 
 
 async def finish_delivery(

@@ -14,9 +14,17 @@ of the regions that key acts for, whatever the event (``assessment.published`` i
 published assessment is public, but the subscription asked for its own regions). A regional key
 lists, stops and reads the deliveries of its own subscriptions only; others are 404 to it.
 
+A subscription made by a key that has since been revoked hears nothing more: no delivery is
+recorded for it, and its pending deliveries are cancelled when next claimed (one made by an
+operator, ``created_by`` NULL, is not affected).
+
 Targets: only public addresses (see :mod:`services.domain.webhook.targets`), checked when
-subscribing and again, after DNS resolution, before every attempt, which connects to the
-address checked. Secrets are encrypted at rest (see :mod:`services.domain.webhook.vault`).
+subscribing (before the request touches the database: the lookup may take seconds) and again,
+after DNS resolution, before every attempt, which connects to the address checked. Each
+attempt uses a connection of its own (``Connection: close``): a pooled TLS connection opened
+for one name pinned to an address must never carry a request for another name pinned to the
+same address, whose certificate would then go unchecked. Secrets are encrypted at rest (see
+:mod:`services.domain.webhook.vault`).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import ssl
 import time
 import uuid
 from collections.abc import Sequence
@@ -40,7 +49,7 @@ from services.domain.webhook import repository, targets, vault
 from services.domain.webhook.jobs import DELIVER_JOB, delivery_job_id
 from services.domain.webhook.signing import new_secret, sign
 from services.kit.db import after_commit
-from services.kit.errors import Forbidden, NotFound, invalid
+from services.kit.errors import Forbidden, NotFound, Unprocessable, invalid
 from services.kit.queue import Queue
 from services.kit.settings import Settings
 from services.models import WebhookDelivery, WebhookSubscription
@@ -130,6 +139,8 @@ def _error_class(exc: httpx.HTTPError) -> str:
         while cause is not None:
             if isinstance(cause, ConnectionRefusedError):
                 return "connection refused"
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                return "tls: certificate not valid for the host"
             cause = cause.__cause__ or cause.__context__
         return "connection failed"
     if isinstance(exc, httpx.RemoteProtocolError):
@@ -154,9 +165,13 @@ async def _post(
         return None, BLOCKED
     except targets.TargetUnresolved:
         return None, "dns: no address"
+    except targets.TargetMalformed:
+        return None, "dns: bad name"
     # Connect to an address checked, not to a second resolution of the name (which could
     # answer differently); the name still goes in Host and, for HTTPS, in SNI and the
-    # certificate check. The next address is tried only when no connection was made.
+    # certificate check. The next address is tried only when no connection was made. The
+    # connection is closed after the answer (see the module's docstring): pooled, it could
+    # serve another name pinned to the same address without that name's certificate check.
     netloc = target_url.netloc.decode("ascii")
     extensions = {"sni_hostname": target_url.host} if target_url.scheme == "https" else {}
     failure: httpx.HTTPError | None = None
@@ -165,7 +180,7 @@ async def _post(
             response = await client.post(
                 target_url.copy_with(host=address),
                 content=body,
-                headers={**headers, "host": netloc},
+                headers={**headers, "host": netloc, "connection": "close"},
                 extensions=extensions,
                 follow_redirects=False,
             )
@@ -174,6 +189,11 @@ async def _post(
             continue
         except httpx.HTTPError as exc:
             return None, _error_class(exc)
+        except Exception:
+            # Whatever else goes wrong is a failed attempt (retried, and given up after
+            # MAX_ATTEMPTS), never an exception that would leave the claim to be taken again.
+            log.exception("webhook POST to %s failed", target_url.host)
+            return None, "request failed"
         code = response.status_code
         return code, None if response.is_success else f"HTTP {code}"
     assert failure is not None
@@ -201,10 +221,16 @@ async def deliver(
     lease = now + timedelta(seconds=settings.job_timeout_seconds)
     box = vault.box(settings)
     async with sessionmaker() as session, session.begin():
-        delivery = await repository.claim_delivery(session, delivery_id, now, lease)
+        delivery = await repository.claim_delivery(
+            session, delivery_id, now, lease, max_attempts=MAX_ATTEMPTS
+        )
         if delivery is None:
             if await repository.cancel_orphan(session, delivery_id, now):
                 return "cancelled"
+            if await repository.give_up_exhausted(
+                session, delivery_id, now, max_attempts=MAX_ATTEMPTS
+            ):
+                return "failed"  # every attempt was made (the last one's outcome was lost)
             return "skipped"  # delivered, given up, or another attempt is in progress
         subscription = await repository.subscription(session, delivery.subscription_id)
         assert subscription is not None  # the claim checked it, in this transaction
@@ -275,11 +301,17 @@ async def due_deliveries(session: AsyncSession, limit: int = 1000) -> list[int]:
     )
 
 
-async def subscribe(
-    session: AsyncSession, context: Context, url: str, events: list[str], settings: Settings
-) -> tuple[WebhookSubscription, str]:
-    """A new subscription of ``url`` to ``events`` in the caller's scope, and its signing secret
-    in clear (stored encrypted; shown only in this answer)."""
+async def vet(principal: Principal, url: str, events: list[str], settings: Settings) -> None:
+    """Every check of a new subscription that needs no database (events, scope, target), for
+    the router to run before the request's first query: the target's DNS lookup (up to
+    :data:`targets.RESOLVE_SECONDS`) must not hold a pooled connection or a transaction."""
+    _regions(principal, events)
+    await _check_target(url, settings)
+
+
+def _regions(principal: Principal, events: list[str]) -> list[str] | None:
+    """The regions a subscription of ``principal`` hears (None: all); 422 on unknown events,
+    403 for a regional key that acts for no region."""
     unknown = sorted(set(events) - set(EVENTS))
     if unknown:
         raise invalid(
@@ -288,7 +320,6 @@ async def subscribe(
             "unknown event",
             f"unknown event {unknown[0]!r} (known: {', '.join(EVENTS)})",
         )
-    principal = context.principal
     scope = policy.visibility(principal)
     regions: list[str] | None = None
     if not scope.everything:
@@ -300,7 +331,25 @@ async def subscribe(
                 f"The key {principal.name!r} ({principal.role}) acts for no region: it may not "
                 "subscribe to webhooks."
             )
-    await _check_target(url, settings)
+    return regions
+
+
+async def subscribe(
+    session: AsyncSession,
+    context: Context,
+    url: str,
+    events: list[str],
+    settings: Settings,
+    *,
+    vetted: bool = False,
+) -> tuple[WebhookSubscription, str]:
+    """A new subscription of ``url`` to ``events`` in the caller's scope, and its signing secret
+    in clear (stored encrypted; shown only in this answer). ``vetted``: :func:`vet` has passed
+    already (its target check is then not repeated)."""
+    principal = context.principal
+    regions = _regions(principal, events)
+    if not vetted:
+        await _check_target(url, settings)
     secret = new_secret()
     subscription = await repository.add_subscription(
         session,
@@ -324,11 +373,15 @@ async def subscribe(
 
 
 async def _check_target(url: str, settings: Settings) -> None:
-    """422 when the URL's host is, or resolves to, a non-public address. A host that does not
-    resolve now is accepted: every delivery checks again."""
+    """422 when the URL's host is not a valid name, or is or resolves to a non-public address.
+    A host that does not resolve now is accepted: every delivery checks again."""
+    parsed = httpx.URL(url)
+    try:
+        targets.check_name(parsed.host)
+    except targets.TargetMalformed:
+        raise _bad_name(parsed.host) from None
     if settings.webhook_allow_private_targets:
         return
-    parsed = httpx.URL(url)
     try:
         await targets.check(
             parsed.host,
@@ -343,8 +396,20 @@ async def _check_target(url: str, settings: Settings) -> None:
             f"the host {parsed.host!r} is or resolves to a loopback, private, link-local or "
             "other non-public address; webhooks are sent to public addresses only",
         ) from None
+    except targets.TargetMalformed:
+        raise _bad_name(parsed.host) from None
     except targets.TargetUnresolved:
         pass
+
+
+def _bad_name(host: str) -> Unprocessable:
+    return invalid(
+        "body",
+        "/url",
+        "invalid host",
+        f"the host {host!r} is not a valid DNS name (an empty label, or a label over 63 "
+        "characters)",
+    )
 
 
 def seal_secret(settings: Settings, secret: str) -> str:

@@ -2,9 +2,13 @@
 
 A URL's host is resolved (without blocking the event loop) and refused when any of its
 addresses is loopback, private, link-local (including the 169.254.169.254 metadata address),
-unique-local, unspecified, reserved, shared (100.64/10), multicast or otherwise not globally
-routable. The check runs when a subscription is made and again before every delivery, whose
-connection then goes to the address that was checked (DNS can change in between).
+unique-local, deprecated site-local (fec0::/10), unspecified, reserved, shared (100.64/10),
+multicast or otherwise not globally routable. An IPv4 address carried inside an IPv6 one
+(IPv4-mapped ``::ffff:0:0/96``, IPv4-compatible ``::/96``, NAT64 ``64:ff9b::/96`` and
+``64:ff9b:1::/48``, 6to4 ``2002::/16``) is judged as that IPv4 address. A malformed name (an
+empty label, a label over 63 characters) is refused as such. The check runs when a
+subscription is made and again before every delivery, whose connection then goes to the
+address that was checked (DNS can change in between).
 """
 
 from __future__ import annotations
@@ -27,6 +31,15 @@ class TargetUnresolved(Exception):
     """The host has no address (now)."""
 
 
+class TargetMalformed(Exception):
+    """The host is not a valid DNS name (an empty label, or one over 63 characters)."""
+
+
+_SITE_LOCAL = ipaddress.IPv6Network("fec0::/10")
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     host: str
@@ -37,10 +50,47 @@ class Target:
         return self.addresses[0]
 
 
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address may carry (mapped, compatible, NAT64, 6to4)."""
+    if address.ipv4_mapped is not None:
+        return [address.ipv4_mapped]
+    if address.sixtofour is not None:
+        return [address.sixtofour]
+    low = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address in _IPV4_COMPATIBLE or address in _NAT64[0]:
+        return [low]
+    if address in _NAT64[1]:
+        # Local-use NAT64 (RFC 8215) may use a /96 inside the /48 (the IPv4 address in the
+        # last 32 bits) or the /48 itself (RFC 6052: bits 48-63 and 72-87): both are judged.
+        bits = int(address)
+        split = ipaddress.IPv4Address(((bits >> 64) & 0xFFFF) << 16 | ((bits >> 40) & 0xFFFF))
+        return [low, split]
+    return []
+
+
 def is_public(address: IPAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return is_public(address.ipv4_mapped)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _SITE_LOCAL:
+            return False
+        embedded = embedded_ipv4(address)
+        if embedded:
+            return all(is_public(inner) for inner in embedded)
     return address.is_global and not address.is_multicast
+
+
+def check_name(host: str) -> None:
+    """Raise :class:`TargetMalformed` unless ``host`` is a literal address or a name the
+    resolver accepts (the same IDNA encoding ``getaddrinfo`` applies)."""
+    literal = host.strip("[]")
+    try:
+        ipaddress.ip_address(literal)
+        return
+    except ValueError:
+        pass
+    try:
+        host.encode("idna")
+    except (UnicodeError, ValueError) as exc:
+        raise TargetMalformed(host) from exc
 
 
 async def resolve(host: str, port: int) -> list[IPAddress]:
@@ -50,11 +100,14 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
         return [ipaddress.ip_address(literal)]
     except ValueError:
         pass
+    check_name(host)
     loop = asyncio.get_running_loop()
     try:
         infos = await asyncio.wait_for(
             loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), RESOLVE_SECONDS
         )
+    except (UnicodeError, ValueError) as exc:  # a name the resolver refuses to encode
+        raise TargetMalformed(host) from exc
     except (OSError, TimeoutError) as exc:
         raise TargetUnresolved(host) from exc
     addresses: list[IPAddress] = []
