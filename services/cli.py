@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from services.keys_cli import keys_app
-from services.kit.embedded import EmbeddedServers, ServerAlreadyRunning
+from services.kit.embedded import EmbeddedServerNotReady, EmbeddedServers, ServerAlreadyRunning
 from services.kit.errors import ProblemError
 from services.kit.settings import Settings, SettingsError, load_settings
 from services.scoring.cli import frameworks_app, score
@@ -80,6 +80,8 @@ def resolved(settings: Settings, *, serving: str | None = None) -> Iterator[Sett
                 "stop it first or set CERDAS_DATA_DIR",
                 code=1,
             ) from None
+        except EmbeddedServerNotReady as exc:
+            raise fail(str(exc), code=1) from None
         yield settings.model_copy(
             update={
                 "database_url": settings.database_url or servers.database_url,

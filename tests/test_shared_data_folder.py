@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +27,8 @@ import psutil
 import pytest
 import redis
 
-from services.kit.embedded import EmbeddedServers
+from services.kit import embedded
+from services.kit.embedded import EmbeddedServerNotReady, EmbeddedServers
 
 pytestmark = pytest.mark.slow
 
@@ -210,6 +212,171 @@ def test_two_processes_starting_at_once_share_one_pair_of_servers(folder: Path) 
     finally:
         for child in children:
             kill_group(child)
+
+
+class Joiner:
+    """``EmbeddedServers(folder).start()`` in a thread: what it got, or what it raised."""
+
+    def __init__(self, folder: Path, **options: Any) -> None:
+        self.servers: EmbeddedServers | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(folder, options), daemon=True)
+        self.thread.start()
+
+    def _run(self, folder: Path, options: dict[str, Any]) -> None:
+        try:
+            self.servers = EmbeddedServers(folder, **options).start()
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+
+    def result(self, seconds: float = 60) -> EmbeddedServers:
+        self.thread.join(timeout=seconds)
+        assert not self.thread.is_alive(), f"start() did not return within {seconds:.0f} s"
+        assert self.error is None, repr(self.error)
+        assert self.servers is not None
+        return self.servers
+
+
+def _redis_servers(folder: Path) -> list[int]:
+    return [pid for pid in leftovers(folder) if _name(pid) == "redis-server"]
+
+
+def _postmasters(folder: Path) -> list[int]:
+    return [
+        p for p in leftovers(folder) if _name(p) == "postgres" and _parent_name(p) != "postgres"
+    ]
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def _set_postmaster_status(folder: Path, status: str) -> None:
+    pid_file = folder / "postgres" / "postmaster.pid"
+    lines = pid_file.read_text().splitlines()
+    lines[7] = status.ljust(len(lines[7]))
+    pid_file.write_text("\n".join(lines) + "\n")
+
+
+def test_a_redis_slow_to_answer_is_waited_for_not_replaced(folder: Path) -> None:
+    owner = EmbeddedServers(folder).start()
+    redis_pid = server_pids(folder)["redis"]
+    guest: EmbeddedServers | None = None
+    try:
+        _signal(redis_pid, signal.SIGSTOP)  # alive, but answers nothing: a very busy server
+        try:
+            joiner = Joiner(folder)
+            time.sleep(4)  # longer than one PING is given
+            assert joiner.thread.is_alive(), joiner.error or "start() did not wait"
+            assert _redis_servers(folder) == [redis_pid]
+        finally:
+            _signal(redis_pid, signal.SIGCONT)
+        guest = joiner.result()
+        assert guest.redis_url == owner.redis_url
+        assert server_pids(folder)["redis"] == redis_pid
+        assert _redis_servers(folder) == [redis_pid]
+        guest.stop()
+        assert running(redis_pid)
+        client = redis.Redis.from_url(str(owner.redis_url), socket_timeout=5)
+        try:
+            assert client.ping()  # the owner still connects: its socket was left alone
+        finally:
+            client.close()
+    finally:
+        _signal(redis_pid, signal.SIGCONT)
+        if guest is not None:
+            guest.stop()
+        owner.stop()
+    assert not running(redis_pid)
+
+
+def test_a_redis_that_never_answers_fails_start_and_is_left_alone(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(embedded, "READY_TIMEOUT_SECONDS", 3.0)
+    owner = EmbeddedServers(folder, want_postgres=False).start()
+    redis_pid = server_pids_redis = int(_record(folder)["servers"]["redis"]["pid"])
+    try:
+        _signal(redis_pid, signal.SIGSTOP)
+        try:
+            guest = EmbeddedServers(folder, want_postgres=False)
+            started = time.monotonic()
+            with pytest.raises(EmbeddedServerNotReady) as failure:
+                guest.start()
+            assert time.monotonic() - started < 15
+            message = str(failure.value)
+            assert f"pid {redis_pid}" in message
+            assert str(folder.resolve()) in message
+            assert "\n" not in message
+            guest.stop()  # as the command line does: must not touch the server
+            assert _redis_servers(folder) == [redis_pid]
+            assert Path(str(owner.redis_url).removeprefix("unix://")).is_socket()
+        finally:
+            _signal(redis_pid, signal.SIGCONT)
+        assert int(_record(folder)["servers"]["redis"]["pid"]) == server_pids_redis
+        client = redis.Redis.from_url(str(owner.redis_url), socket_timeout=5)
+        try:
+            assert client.ping()
+        finally:
+            client.close()
+    finally:
+        _signal(redis_pid, signal.SIGCONT)
+        owner.stop()
+    assert not running(redis_pid)
+
+
+def test_a_postgres_not_yet_ready_is_waited_for_not_taken_over(folder: Path) -> None:
+    owner = EmbeddedServers(folder).start()
+    pids = server_pids(folder)
+    guest: EmbeddedServers | None = None
+    try:
+        # The postmaster says it is still starting up (as after a crash restart) and is slow.
+        _set_postmaster_status(folder, "starting")
+        _signal(pids["postgres"], signal.SIGSTOP)
+        try:
+            joiner = Joiner(folder)
+            time.sleep(3)
+            assert joiner.thread.is_alive(), joiner.error or "start() did not wait"
+            assert _postmasters(folder) == [pids["postgres"]]
+        finally:
+            _signal(pids["postgres"], signal.SIGCONT)
+            _set_postmaster_status(folder, "ready")
+        guest = joiner.result()
+        assert guest.database_url == owner.database_url
+        assert server_pids(folder) == pids
+        assert _postmasters(folder) == [pids["postgres"]]
+        assert _record(folder)["servers"]["postgres"]["owner"] == owner._token  # not taken over
+        guest.stop()
+        assert running(pids["postgres"])
+    finally:
+        _signal(pids["postgres"], signal.SIGCONT)
+        if guest is not None:
+            guest.stop()
+        owner.stop()
+    assert not any(running(pid) for pid in pids.values())
+
+
+def test_a_postgres_that_never_gets_ready_fails_start_and_is_left_alone(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(embedded, "READY_TIMEOUT_SECONDS", 3.0)
+    owner = EmbeddedServers(folder, want_redis=False).start()
+    postmaster = server_pids_postgres = _postmasters(folder)[0]
+    try:
+        _set_postmaster_status(folder, "starting")
+        try:
+            guest = EmbeddedServers(folder, want_redis=False)
+            with pytest.raises(EmbeddedServerNotReady) as failure:
+                guest.start()
+            assert f"pid {postmaster}" in str(failure.value)
+            guest.stop()
+            assert _postmasters(folder) == [server_pids_postgres]
+        finally:
+            _set_postmaster_status(folder, "ready")
+    finally:
+        owner.stop()
+    assert not running(postmaster)
 
 
 def _record(folder: Path) -> dict[str, Any]:

