@@ -403,3 +403,38 @@ async def test_evidence_and_its_requests_are_read_only_by_who_may_see_the_assess
         fetched = await client.get(download, headers=insider)
         assert fetched.status_code == 200
         assert fetched.content == PDF
+
+
+async def test_upload_file_io_runs_off_the_event_loop(
+    client: httpx.AsyncClient,
+    operator: dict[str, str],
+    bogor: Assessment,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every disk write, fsync and the rename into the store happen in worker threads: a slow
+    # disk never stalls other requests.
+    import threading
+
+    from services.kit import storage
+
+    loop_thread = threading.current_thread()
+    seen: list[tuple[str, bool]] = []
+    for name in ("write", "finish"):
+        original = getattr(storage.Upload, name)
+
+        def spy(self: Any, *args: Any, _name: str = name, _original: Any = original) -> Any:
+            seen.append((_name, threading.current_thread() is loop_thread))
+            return _original(self, *args)
+
+        monkeypatch.setattr(storage.Upload, name, spy)
+    original_commit = storage.LocalStorage._commit
+
+    def commit_spy(self: Any, *args: Any) -> Any:
+        seen.append(("commit", threading.current_thread() is loop_thread))
+        return original_commit(self, *args)
+
+    monkeypatch.setattr(storage.LocalStorage, "_commit", commit_spy)
+    stored = await upload(client, operator, PDF * 2000, assessment_id=bogor.id, node_ids="output")
+    assert stored.status_code == 201, stored.text
+    assert {name for name, _ in seen} == {"write", "finish", "commit"}
+    assert not any(on_loop for _, on_loop in seen)
