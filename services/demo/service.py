@@ -81,10 +81,10 @@ async def load(runtime: Runtime) -> int:
             audit.record(
                 session,
                 context,
-                action="metric.create",
-                entity="metric_point",
-                entity_id=f"{point['region']}/{point['metric']}/{point['period']}",
-                after={"value": str(point["value"])},
+                action="metric.create",  # as a push records it: per series
+                entity="metric_series",
+                entity_id=f"{point['region']}/{point['metric']}",
+                after={"created": {str(point["period"]): str(point["value"])}},
             )
             # The metric-driven assessments of the region and year, as a push would mark them.
             await mark_affected(session, [Change(point["region"], year, point["metric"])], None)

@@ -285,12 +285,20 @@ async def test_every_created_point_is_audited_with_its_request_id(
     assert pushed.json()["counts"]["created"] == 2
     events = (
         await session.scalars(
-            select(AuditEvent).where(AuditEvent.action == "metric.create").order_by(AuditEvent.id)
+            select(AuditEvent)
+            .where(AuditEvent.action == "metric.create")
+            .order_by(AuditEvent.entity_id)
         )
     ).all()
-    assert [(e.entity_id, e.before, e.after) for e in events] == [
-        (f"{p['region']}/{p['metric']}/{p['period']}", None, {"value": str(p["value"])})
-        for p in BSW
+    # One row per series and request, mapping each new point's period to its value.
+    assert [(e.entity, e.entity_id, e.before, e.after) for e in events] == [
+        (
+            "metric_series",
+            f"{p['region']}/{p['metric']}",
+            None,
+            {"created": {p["period"]: str(p["value"])}},
+        )
+        for p in sorted(BSW, key=lambda p: f"{p['region']}/{p['metric']}")
     ]
     assert {(e.request_id, e.actor_name, e.role) for e in events} == {
         ("bsw-push-1", "Bogor Single Window", "super-app")

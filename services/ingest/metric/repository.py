@@ -82,16 +82,25 @@ _IMPORT = """
          FROM (SELECT DISTINCT region_code, year, metric FROM up) c) AS changes,
         (SELECT count(*) FROM audited) AS audited
     """
-# Every point stored is audited: a create with its value, an update with the value it replaced.
+# Every point stored is audited. An update is a row of its own, with the value it replaced.
+# Creates are recorded per series (region and metric) and request: one row whose `after` maps
+# each new point (period, and dimensions if any) to its value. A push of 1,000 new points
+# writes a handful of audit rows, not a thousand (a row per point halved the push rate).
 _AUDIT = insert_each(
     """
-    SELECT CASE WHEN up.inserted THEN 'metric.create' ELSE 'metric.update' END, 'metric_point',
+    SELECT 'metric.update', 'metric_point',
            concat_ws('/', up.region_code, up.metric, up.period, nullif(up.dimension_key, '')),
-           CASE WHEN up.inserted THEN NULL
-                ELSE jsonb_build_object('value', matched.old_value::text) END,
+           jsonb_build_object('value', matched.old_value::text),
            jsonb_build_object('value', up.value::text)
-    FROM up LEFT JOIN matched ON matched.old_id = up.id
-    ORDER BY up.id
+    FROM up JOIN matched ON matched.old_id = up.id
+    WHERE NOT up.inserted
+    UNION ALL
+    SELECT 'metric.create', 'metric_series', concat_ws('/', up.region_code, up.metric), NULL,
+           jsonb_build_object('created', jsonb_object_agg(
+               concat_ws('/', up.period, nullif(up.dimension_key, '')), up.value::text))
+    FROM up
+    WHERE up.inserted
+    GROUP BY up.region_code, up.metric
     """
 )
 _IMPORT_STAGED = text(_IMPORT.format(source="metric_staging s", audit=_AUDIT))
