@@ -247,10 +247,23 @@ def recompute(
 
 
 @app.command("demo")
-def load_demo_data() -> None:
+def load_demo_data(
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", help="Load into a configured DATABASE_URL (not the embedded one)"),
+    ] = False,
+) -> None:
     """Load the seed cases (Kabupaten Bekasi, Kota Bogor, Kota Bekasi, Kebumen) and score them."""
     from services.demo.service import load
     from services.main import prepare_database
+
+    if _settings().database_url and not yes:
+        # The seed cases are published figures of real regions: in a live database they would
+        # stand beside (and block the opening of) the regions' own assessments.
+        raise fail(
+            "the seed cases add published assessments for real regions; to load them into the "
+            "configured DATABASE_URL, pass --yes"
+        )
 
     async def run(runtime: Runtime) -> int:
         await prepare_database(runtime)

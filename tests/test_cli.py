@@ -54,6 +54,16 @@ def test_bad_settings_fail_with_one_line_naming_the_variable(variable: str, valu
     assert lines[0].startswith(f"cerdas: invalid setting {variable}:")
 
 
+def test_demo_into_a_configured_database_asks_for_yes(settings: Settings) -> None:
+    # The seed cases are published figures of real regions: never loaded into a live database
+    # by accident.
+    env = clean_env(DATABASE_URL=str(settings.database_url), REDIS_URL=str(settings.redis_url))
+    refused = run_cli("demo", env=env)
+    assert refused.returncode == 2
+    assert "--yes" in refused.stderr
+    assert refused.stderr.strip().count("\n") == 0  # one line
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
