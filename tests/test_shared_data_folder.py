@@ -551,7 +551,10 @@ def test_a_serve_that_joined_later_keeps_the_servers_when_their_starter_leaves(
         worker.terminate()
         assert worker.wait(timeout=60) == 0
         assert all(running(pid) for pid in pids.values())
-        assert ready()
+        # Still serving, on the same servers (its in-process worker may be between two polls
+        # on a loaded machine, so readiness is awaited rather than sampled once).
+        wait_until(ready, 30, "cerdas serve still ready after the worker left")
+        assert server_pids(folder) == pids
         assert owner_pid() == server.pid  # handed over, not stopped
 
         server.terminate()
