@@ -311,6 +311,43 @@ async def test_a_region_enters_leaves_only_and_verified_leaves_replace_an_offici
     assert audited == 1
 
 
+async def test_outside_index_indicators_are_entered_in_review_not_self_assessed(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    """IPD's I5 comes from Bappenas's Satu Data Indonesia score: a region cannot rate itself on
+    it, an assessor enters it in review (as a verified value)."""
+    k = await keys(session)
+    region, assessor, ministry = k["region-operator"], k["assessor"], k["ministry-admin"]
+    opened = await client.post(
+        "/v1/assessments",
+        headers=region,
+        json={"region": "32.71", "framework": "ipd-2026", "period": 2026},
+    )
+    assert opened.status_code == 201, opened.text
+    url = f"/v1/assessments/{opened.json()['id']}"
+    refused = await client.put(
+        f"{url}/inputs", headers=region, json={"values": {"I1": "2.5", "I5": "3"}}
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["pointer"] == "/values/I5"
+    assert "Bappenas (Satu Data Indonesia)" in refused.json()["detail"]
+    assert (await client.get(url, headers=region)).json()["input_revision"] == 0
+    own = await client.put(f"{url}/inputs", headers=region, json={"values": {"I1": "2.5"}})
+    assert own.json()["written"] == "self"
+
+    await client.post(f"{url}/transitions", headers=region, json={"to": "submitted"})
+    await client.post(f"{url}/assessors", headers=ministry, json={"key_id": k["assessor:id"]})
+    assert (
+        await client.post(f"{url}/transitions", headers=assessor, json={"to": "in_review"})
+    ).json()["state"] == "in_review"
+    entered = await client.put(f"{url}/inputs", headers=assessor, json={"values": {"I5": "2.35"}})
+    assert entered.status_code == 200, entered.text
+    assert entered.json()["written"] == "verified"
+    by_ministry = await client.put(f"{url}/inputs", headers=ministry, json={"values": {"I6": "2"}})
+    assert by_ministry.status_code == 200, by_ministry.text
+    assert by_ministry.json()["written"] == "verified"
+
+
 async def test_a_recompute_run_request_is_audited_and_followed_by_its_requester_only(
     client: httpx.AsyncClient, session: AsyncSession
 ) -> None:

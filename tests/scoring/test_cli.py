@@ -108,7 +108,7 @@ def test_frameworks_validate(tmp_path: Path) -> None:
     shipped = sorted(str(p) for p in Path("services/scoring/frameworks").glob("*.yaml"))
     run = cerdas("frameworks", "validate", *shipped)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.count("ok: ") == 3
+    assert run.stdout.count("ok: ") == 4  # ipd-2026 added intentionally (issue 15)
     bad = tmp_path / "bad.yaml"
     bad.write_text(Path(shipped[-1]).read_text().replace("weight: 2.50", "weight: 2.40", 1))
     run = cerdas("frameworks", "validate", str(bad))

@@ -41,8 +41,9 @@ def problems(text: str) -> list[str]:
 
 def test_every_shipped_framework_validates_with_its_links() -> None:
     frameworks = registry()
-    assert set(frameworks) == {"gmsc-2023", "spbe-2020", "smartcity-spbe-linked"}
-    assert len(shipped_files()) == 3
+    # ipd-2026 (PermenPANRB 8/2026) is an intended addition to the shipped set (issue 15).
+    assert set(frameworks) == {"gmsc-2023", "spbe-2020", "smartcity-spbe-linked", "ipd-2026"}
+    assert len(shipped_files()) == 4
     assert check_links(frameworks.values()) == []
     spbe = frameworks["spbe-2020"]
     assert [n.id for n in spbe.nodes() if n.is_leaf] == [f"I{i}" for i in range(1, 48)]

@@ -177,7 +177,16 @@ async def set_inputs(
                 f"{node_id} is computed from its parts: enter its leaves (the published figures "
                 "of a results letter are imported by a ministry-admin as official results)",
             )
-        if node.input != "assessed":
+        if node.input == "outside" and value is Value.SELF:
+            source = node.outside.source if node.outside else "an outside index"
+            raise invalid(
+                "body",
+                f"/values/{node_id}",
+                "outside index",
+                f"{node_id} is scored from {source}, not self-assessed: an assessor or the "
+                "ministry enters its value in review",
+            )
+        if node.input not in ("assessed", "outside"):
             raise invalid(
                 "body",
                 f"/values/{node_id}",

@@ -15,7 +15,15 @@ from services.scoring.engine.loader import (
     link_order,
     load_framework,
 )
-from services.scoring.engine.model import Band, Framework, LinkRule, MetricRule, Node, Scale
+from services.scoring.engine.model import (
+    Band,
+    Framework,
+    LinkRule,
+    MetricRule,
+    Node,
+    OutsideRule,
+    Scale,
+)
 from services.scoring.engine.numbers import exact, round_exact
 from services.scoring.engine.result import NodeResult, Result
 
@@ -30,6 +38,7 @@ __all__ = [
     "MetricRule",
     "Node",
     "NodeResult",
+    "OutsideRule",
     "Result",
     "Scale",
     "check_links",

@@ -83,7 +83,7 @@ class _Evaluation:
         self.parents[node.id] = parent.id if parent else None
         children = [self.visit(child, node) for child in node.children]
         given = self.inputs.values.get(node.id)
-        if given is not None and not (node.is_leaf and node.input == "assessed"):
+        if given is not None and not (node.is_leaf and node.input in ("assessed", "outside")):
             computed = self._given(node, given)  # a published score standing in
         elif node.is_leaf:
             computed = self._leaf(node)
@@ -105,6 +105,8 @@ class _Evaluation:
             return self._metric(node)
         if node.input == "linked":
             return self._linked(node)
+        if node.input == "outside":
+            return self._outside(node)
         raw = self.inputs.values.get(node.id)
         if raw is None:
             return self._absent(node)
@@ -162,6 +164,19 @@ class _Evaluation:
         source_value = self._number(node, raw, rule.scale, what=f"linked value {rule.ref}")
         value = source_value if node.scale is None else rule.scale.rescale(source_value, node.scale)
         return _Computed(value, "linked", inputs=(f"linked:{rule.ref}",))
+
+    def _outside(self, node: Node) -> _Computed:
+        """An outside index's value as entered, or the file's ``absent_value`` while there is
+        none (IPD counts 1), said so in the note."""
+        rule = node.outside
+        assert rule is not None
+        raw = self.inputs.values.get(node.id)
+        if raw is not None:
+            value = self._number(node, raw, node.scale)
+            return _Computed(value, "outside", inputs=(f"value:{node.id}",))
+        if rule.absent_value is None:
+            return self._absent(node, note=rule.absent_note())
+        return _Computed(rule.absent_value, "outside", note=rule.absent_note())
 
     def _absent(
         self, node: Node, note: str | None = None, inputs: tuple[str, ...] = ()

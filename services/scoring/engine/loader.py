@@ -29,6 +29,7 @@ from services.scoring.engine.model import (
     LinkRule,
     MetricRule,
     Node,
+    OutsideRule,
     Scale,
 )
 from services.scoring.engine.numbers import (
@@ -69,6 +70,7 @@ _NODE_KEYS = {
     "items",
     "metric",
     "link",
+    "outside",
     "predicates",
     "children",
 }
@@ -362,7 +364,7 @@ class _Compiler:
         node_kwargs: dict[str, Any] = {}
         if children_spec:
             node_kwargs.update(self._inner(spec, path, children))
-            for key in ("input", "items", "metric", "link"):
+            for key in ("input", "items", "metric", "link", "outside"):
                 if key in spec:
                     self.problem(path, f"{key!r} is for leaves; this node has children")
         else:
@@ -444,6 +446,10 @@ class _Compiler:
             result["link"] = self._link(spec.get("link"), path)
         elif "link" in spec:
             self.problem(path, "'link' is only for leaves with input: linked")
+        if kind == "outside":
+            result["outside"] = self._outside(spec.get("outside"), path, scale)
+        elif "outside" in spec:
+            self.problem(path, "'outside' is only for leaves with input: outside")
         return result
 
     def _metric(self, spec: Any, path: str, scale: Scale | None) -> MetricRule | None:
@@ -474,6 +480,32 @@ class _Compiler:
             clamp=bool(spec.get("clamp", False)),
             bands=bands,
         )
+
+    def _outside(self, spec: Any, path: str, scale: Scale | None) -> OutsideRule | None:
+        if not isinstance(spec, Mapping):
+            self.problem(
+                path, "input: outside needs 'outside' with 'source' (and optionally 'absent_value')"
+            )
+            return None
+        for key in sorted(set(spec) - {"source", "absent_value"}):
+            self.problem(path, f"unknown outside key {key!r} (known: source, absent_value)")
+        source = spec.get("source")
+        if not isinstance(source, str) or not source.strip():
+            self.problem(path, "outside: missing 'source' (the outside index and its agency)")
+            return None
+        absent_value = None
+        if spec.get("absent_value") is not None:
+            absent_value = self._number(spec["absent_value"], path, "outside absent_value")
+            if absent_value is None:
+                return None
+            if scale is not None and not scale.contains(absent_value):
+                self.problem(
+                    path,
+                    f"outside absent_value {plain(absent_value)} is off the node's scale "
+                    f"{scale.describe()}",
+                )
+                return None
+        return OutsideRule(source=source.strip(), absent_value=absent_value)
 
     def _link(self, spec: Any, path: str) -> LinkRule | None:
         if not isinstance(spec, Mapping) or not {"framework", "node", "scale"} <= set(spec):

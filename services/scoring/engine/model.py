@@ -20,8 +20,8 @@ AGGREGATIONS: tuple[str, ...] = (
     "pooled_mean",
     "none",
 )
-InputKind = Literal["assessed", "metric", "linked"]
-INPUT_KINDS: tuple[str, ...] = ("assessed", "metric", "linked")
+InputKind = Literal["assessed", "metric", "linked", "outside"]
+INPUT_KINDS: tuple[str, ...] = ("assessed", "metric", "linked", "outside")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +93,21 @@ class LinkRule:
 
 
 @dataclass(frozen=True, slots=True)
+class OutsideRule:
+    """A leaf scored by another agency's instrument (an outside index), not by the region's
+    evidence: an assessor enters its value; while there is none, ``absent_value`` counts if the
+    methodology says so (IPD counts 1), else the leaf has no value."""
+
+    source: str  # the instrument and its agency, e.g. "Bappenas (Satu Data Indonesia)"
+    absent_value: Fraction | None = None
+
+    def absent_note(self) -> str:
+        if self.absent_value is None:
+            return f"no value from {self.source} yet"
+        return f"no value from {self.source} yet: counted as {plain(self.absent_value)}"
+
+
+@dataclass(frozen=True, slots=True)
 class Node:
     id: str
     name: str
@@ -109,6 +124,7 @@ class Node:
     items: bool = False  # an assessed leaf taking a list (programme scores)
     metric: MetricRule | None = None
     link: LinkRule | None = None
+    outside: OutsideRule | None = None
     predicates: tuple[Band, ...] = ()
     description: str | None = None
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from services.scoring.engine.model import Framework, Scale
 from services.scoring.engine.numbers import decimal_text, plain
 
-Source = Literal["input", "computed", "metric", "linked", "group", "missing"]
+Source = Literal["input", "computed", "metric", "linked", "outside", "group", "missing"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,8 +18,9 @@ class NodeResult:
     """One node of a scored framework.
 
     ``value`` is rounded by the framework's rules (parents use the unrounded value); ``source``
-    says where it came from; ``inputs`` names what it was computed from (child ids,
-    ``metric:<key>``, ``linked:<framework>/<node>``, ``value:<id>`` for a given value) and
+    says where it came from (``outside``: an outside index's value, or the value counted while
+    it is absent, with a ``note`` saying so); ``inputs`` names what it was computed from (child
+    ids, ``metric:<key>``, ``linked:<framework>/<node>``, ``value:<id>`` for a given value) and
     ``missing`` the required inputs below it that were not given.
     """
 
