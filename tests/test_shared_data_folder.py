@@ -66,10 +66,25 @@ def kill_group(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None
         process.wait(timeout=10)
 
 
-def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
+def wait_until(
+    condition: Callable[[], bool],
+    seconds: float,
+    what: str,
+    watched: tuple[subprocess.Popen[bytes], Path] | None = None,
+) -> None:
+    """Polls ``condition``. ``watched`` is a process and its log: the wait stops as soon as that
+    process exits, and either failure shows the end of its log."""
+
+    def log() -> str:
+        return "" if watched is None else watched[1].read_text(errors="replace")[-4000:]
+
     deadline = time.monotonic() + seconds
     while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {seconds:.0f} s"
+        if watched is not None and watched[0].poll() is not None and not condition():
+            raise AssertionError(
+                f"{what}: the process exited with {watched[0].returncode}\n{log()}"
+            )
+        assert time.monotonic() < deadline, f"{what}: not within {seconds:.0f} s\n{log()}"
         time.sleep(0.1)
 
 
@@ -541,10 +556,15 @@ def test_a_serve_that_joined_later_keeps_the_servers_when_their_starter_leaves(
 
     try:
         worker = launch("worker")  # a standalone worker starts the folder's servers first
-        wait_until(lambda: len(_record(folder)["servers"]) == 2, 60, "the worker's servers")
+        wait_until(
+            lambda: len(_record(folder)["servers"]) == 2,
+            120,
+            "the worker's servers",
+            (worker, tmp_path / "worker.log"),
+        )
         assert owner_pid() == worker.pid
         server = launch("serve")
-        wait_until(ready, 120, "cerdas serve ready")
+        wait_until(ready, 120, "cerdas serve ready", (server, tmp_path / "serve.log"))
         pids = server_pids(folder)
         assert "using the embedded servers running in" in (tmp_path / "serve.log").read_text()
 
