@@ -18,12 +18,13 @@ from services.scoring.engine import (
     InputError,
     Inputs,
     Result,
+    check_families,
     check_links,
     evaluate,
     load_framework,
 )
 from services.scoring.engine.numbers import decimal_text
-from services.scoring.frameworks import registry
+from services.scoring.frameworks import families, registry
 
 frameworks_app = typer.Typer(help="List and validate framework files.", no_args_is_help=True)
 
@@ -118,10 +119,36 @@ def print_explanation(result: Result) -> None:
 
 @frameworks_app.command("list")
 def list_frameworks() -> None:
-    """The shipped frameworks."""
-    for framework in registry().values():
-        count = sum(1 for _ in framework.nodes())
-        typer.echo(f"{framework.id}\t{framework.version}\t{count} nodes\t{framework.name}")
+    """The shipped frameworks by instrument: the periods each version is in force for, its
+    status (official, provisional or Cerdas's own) and its source."""
+    rows = [("framework", "family", "in force", "status", "nodes", "name")]
+    notes: list[str] = []
+    for versions in families().values():
+        for framework in versions:
+            count = sum(1 for _ in framework.nodes())
+            rows.append(
+                (
+                    framework.id,
+                    framework.family,
+                    framework.in_force.describe(),
+                    framework.status,
+                    str(count),
+                    framework.name,
+                )
+            )
+            notes.append(f"{framework.id}: source: {framework.source or 'not given'}")
+            if framework.status_note:
+                notes.append(f"{framework.id}: {framework.status}: {framework.status_note}")
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
+    for row in rows:
+        typer.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True))
+            + "  "
+            + row[-1]
+        )
+    typer.echo("")
+    for note in notes:
+        typer.echo(note)
 
 
 @frameworks_app.command("validate")
@@ -141,7 +168,7 @@ def validate(
     given = {framework.id for framework in loaded}
     problems.extend(
         str(issue)
-        for issue in check_links(by_id.values())
+        for issue in check_links(by_id.values()) + check_families(by_id.values())
         if any(
             issue.file == framework.file for framework in by_id.values() if framework.id in given
         )

@@ -37,7 +37,7 @@ from services.models import Assessment, AssessmentState, RecomputeRun
 from services.scoring import repository
 from services.scoring.engine import Framework, InputError, Inputs, Result, evaluate, link_order
 from services.scoring.engine.numbers import decimal_text
-from services.scoring.frameworks import registry
+from services.scoring.frameworks import link_sources, registry
 
 log = logging.getLogger(__name__)
 RUN_BATCH = 100
@@ -202,10 +202,21 @@ async def load_inputs(
     )
     linked: dict[tuple[str, str], dict[tuple[str, int, str], Decimal]] = {}
     wanted = {(a.region_code, a.period, a.stage) for a in assessments}
+    # A leaf linking one source per version of an instrument reads the version in force for
+    # the assessment's period (SPBE 2020 up to 2025, IPD 2026 from 2026).
+    applicable = {
+        a.id: {
+            node.id: link_sources(node.links, a.period)
+            for node in frameworks[a.framework_id].nodes()
+            if node.links
+        }
+        for a in assessments
+    }
     sources = {
         (link.framework, link.node)
-        for a in assessments
-        for link in frameworks[a.framework_id].links
+        for by_node in applicable.values()
+        for links in by_node.values()
+        for link in links
     }
     for source_framework, source_node in sorted(sources):
         linked[(source_framework, source_node)] = await repository.linked_values(
@@ -224,16 +235,24 @@ async def load_inputs(
         framework = frameworks[assessment.framework_id]
         values, origins = counted_values(framework, entered[assessment.id])
         key = (assessment.region_code, assessment.period, assessment.stage)
-        links = {
-            link.ref: linked[(link.framework, link.node)][key]
-            for link in framework.links
-            if key in linked[(link.framework, link.node)]
-        }
-        unavailable = {
-            link.ref: _why_unlinked(link.framework, key, source_of[link.framework].get(key))
-            for link in framework.links
-            if link.ref not in links
-        }
+        links: dict[str, Decimal] = {}
+        unavailable: dict[str, str] = {}
+        for node in framework.nodes():
+            if not node.links:
+                continue
+            counted = applicable[assessment.id][node.id]
+            for link in counted:
+                value = linked[(link.framework, link.node)].get(key)
+                if value is not None:
+                    links[link.ref] = value
+                else:
+                    unavailable[link.ref] = _why_unlinked(
+                        link.framework, key, source_of[link.framework].get(key)
+                    )
+            if not counted:
+                families = sorted({frameworks[link.framework].family for link in node.links})
+                why = f"no {' or '.join(families)} version in force for {assessment.period}"
+                unavailable.update(dict.fromkeys((link.ref for link in node.links), why))
         inputs = Inputs(
             values=values,
             metrics=metrics.get((assessment.region_code, assessment.period), {}),

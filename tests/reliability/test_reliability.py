@@ -365,7 +365,7 @@ def test_kill_on_answer(healthy_cluster: Cluster) -> None:
     check_points(cluster, ledger, accepted)
     ledgers.append(ledger)
 
-    assessment_id = open_spbe_assessment(cluster, 2031)
+    assessment_id = open_spbe_assessment(cluster, 2022)
 
     # evidence upload: the rows and the file on disk
     ledger = Ledger("kill-on-answer evidence")

@@ -64,6 +64,7 @@ async def open_assessment(
         session,
         context,
         region=body.region,
+        family=body.family,
         framework_id=body.framework,
         period=body.period,
         stage=body.stage,

@@ -4,7 +4,7 @@ import uuid
 from datetime import date
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.api.result.schemas import AssessmentOut
 from services.domain.assessment.states import Value
@@ -13,10 +13,30 @@ from services.models import AssessmentState
 
 
 class AssessmentIn(BaseModel):
+    """The instrument by ``family`` (the version in force for the period is taken), or an
+    explicit ``framework`` version, which must be in force for the period."""
+
     region: str = Field(examples=["32.71"])
-    framework: str = Field(examples=["spbe-2020"])
+    family: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The instrument, e.g. e-government: the version in force for the period",
+        examples=["e-government"],
+    )
+    framework: str | None = Field(
+        default=None,
+        max_length=64,
+        description="An explicit framework version; it must be in force for the period",
+        examples=["spbe-2020"],
+    )
     period: int = Field(ge=2000, le=2100, examples=[2024])
     stage: str = Field(default="final", max_length=16)
+
+    @model_validator(mode="after")
+    def _names_an_instrument(self) -> AssessmentIn:
+        if self.family is None and self.framework is None:
+            raise ValueError("give the instrument's 'family' (or a 'framework' version)")
+        return self
 
 
 class InputsIn(BaseModel):

@@ -34,8 +34,8 @@ from services.domain.webhook import service as webhooks
 from services.kit.errors import Conflict, NotFound, invalid
 from services.kit.queue import Queue
 from services.models import Assessment, AssessmentState, EvidenceRequest, Role
-from services.scoring.engine import InputError, Inputs, evaluate
-from services.scoring.frameworks import registry
+from services.scoring.engine import Framework, InputError, Inputs, evaluate
+from services.scoring.frameworks import families, in_force, registry
 
 
 def snapshot(assessment: Assessment) -> dict[str, Any]:
@@ -79,14 +79,14 @@ async def create(
     context: Context,
     *,
     region: str,
-    framework_id: str,
+    family: str | None,
+    framework_id: str | None,
     period: int,
     stage: str,
 ) -> Assessment:
     policy.require(context.principal, Action.OPEN_ASSESSMENT)
-    framework = registry().get(framework_id)
-    if framework is None:
-        raise NotFound(f"No framework {framework_id!r}.")
+    framework = version_for(family, framework_id, period)
+    framework_id = framework.id
     if await regions.get(session, region) is None:
         raise NotFound(f"No region with Kemendagri code {region!r}.")
     policy.require_region(context.principal, region, "act")
@@ -128,6 +128,56 @@ async def create(
         },
     )
     return assessment
+
+
+def version_for(family: str | None, framework_id: str | None, period: int) -> Framework:
+    """The framework an assessment of ``period`` is opened on: the version of ``family`` in
+    force for the period, or the explicit ``framework_id``, which must be in force for it."""
+    if framework_id is not None:
+        framework = registry().get(framework_id)
+        if framework is None:
+            raise NotFound(f"No framework {framework_id!r}.")
+        if family is not None and framework.family != family:
+            raise invalid(
+                "body",
+                "/framework",
+                "family",
+                f"{framework_id} is a version of {framework.family}, not of {family}",
+            )
+        if not framework.in_force.covers(period):
+            current = in_force(framework.family, period)
+            instead = (
+                f"; the {framework.family} version for {period} is {current.id}"
+                if current is not None
+                else f"; no {framework.family} version is in force for {period}"
+            )
+            raise invalid(
+                "body",
+                "/framework",
+                "in_force",
+                f"{framework_id} is in force for {framework.in_force.describe()}, "
+                f"not for {period}{instead}",
+            )
+        return framework
+    assert family is not None  # the body names one or the other
+    versions = families().get(family)
+    if versions is None:
+        raise invalid(
+            "body",
+            "/family",
+            "unknown",
+            f"no instrument family {family!r} (known: {', '.join(families())})",
+        )
+    current = in_force(family, period)
+    if current is None:
+        spans = "; ".join(f"{v.id}: {v.in_force.describe()}" for v in versions)
+        raise invalid(
+            "body",
+            "/period",
+            "in_force",
+            f"no {family} version is in force for {period} ({spans})",
+        )
+    return current
 
 
 async def set_inputs(

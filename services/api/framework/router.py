@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import TypeAdapter
 
 from services.api.framework.schemas import (
@@ -13,13 +14,15 @@ from services.api.framework.schemas import (
     FrameworkMetric,
     FrameworkNode,
     FrameworkOut,
+    FrameworkOutside,
+    FrameworkPeriods,
     FrameworkScale,
     FrameworkSummary,
 )
 from services.api.framework.service import get_or_404
 from services.scoring.engine import Band, Framework, Node, Scale
 from services.scoring.engine.numbers import plain
-from services.scoring.frameworks import registry
+from services.scoring.frameworks import families
 
 router = APIRouter(prefix="/v1/frameworks", tags=["frameworks"])
 
@@ -67,10 +70,17 @@ def node_out(node: Node) -> FrameworkNode:
             clamp=node.metric.clamp,
             bands=bands_out(node.metric.bands),
         ),
-        link=None
-        if node.link is None
-        else FrameworkLink(
-            framework=node.link.framework, node=node.link.node, scale=scale_out(node.link.scale)
+        links=[
+            FrameworkLink(framework=link.framework, node=link.node, scale=scale_out(link.scale))
+            for link in node.links
+        ],
+        outside=None
+        if node.outside is None
+        else FrameworkOutside(
+            source=node.outside.source,
+            absent_value=None
+            if node.outside.absent_value is None
+            else plain(node.outside.absent_value),
         ),
         predicates=bands_out(node.predicates),
         children=[node_out(child) for child in node.children],
@@ -82,6 +92,10 @@ def framework_summary(framework: Framework) -> FrameworkSummary:
         id=framework.id,
         name=framework.name,
         version=framework.version,
+        family=framework.family,
+        in_force=FrameworkPeriods(from_=framework.in_force.first, to=framework.in_force.last),
+        status=framework.status,
+        status_note=framework.status_note,
         source=framework.source,
         description=framework.description,
         index_node=framework.index.id,
@@ -106,8 +120,25 @@ def _tree_body(framework_id: str, content_hash: str) -> bytes:
 
 
 @router.get("", response_model=list[FrameworkSummary], summary="The scoring frameworks")
-async def list_frameworks() -> Response:
-    summaries = [framework_summary(framework) for framework in registry().values()]
+async def list_frameworks(
+    family: Annotated[
+        str | None, Query(description="Only this instrument's versions", examples=["e-government"])
+    ] = None,
+    period: Annotated[
+        int | None,
+        Query(ge=2000, le=2100, description="Only the versions in force for this period"),
+    ] = None,
+) -> Response:
+    """Every version of every instrument, by instrument and oldest first, with its provenance:
+    the periods it is in force for, whether it is official, provisional or Cerdas's own, and its
+    source. `?family=e-government&period=2026` names the version a period is evaluated on."""
+    summaries = [
+        framework_summary(framework)
+        for name, versions in families().items()
+        if family is None or name == family
+        for framework in versions
+        if period is None or framework.in_force.covers(period)
+    ]
     return Response(SUMMARIES.dump_json(summaries), media_type="application/json")
 
 

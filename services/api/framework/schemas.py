@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.scoring.engine.model import Aggregation, InputKind
+from services.scoring.engine.model import Aggregation, InputKind, Status
 from services.scoring.engine.numbers import RoundingMode
 
 NUMBER = "Decimal text, e.g. '16.5'"
@@ -58,6 +58,26 @@ class FrameworkLink(Out):
     scale: FrameworkScale = Field(description="The source node's scale, rescaled onto this node's")
 
 
+class FrameworkOutside(Out):
+    """A leaf scored by another agency's index: an assessor or ministry enters its value."""
+
+    source: str = Field(description="The outside instrument and its agency")
+    absent_value: str | None = Field(
+        description="Decimal text counted while no value is entered (IPD: 1); null: none"
+    )
+
+
+class FrameworkPeriods(Out):
+    """The evaluation periods (years) a version is in force for, ends inclusive."""
+
+    model_config = ConfigDict(
+        frozen=True, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
+
+    from_: int | None = Field(alias="from", description="First period; null: no start")
+    to: int | None = Field(description="Last period; null: still in force")
+
+
 class FrameworkNode(Out):
     id: str
     name: str = Field(description="The official name")
@@ -69,7 +89,11 @@ class FrameworkNode(Out):
     input: InputKind | None = Field(description="How a leaf gets its value")
     items: bool = Field(description="An assessed leaf taking a list (programme scores)")
     metric: FrameworkMetric | None
-    link: FrameworkLink | None
+    links: list[FrameworkLink] = Field(
+        description="A linked leaf's sources: one per version of an instrument, the one in "
+        "force for the period counts"
+    )
+    outside: FrameworkOutside | None
     predicates: list[FrameworkBand]
     children: list[FrameworkNode]
 
@@ -78,6 +102,15 @@ class FrameworkSummary(Out):
     id: str = Field(examples=["spbe-2020"])
     name: str
     version: str
+    family: str = Field(
+        description="The instrument this is a version of", examples=["e-government"]
+    )
+    in_force: FrameworkPeriods = Field(description="The periods this version evaluates")
+    status: Status = Field(
+        description="official: as its regulation sets it; provisional: some figures not yet "
+        "confirmed (status_note says which); cerdas: an index of Cerdas's own, not official"
+    )
+    status_note: str | None = Field(description="What is provisional, or why it is not official")
     source: str | None = Field(description="The regulation or methodology it follows")
     description: str | None
     index_node: str = Field(description="The id of the index's node (the first tree's root)")

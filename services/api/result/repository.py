@@ -152,25 +152,26 @@ async def ranking(
 
 
 async def trend(
-    session: AsyncSession, framework: str, region: str, published_only: bool
-) -> Sequence[Row[int, Decimal | None, str | None, datetime]]:
-    """A region's final results per period, oldest first."""
+    session: AsyncSession, frameworks: Sequence[str], region: str, published_only: bool
+) -> Sequence[Row[int, str, Decimal | None, str | None, datetime]]:
+    """A region's final results on any of ``frameworks`` per period, oldest first."""
     return (
         await session.execute(
             select(
                 Assessment.period,
+                Assessment.framework_id,
                 ResultState.index_value,
                 ResultState.predicate,
                 ResultState.computed_at,
             )
             .join(ResultState, ResultState.assessment_id == Assessment.id)
             .where(
-                Assessment.framework_id == framework,
+                Assessment.framework_id.in_(frameworks),
                 Assessment.region_code == region,
                 Assessment.stage == "final",
                 _published(published_only),
             )
-            .order_by(Assessment.period)
+            .order_by(Assessment.period, Assessment.framework_id)
         )
     ).all()
 

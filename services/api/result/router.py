@@ -145,11 +145,20 @@ async def get_ranking(
 async def get_trend(
     session: DbSession,
     principal: MaybePrincipal,
-    framework: FrameworkQuery,
     region: Annotated[str, Query(examples=["32.75"])],
+    framework: Annotated[
+        str | None, Query(description="One version only", examples=["spbe-2020"])
+    ] = None,
+    family: Annotated[
+        str | None,
+        Query(description="Every version of the instrument", examples=["e-government"]),
+    ] = None,
 ) -> Response:
+    """By `framework` (one version) or by `family` (every version of the instrument, e.g.
+    SPBE 2020 up to 2025 then IPD 2026): a period evaluated on another version than the one
+    before it says so (`instrument_changed`) and has no `improvement`."""
     published_only = not policy.sees_unpublished_figures(principal)
-    return json_response(await service.trend(session, framework, region, published_only))
+    return json_response(await service.trend(session, framework, family, region, published_only))
 
 
 @router.get("/v1/compare", response_model=Comparison, summary="Regions side by side, node by node")

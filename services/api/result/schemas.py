@@ -171,14 +171,25 @@ class Ranking(Out):
 
 class TrendPoint(Out):
     period: int
+    framework: str = Field(description="The version this period was evaluated on")
     index: str | None = Field(description=DECIMAL)
     predicate: str | None
-    improvement: str | None = Field(description="Change from the previous listed period")
+    improvement: str | None = Field(
+        description="Change from the previous listed period on the same version; null at a "
+        "change of instrument, where the two figures are not comparable"
+    )
+    instrument_changed: bool = Field(
+        description="This period is evaluated on another version than the previous one listed"
+    )
 
 
 class Trend(Out):
-    framework: str
+    family: str = Field(description="The instrument")
+    framework: str | None = Field(description="The version asked for; null: every version")
     region: str
+    instruments: list[str] = Field(
+        description="The versions the listed periods were evaluated on, oldest first"
+    )
     items: list[TrendPoint] = Field(description="Final results per period, oldest first")
 
 

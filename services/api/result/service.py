@@ -48,6 +48,7 @@ from services.kit.pagination import decode_cursor, encode_cursor
 from services.models import Assessment, AssessmentState, RegionKind, ResultNode
 from services.scoring.engine import Framework, round_exact
 from services.scoring.engine.numbers import decimal_text
+from services.scoring.frameworks import families
 
 STATES = frozenset(AssessmentState)
 
@@ -283,8 +284,8 @@ async def summary(
         if child.id in stored
     ]
     published_only = not policy.sees_unpublished_figures(principal)
-    trend = await repository.trend(
-        session, assessment.framework_id, assessment.region_code, published_only
+    trend = await repository.trend(  # the same version: a change of instrument is no change
+        session, [assessment.framework_id], assessment.region_code, published_only
     )
     history = {point.period: point.index_value for point in trend}
     previous = history.get(assessment.period - 1)
@@ -339,25 +340,60 @@ async def ranking(
     return Ranking(framework=framework, period=period, province=province, items=items)
 
 
-async def trend(session: AsyncSession, framework: str, region: str, published_only: bool) -> Trend:
-    get_or_404(framework)
+async def trend(
+    session: AsyncSession,
+    framework: str | None,
+    family: str | None,
+    region: str,
+    published_only: bool,
+) -> Trend:
+    """A region's index per period on one version, or on every version of an instrument. The
+    change from one period to the next is given only between periods on the same version: across
+    a change of instrument (SPBE 2020 → IPD 2026) the figures are not comparable."""
+    if framework is not None:
+        version = get_or_404(framework)
+        if family is not None and version.family != family:
+            raise invalid(
+                "query",
+                "/family",
+                "family",
+                f"query /family: {framework} is a version of {version.family}, not of {family}",
+            )
+        family, ids = version.family, [version.id]
+    else:
+        if family is None:
+            raise invalid("query", "/family", "missing", "query /family: give family or framework")
+        versions = families().get(family)
+        if versions is None:
+            raise NotFound(f"No instrument family {family!r} (known: {', '.join(families())}).")
+        ids = [version.id for version in versions]
     await check_region(session, region)
     items: list[TrendPoint] = []
-    previous: Decimal | None = None
-    for row in await repository.trend(session, framework, region, published_only):
+    previous: tuple[str, Decimal | None] | None = None
+    for row in await repository.trend(session, ids, region, published_only):
+        changed = previous is not None and previous[0] != row.framework_id
         improvement = None
-        if row.index_value is not None and previous is not None:
-            improvement = decimal_text(row.index_value - previous)
+        if previous is not None and not changed and None not in (row.index_value, previous[1]):
+            improvement = decimal_text(row.index_value - previous[1])
         items.append(
             TrendPoint(
                 period=row.period,
+                framework=row.framework_id,
                 index=decimal_text(row.index_value),
                 predicate=row.predicate,
                 improvement=improvement,
+                instrument_changed=changed,
             )
         )
-        previous = row.index_value
-    return Trend(framework=framework, region=region, items=items)
+        previous = (row.framework_id, row.index_value)
+    instruments = list(dict.fromkeys(item.framework for item in items))
+    return Trend(
+        family=family,
+        framework=framework,
+        region=region,
+        instruments=instruments,
+        items=items,
+    )
 
 
 async def compare(

@@ -10,6 +10,7 @@ Typical use::
 from services.scoring.engine.errors import FrameworkError, InputError, Issue
 from services.scoring.engine.evaluate import Inputs, evaluate
 from services.scoring.engine.loader import (
+    check_families,
     check_links,
     compile_framework,
     link_order,
@@ -22,6 +23,7 @@ from services.scoring.engine.model import (
     MetricRule,
     Node,
     OutsideRule,
+    Periods,
     Scale,
 )
 from services.scoring.engine.numbers import exact, round_exact
@@ -39,8 +41,10 @@ __all__ = [
     "Node",
     "NodeResult",
     "OutsideRule",
+    "Periods",
     "Result",
     "Scale",
+    "check_families",
     "check_links",
     "compile_framework",
     "evaluate",

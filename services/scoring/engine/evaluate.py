@@ -155,12 +155,27 @@ class _Evaluation:
         return _Computed(value, "metric", inputs=sources)
 
     def _linked(self, node: Node) -> _Computed:
-        rule = node.link
-        assert rule is not None
-        raw = self.inputs.linked.get(rule.ref)
-        if raw is None:
-            why = self.inputs.unavailable.get(rule.ref, f"no result yet for {rule.ref}")
-            return self._absent(node, note=why, inputs=(f"linked:{rule.ref}",))
+        """The value of the one source given (the version in force for the period, when the
+        leaf names one per version), rescaled onto this leaf's scale."""
+        given = [rule for rule in node.links if self.inputs.linked.get(rule.ref) is not None]
+        refs = tuple(f"linked:{rule.ref}" for rule in node.links)
+        if len(given) > 1:
+            raise InputError(
+                f"{node.id}: give one linked value, not {' and '.join(r.ref for r in given)}",
+                node.id,
+            )
+        if not given:
+            notes = [
+                self.inputs.unavailable[r.ref]
+                for r in node.links
+                if r.ref in self.inputs.unavailable
+            ]
+            why = (
+                notes[0] if notes else f"no result yet for {' or '.join(r.ref for r in node.links)}"
+            )
+            return self._absent(node, note=why, inputs=refs)
+        rule = given[0]
+        raw = self.inputs.linked[rule.ref]
         source_value = self._number(node, raw, rule.scale, what=f"linked value {rule.ref}")
         value = source_value if node.scale is None else rule.scale.rescale(source_value, node.scale)
         return _Computed(value, "linked", inputs=(f"linked:{rule.ref}",))

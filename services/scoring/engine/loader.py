@@ -22,6 +22,7 @@ from services.scoring.engine.errors import FrameworkError, Issue
 from services.scoring.engine.model import (
     AGGREGATIONS,
     INPUT_KINDS,
+    STATUSES,
     Aggregation,
     Band,
     Framework,
@@ -30,7 +31,9 @@ from services.scoring.engine.model import (
     MetricRule,
     Node,
     OutsideRule,
+    Periods,
     Scale,
+    Status,
 )
 from services.scoring.engine.numbers import (
     ROUNDING_MODES,
@@ -45,6 +48,10 @@ _TOP_KEYS = {
     "id",
     "name",
     "version",
+    "family",
+    "in_force",
+    "status",
+    "status_note",
     "source",
     "description",
     "precision",
@@ -175,12 +182,31 @@ class _Compiler:
             elif node is not None:
                 roots.append(node)
 
+        # A file that names no family is an instrument of its own; one that declares no status
+        # is provisional: nothing says its figures are confirmed.
+        family = self._text(document, "family", "") or self.framework_id
+        if not _ID.match(family):
+            self.problem("", f"family {family!r} is not a valid id")
+        status = document.get("status", "provisional")
+        if status not in STATUSES:
+            self.problem("", f"'status' must be one of {', '.join(STATUSES)}, got {status!r}")
+        status_note = _opt_str(document.get("status_note"))
+        if "status" not in document:
+            status_note = status_note or "the file declares no status"
+        elif status == "provisional" and not status_note:
+            self.problem("", "a provisional framework needs a 'status_note' saying what is")
+        in_force = self._in_force(document.get("in_force"))
+
         if self.issues:
             raise FrameworkError(self.issues)
         return Framework(
             id=self.framework_id,
             name=name,
             version=version,
+            family=family,
+            in_force=in_force,
+            status=cast(Status, status),
+            status_note=status_note,
             source=_opt_str(document.get("source")),
             description=_opt_str(document.get("description")),
             precision=precision,
@@ -443,7 +469,7 @@ class _Compiler:
         elif "metric" in spec:
             self.problem(path, "'metric' is only for leaves with input: metric")
         if kind == "linked":
-            result["link"] = self._link(spec.get("link"), path)
+            result["links"] = self._links(spec.get("link"), path)
         elif "link" in spec:
             self.problem(path, "'link' is only for leaves with input: linked")
         if kind == "outside":
@@ -507,6 +533,17 @@ class _Compiler:
                 return None
         return OutsideRule(source=source.strip(), absent_value=absent_value)
 
+    def _links(self, spec: Any, path: str) -> tuple[LinkRule, ...]:
+        """One source (a mapping) or one per version of an instrument (a list of mappings)."""
+        specs = spec if isinstance(spec, list) else [spec]
+        if not specs:
+            self.problem(path, "input: linked needs 'link' with framework, node and scale")
+        links = tuple(link for one in specs if (link := self._link(one, path)) is not None)
+        frameworks = [link.framework for link in links]
+        for framework in sorted({f for f in frameworks if frameworks.count(f) > 1}):
+            self.problem(path, f"link names framework {framework!r} twice")
+        return links
+
     def _link(self, spec: Any, path: str) -> LinkRule | None:
         if not isinstance(spec, Mapping) or not {"framework", "node", "scale"} <= set(spec):
             self.problem(path, "input: linked needs 'link' with framework, node and scale")
@@ -520,6 +557,26 @@ class _Compiler:
             return None
         return LinkRule(framework=framework, node=str(spec["node"]), scale=scale)
 
+    def _in_force(self, spec: Any) -> Periods:
+        if spec is None:
+            return Periods()
+        if not isinstance(spec, Mapping) or set(spec) - {"from", "to"}:
+            self.problem("in_force", "'in_force' is a mapping with 'from' and/or 'to' (years)")
+            return Periods()
+        bounds: dict[str, int | None] = {}
+        for key in ("from", "to"):
+            value = spec.get(key)
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or not 1900 <= value <= 2200
+            ):
+                self.problem("in_force", f"'{key}' must be a year, got {value!r}")
+                value = None
+            bounds[key] = value
+        first, last = bounds["from"], bounds["to"]
+        if first is not None and last is not None and last < first:
+            self.problem("in_force", f"'to' {last} is before 'from' {first}")
+        return Periods(first, last)
+
 
 def check_links(frameworks: Iterable[Framework]) -> list[Issue]:
     """Problems in the links between frameworks: unknown targets and cycles."""
@@ -527,25 +584,55 @@ def check_links(frameworks: Iterable[Framework]) -> list[Issue]:
     issues: list[Issue] = []
     for framework in by_id.values():
         for node in framework.nodes():
-            if node.link is None:
-                continue
-            target = by_id.get(node.link.framework)
-            if target is None:
-                issues.append(
-                    Issue(
-                        framework.file,
-                        node.path,
-                        f"links to unknown framework {node.link.framework!r}",
+            for link in node.links:
+                target = by_id.get(link.framework)
+                if target is None:
+                    issues.append(
+                        Issue(
+                            framework.file,
+                            node.path,
+                            f"links to unknown framework {link.framework!r}",
+                        )
                     )
-                )
-            elif node.link.node not in {n.id for n in target.nodes()}:
-                issues.append(
-                    Issue(framework.file, node.path, f"links to unknown node {node.link.ref!r}")
-                )
+                elif link.node not in {n.id for n in target.nodes()}:
+                    issues.append(
+                        Issue(framework.file, node.path, f"links to unknown node {link.ref!r}")
+                    )
+            for one, other in itertools.combinations(node.links, 2):
+                first, second = by_id.get(one.framework), by_id.get(other.framework)
+                if first and second and first.in_force.overlaps(second.in_force):
+                    issues.append(
+                        Issue(
+                            framework.file,
+                            node.path,
+                            f"links to {one.framework} and {other.framework}, which are both "
+                            f"in force for some period: only one source may count per period",
+                        )
+                    )
     for framework in by_id.values():
         cycle = _find_cycle(framework.id, by_id)
         if cycle:
             issues.append(Issue(framework.file, "", "link cycle: " + " → ".join(cycle)))
+    return issues
+
+
+def check_families(frameworks: Iterable[Framework]) -> list[Issue]:
+    """Problems between the versions of one instrument: two in force for the same period."""
+    by_family: dict[str, list[Framework]] = {}
+    for framework in frameworks:
+        by_family.setdefault(framework.family, []).append(framework)
+    issues: list[Issue] = []
+    for family, versions in sorted(by_family.items()):
+        for one, other in itertools.combinations(versions, 2):
+            if one.in_force.overlaps(other.in_force):
+                issues.append(
+                    Issue(
+                        other.file,
+                        "in_force",
+                        f"{one.id} and {other.id} of family {family!r} are both in force for "
+                        f"some period ({one.in_force.describe()}; {other.in_force.describe()})",
+                    )
+                )
     return issues
 
 

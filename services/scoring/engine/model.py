@@ -22,6 +22,40 @@ AGGREGATIONS: tuple[str, ...] = (
 )
 InputKind = Literal["assessed", "metric", "linked", "outside"]
 INPUT_KINDS: tuple[str, ...] = ("assessed", "metric", "linked", "outside")
+# Where a framework's numbers come from: an instrument as its regulation sets it, one whose
+# figures are not all confirmed yet (see the file's status note), or an index of Cerdas's own.
+Status = Literal["official", "provisional", "cerdas"]
+STATUSES: tuple[str, ...] = ("official", "provisional", "cerdas")
+
+
+@dataclass(frozen=True, slots=True)
+class Periods:
+    """The evaluation periods (years) a framework version is in force for, ends inclusive;
+    None: open on that side."""
+
+    first: int | None = None
+    last: int | None = None
+
+    def covers(self, period: int) -> bool:
+        return (self.first is None or period >= self.first) and (
+            self.last is None or period <= self.last
+        )
+
+    def overlaps(self, other: Periods) -> bool:
+        firsts = [first for first in (self.first, other.first) if first is not None]
+        lasts = [last for last in (self.last, other.last) if last is not None]
+        return not firsts or not lasts or max(firsts) <= min(lasts)
+
+    def describe(self) -> str:
+        if self.first is None and self.last is None:
+            return "every period"
+        if self.first is None:
+            return f"periods up to {self.last}"
+        if self.last is None:
+            return f"periods from {self.first}"
+        if self.first == self.last:
+            return f"period {self.first}"
+        return f"periods {self.first}–{self.last}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +115,9 @@ class MetricRule:
 
 @dataclass(frozen=True, slots=True)
 class LinkRule:
-    """A leaf whose value is another framework's node for the same region and period."""
+    """Where a linked leaf takes its value: another framework's node for the same region and
+    period. A leaf may name several (one per version of an instrument); the one whose framework
+    is in force for the period counts."""
 
     framework: str
     node: str
@@ -123,7 +159,7 @@ class Node:
     input: InputKind | None = None  # leaves
     items: bool = False  # an assessed leaf taking a list (programme scores)
     metric: MetricRule | None = None
-    link: LinkRule | None = None
+    links: tuple[LinkRule, ...] = ()
     outside: OutsideRule | None = None
     predicates: tuple[Band, ...] = ()
     description: str | None = None
@@ -149,6 +185,10 @@ class Framework:
     id: str
     name: str
     version: str
+    family: str  # the instrument this is a version of, e.g. "e-government"
+    in_force: Periods
+    status: Status
+    status_note: str | None  # what is provisional, or why the index is Cerdas's own
     source: str | None
     description: str | None
     precision: int
@@ -180,7 +220,7 @@ class Framework:
 
     @property
     def links(self) -> tuple[LinkRule, ...]:
-        return tuple(node.link for node in self.nodes() if node.link is not None)
+        return tuple(link for node in self.nodes() for link in node.links)
 
     @property
     def metric_keys(self) -> tuple[str, ...]:
