@@ -25,10 +25,10 @@ async def pending_recomputes(session: AsyncSession) -> list[tuple[uuid.UUID, str
     return [(row.assessment_id, row.framework_id) for row in rows]
 
 
-async def add_published(
-    session: AsyncSession, region: str, framework_id: str, period: int
+async def add_assessment(
+    session: AsyncSession, region: str, framework_id: str, period: int, state: AssessmentState
 ) -> uuid.UUID | None:
-    """A new published final assessment; None if one exists already (it is left as it is)."""
+    """A new final assessment in ``state``; None if one exists already (it is left as it is)."""
     statement = (
         insert(Assessment)
         .values(
@@ -37,7 +37,7 @@ async def add_published(
             framework_id=framework_id,
             period=period,
             stage="final",
-            state=AssessmentState.PUBLISHED,
+            state=state,
             input_revision=0,
         )
         .on_conflict_do_nothing(index_elements=["region_code", "framework_id", "period", "stage"])

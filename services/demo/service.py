@@ -23,6 +23,7 @@ from services.domain.recompute.service import mark_dirty
 from services.ingest.metric.repository import Change
 from services.ingest.metric.service import mark_affected
 from services.kit.runtime import Runtime
+from services.models import AssessmentState
 from services.scoring.engine import Framework, link_order
 from services.scoring.frameworks import registry
 from services.scoring.service import recompute_many
@@ -54,8 +55,10 @@ async def load(runtime: Runtime) -> int:
         created: list[uuid.UUID] = []
         for case in document["assessments"]:
             framework = frameworks[case["framework"]]
-            assessment_id = await repository.add_published(
-                session, case["region"], framework.id, case["period"]
+            own = bool(case.get("self_assessment"))
+            state = AssessmentState.IN_REVIEW if own else AssessmentState.PUBLISHED
+            assessment_id = await repository.add_assessment(
+                session, case["region"], framework.id, case["period"], state
             )
             if assessment_id is None:
                 continue  # there already: never changed
@@ -71,6 +74,7 @@ async def load(runtime: Runtime) -> int:
                     "region": case["region"],
                     "framework": framework.id,
                     "period": case["period"],
+                    "state": state,
                     "values": {node: str(value) for node, value in case["values"].items()},
                 },
             )
@@ -95,13 +99,16 @@ async def load(runtime: Runtime) -> int:
 def _input_rows(
     framework: Framework, assessment_id: uuid.UUID, case: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """A case's values as input rows: a leaf's as verified (and self-assessed) values, an
-    inner node's as the official result its results letter published."""
+    """A case's values as input rows: a leaf's as verified (and self-assessed) values, or as
+    the region's own only in a self-assessment; an inner node's as the official result its
+    results letter published."""
     leaves = {node.id for node in framework.nodes() if node.is_leaf}
     rows = []
     for node_id, value in case["values"].items():
         text = str(value)
-        if node_id in leaves:
+        if node_id in leaves and case.get("self_assessment"):
+            given = {"self_value": text}
+        elif node_id in leaves:
             given = {"self_value": text, "verified_value": text}
         else:
             given = {"official_value": text, "official_source": f"seed case: {case['note']}"}

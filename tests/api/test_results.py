@@ -25,9 +25,16 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 async def seeded(live: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    assert await demo.load(live) == 11  # six seed cases and their five linked views
+    # six published seed cases and their five linked views, and an IPD 2026 self-assessment
+    assert await demo.load(live) == 12
     async with app_client(live) as client:
         yield client
+
+
+async def key_of(runtime: Runtime, role: str, *regions: str) -> dict[str, str]:
+    async with runtime.sessionmaker() as session, session.begin():
+        _, secret = await create_key(session, name=f"test {role}", role=role, regions=list(regions))
+    return {"Authorization": f"Bearer {secret}"}
 
 
 async def assessment_id(client: httpx.AsyncClient, framework: str, region: str, period: int) -> str:
@@ -44,7 +51,7 @@ async def test_demo_loads_idempotently(live: Runtime) -> None:
     await demo.load(live)
     await demo.load(live)
     async with app_client(live) as client:
-        assert len((await client.get("/v1/assessments")).json()["items"]) == 11
+        assert len((await client.get("/v1/assessments")).json()["items"]) == 12
 
 
 async def test_demo_never_overwrites_live_data_and_is_audited(live: Runtime) -> None:
@@ -67,7 +74,7 @@ async def test_demo_never_overwrites_live_data_and_is_audited(live: Runtime) -> 
                 value=Decimal(150),
             )
         )
-    assert await demo.load(live) == 10  # the other five cases and their linked views
+    assert await demo.load(live) == 11  # the other six cases and their linked views
     async with live.sessionmaker() as session:
         kept = await session.get(Assessment, bogor.id)
         assert kept is not None
@@ -87,7 +94,7 @@ async def test_demo_never_overwrites_live_data_and_is_audited(live: Runtime) -> 
         loaded = (
             await session.scalars(select(AuditEvent).where(AuditEvent.action == "demo.load"))
         ).all()
-        assert len(loaded) == 5
+        assert len(loaded) == 6
         assert {(e.actor_name, e.role) for e in loaded} == {("cerdas demo", "ministry-admin")}
         assert len({e.request_id for e in loaded}) == 1
         assert loaded[0].request_id
@@ -97,10 +104,45 @@ async def test_kota_bekasi_spbe_trend_and_improvement(seeded: httpx.AsyncClient)
     trend = (
         await seeded.get("/v1/trends", params={"framework": "spbe-2020", "region": "32.75"})
     ).json()
+    assert trend["family"] == "e-government"
+    assert trend["instruments"] == ["spbe-2020"]
     assert trend["items"] == [
-        {"period": 2023, "index": "3.01", "predicate": "Baik", "improvement": None},
-        {"period": 2024, "index": "3.83", "predicate": "Sangat Baik", "improvement": "0.82"},
+        {
+            "period": 2023,
+            "framework": "spbe-2020",
+            "index": "3.01",
+            "predicate": "Baik",
+            "improvement": None,
+            "instrument_changed": False,
+        },
+        {
+            "period": 2024,
+            "framework": "spbe-2020",
+            "index": "3.83",
+            "predicate": "Sangat Baik",
+            "improvement": "0.82",
+            "instrument_changed": False,
+        },
     ]
+
+
+async def test_the_demo_shows_kota_bogor_ipd_2026_self_assessment_scored(
+    seeded: httpx.AsyncClient, live: Runtime
+) -> None:
+    ministry = await key_of(live, "ministry-admin")
+    ipd = await assessment_id(seeded, "ipd-2026", "32.71", 2026)
+    tree = (await seeded.get(f"/v1/assessments/{ipd}/results", headers=ministry)).json()
+    # Σ(weight × value) ÷ 100 over the demo's values, with I5, I6, I7 and I18 counted as 1:
+    # 17 + 15.5 + 14.25 + 15 + 5 + 3 + 3 + 10.4 + 8.8 + 11 + 5.7 + 9.6 + 17.75 + 16.5 + 11.2
+    # + 13.04 + 14.6 + 3 + 31 + 51.75 = 277.09 → 2.7709 → 2.77, Baik (2.50 ≤ x < 3.50).
+    assert (tree["result"]["index"], tree["result"]["predicate"]) == ("2.77", "Baik")
+    nodes = {node["id"]: node for node in tree["nodes"]}
+    assert nodes["I5"]["value"] == "1.00"
+    assert nodes["I5"]["note"] == "no value from Bappenas (Satu Data Indonesia) yet: counted as 1"
+    assert nodes["I16"]["value"] == "3.26"
+    # In review: the public sees the assessment, not its figures.
+    public = (await seeded.get(f"/v1/assessments/{ipd}/results")).json()
+    assert public["result"]["index"] is None
 
 
 async def test_jawa_barat_spbe_ranking_with_movement(seeded: httpx.AsyncClient) -> None:
