@@ -25,9 +25,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 async def seeded(live: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    # six published seed cases and their five linked views, and an IPD 2026 self-assessment
-    assert await demo.load(live) == 12
+    await demo.load(live)
     async with app_client(live) as client:
+        # Six published seed cases and their five linked views; an IPD 2026 self-assessment in
+        # review (not listed to the public) and the composite view of Bogor 2026 that follows it.
+        assert len((await client.get("/v1/assessments")).json()["items"]) == 12
         yield client
 
 
@@ -37,10 +39,18 @@ async def key_of(runtime: Runtime, role: str, *regions: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
 
-async def assessment_id(client: httpx.AsyncClient, framework: str, region: str, period: int) -> str:
+async def assessment_id(
+    client: httpx.AsyncClient,
+    framework: str,
+    region: str,
+    period: int,
+    headers: dict[str, str] | None = None,
+) -> str:
     page = (
         await client.get(
-            "/v1/assessments", params={"framework": framework, "region": region, "period": period}
+            "/v1/assessments",
+            params={"framework": framework, "region": region, "period": period},
+            headers=headers,
         )
     ).json()
     [item] = page["items"]
@@ -74,7 +84,13 @@ async def test_demo_never_overwrites_live_data_and_is_audited(live: Runtime) -> 
                 value=Decimal(150),
             )
         )
-    assert await demo.load(live) == 11  # the other six cases and their linked views
+    await demo.load(live)
+    async with live.sessionmaker() as session:
+        frameworks = (await session.scalars(select(Assessment.framework_id))).all()
+    # Bogor's own SPBE 2024, the other six cases, their five linked views and Bogor's 2026 one.
+    assert sorted(frameworks) == sorted(
+        ["spbe-2020"] * 3 + ["gmsc-2023"] * 3 + ["ipd-2026"] + ["smartcity-spbe-linked"] * 6
+    )
     async with live.sessionmaker() as session:
         kept = await session.get(Assessment, bogor.id)
         assert kept is not None
@@ -130,7 +146,7 @@ async def test_the_demo_shows_kota_bogor_ipd_2026_self_assessment_scored(
     seeded: httpx.AsyncClient, live: Runtime
 ) -> None:
     ministry = await key_of(live, "ministry-admin")
-    ipd = await assessment_id(seeded, "ipd-2026", "32.71", 2026)
+    ipd = await assessment_id(seeded, "ipd-2026", "32.71", 2026, ministry)
     tree = (await seeded.get(f"/v1/assessments/{ipd}/results", headers=ministry)).json()
     # Σ(weight × value) ÷ 100 over the demo's values, with I5, I6, I7 and I18 counted as 1:
     # 17 + 15.5 + 14.25 + 15 + 5 + 3 + 3 + 10.4 + 8.8 + 11 + 5.7 + 9.6 + 17.75 + 16.5 + 11.2
@@ -140,9 +156,8 @@ async def test_the_demo_shows_kota_bogor_ipd_2026_self_assessment_scored(
     assert nodes["I5"]["value"] == "1.00"
     assert nodes["I5"]["note"] == "no value from Bappenas (Satu Data Indonesia) yet: counted as 1"
     assert nodes["I16"]["value"] == "3.26"
-    # In review: the public sees the assessment, not its figures.
-    public = (await seeded.get(f"/v1/assessments/{ipd}/results")).json()
-    assert public["result"]["index"] is None
+    # In review: not the public's to see.
+    assert (await seeded.get(f"/v1/assessments/{ipd}/results")).status_code == 404
 
 
 async def test_jawa_barat_spbe_ranking_with_movement(seeded: httpx.AsyncClient) -> None:
