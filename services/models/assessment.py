@@ -73,7 +73,11 @@ class AssessmentInput(Base):
     self_value: Mapped[Any | None] = mapped_column(JSONB)
     verified_value: Mapped[Any | None] = mapped_column(JSONB)
     official_value: Mapped[Any | None] = mapped_column(JSONB)
+    # Where the official value was published (a results letter), or for a leaf scored from an
+    # outside index (IPD's I5: Bappenas's Satu Data Indonesia score) where its value was taken
+    # from, and the date of that figure.
     official_source: Mapped[str | None] = mapped_column(String(300))
+    source_date: Mapped[date | None] = mapped_column(Date)
     note: Mapped[str | None] = mapped_column(String(2000))
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -89,6 +89,31 @@ async def entered_values(
             Value.OFFICIAL: official_value,
         }
         found[assessment_id][node_id] = {kind: v for kind, v in given.items() if v is not None}
+    return found
+
+
+async def outside_sources(
+    session: AsyncSession, assessment_ids: Sequence[uuid.UUID], node_ids: Sequence[str]
+) -> dict[uuid.UUID, dict[str, tuple[str | None, date | None]]]:
+    """Per assessment: for each of ``node_ids`` (leaves scored from an outside index) with a
+    value, where that value was taken from and the figure's date."""
+    if not assessment_ids or not node_ids:
+        return {}
+    rows = await session.execute(
+        select(
+            AssessmentInput.assessment_id,
+            AssessmentInput.node_id,
+            AssessmentInput.official_source,
+            AssessmentInput.source_date,
+        ).where(
+            AssessmentInput.assessment_id.in_(assessment_ids),
+            AssessmentInput.node_id.in_(node_ids),
+            AssessmentInput.verified_value.is_not(None),
+        )
+    )
+    found: dict[uuid.UUID, dict[str, tuple[str | None, date | None]]] = {}
+    for assessment_id, node_id, reference, as_of in rows:
+        found.setdefault(assessment_id, {})[node_id] = (reference, as_of)
     return found
 
 

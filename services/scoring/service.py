@@ -230,6 +230,15 @@ async def load_inputs(
         framework_id: await repository.source_assessments(session, framework_id, wanted)
         for framework_id in sorted({framework_id for framework_id, _ in sources})
     }
+    outside = sorted(
+        {
+            node.id
+            for a in assessments
+            for node in frameworks[a.framework_id].nodes()
+            if node.outside is not None
+        }
+    )
+    taken_from = await repository.outside_sources(session, [a.id for a in assessments], outside)
     result: dict[uuid.UUID, tuple[Inputs, dict[str, Value]]] = {}
     for assessment in assessments:
         framework = frameworks[assessment.framework_id]
@@ -258,6 +267,14 @@ async def load_inputs(
             metrics=metrics.get((assessment.region_code, assessment.period), {}),
             linked=links,
             unavailable=unavailable,
+            sources={
+                node_id: ", ".join(
+                    part
+                    for part in (reference, None if as_of is None else f"as of {as_of}")
+                    if part
+                )
+                for node_id, (reference, as_of) in taken_from.get(assessment.id, {}).items()
+            },
         )
         result[assessment.id] = (inputs, origins)
     return result

@@ -312,7 +312,9 @@ async def test_a_region_enters_leaves_only_and_verified_leaves_replace_an_offici
 
 
 async def test_outside_index_indicators_are_entered_in_review_not_self_assessed(
-    client: httpx.AsyncClient, session: AsyncSession
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     """IPD's I5 comes from Bappenas's Satu Data Indonesia score: a region cannot rate itself on
     it, an assessor enters it in review (as a verified value)."""
@@ -340,12 +342,45 @@ async def test_outside_index_indicators_are_entered_in_review_not_self_assessed(
     assert (
         await client.post(f"{url}/transitions", headers=assessor, json={"to": "in_review"})
     ).json()["state"] == "in_review"
-    entered = await client.put(f"{url}/inputs", headers=assessor, json={"values": {"I5": "2.35"}})
+    # An outside value names where it was taken from and the figure's date.
+    bare = await client.put(f"{url}/inputs", headers=assessor, json={"values": {"I5": "2.35"}})
+    assert bare.status_code == 422, bare.text
+    assert bare.json()["errors"][0]["pointer"] == "/sources/I5"
+    misplaced = await client.put(
+        f"{url}/inputs",
+        headers=assessor,
+        json={"values": {"I1": "3"}, "sources": {"I1": {"reference": "x", "as_of": "2026-05-12"}}},
+    )
+    assert misplaced.status_code == 422
+    assert misplaced.json()["errors"][0]["pointer"] == "/sources/I1"
+    assert (await client.get(url, headers=region)).json()["input_revision"] == 1
+    sdi = {"reference": "Skor SDI 2025, Bappenas", "as_of": "2026-05-12"}
+    entered = await client.put(
+        f"{url}/inputs",
+        headers=assessor,
+        json={"values": {"I5": "2.35"}, "sources": {"I5": sdi}},
+    )
     assert entered.status_code == 200, entered.text
     assert entered.json()["written"] == "verified"
-    by_ministry = await client.put(f"{url}/inputs", headers=ministry, json={"values": {"I6": "2"}})
+    by_ministry = await client.put(
+        f"{url}/inputs",
+        headers=ministry,
+        json={
+            "values": {"I6": "2"},
+            "sources": {"I6": {"reference": "Penilaian simpul JIGN 2025", "as_of": "2026-04-30"}},
+        },
+    )
     assert by_ministry.status_code == 200, by_ministry.text
     assert by_ministry.json()["written"] == "verified"
+    await recompute(sessionmaker, uuid.UUID(opened.json()["id"]), None)
+    nodes = {
+        n["id"]: n for n in (await client.get(f"{url}/results", headers=ministry)).json()["nodes"]
+    }
+    assert (nodes["I5"]["value"], nodes["I5"]["note"]) == (
+        "2.35",
+        "from Bappenas (Satu Data Indonesia): Skor SDI 2025, Bappenas, as of 2026-05-12",
+    )
+    assert nodes["I7"]["note"] == "no value from BPS (EPSS statistik sektoral) yet: counted as 1"
 
 
 async def test_a_recompute_run_request_is_audited_and_followed_by_its_requester_only(

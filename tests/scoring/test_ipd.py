@@ -195,14 +195,16 @@ def test_absent_outside_indicators_count_as_1_and_say_so() -> None:
 
 def test_a_given_outside_value_is_used() -> None:
     values = {**{node: "3" for node in WEIGHTS}, "I5": "2.35"}
-    result = evaluate(get_framework("ipd-2026"), Inputs(values=values), strict=True)
+    taken = {"I5": "Skor SDI 2025, as of 2026-05-12"}
+    result = evaluate(get_framework("ipd-2026"), Inputs(values=values, sources=taken), strict=True)
     i5 = result.nodes["I5"]
     assert (i5.value, i5.source, i5.inputs, i5.note) == (
         Decimal("2.35"),
         "outside",
         ("value:I5",),
-        None,
+        "from Bappenas (Satu Data Indonesia): Skor SDI 2025, as of 2026-05-12",
     )
+    assert result.nodes["I6"].note == "from BIG (simpul jaringan informasi geospasial)"
     # Σ = 300 − 5 · 0.65 = 296.75 → 2.9675 → 2.97
     assert result.index.value == Decimal("2.97")
 

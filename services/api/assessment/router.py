@@ -88,7 +88,13 @@ async def put_inputs(
     if (replay := await replayed(session, request, context.principal)) is not None:
         return replay
     assessment, written = await service.set_inputs(
-        session, context, assessment_id, body.values, body.note, request.app.state.runtime.queue
+        session,
+        context,
+        assessment_id,
+        body.values,
+        body.note,
+        request.app.state.runtime.queue,
+        sources={node: (given.reference, given.as_of) for node, given in body.sources.items()},
     )
     answer = InputsOut(
         **(await current_assessment(session, assessment.id)).model_dump(),

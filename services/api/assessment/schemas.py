@@ -39,12 +39,30 @@ class AssessmentIn(BaseModel):
         return self
 
 
+class OutsideSourceIn(BaseModel):
+    """Where an outside index's value was taken from, and the date of that figure."""
+
+    reference: str = Field(
+        min_length=1,
+        max_length=300,
+        description="The publication or system the value was read from",
+        examples=["Skor Satu Data Indonesia 2025, Bappenas"],
+    )
+    as_of: date = Field(description="The date of the figure", examples=["2026-05-12"])
+
+
 class InputsIn(BaseModel):
     values: dict[str, Any] = Field(
         min_length=1,
         description="Node id → value (a decimal, a list for programme scores, null to clear). "
         "Region operators write the self-assessed value; assessors the verified one.",
         examples=[{"I1": 3, "I2": 4}],
+    )
+    sources: dict[str, OutsideSourceIn] = Field(
+        default_factory=dict,
+        description="For each value of a leaf scored from an outside index (IPD's I5, I6, I7, "
+        "I18): where it was taken from and its date. Required with such a value.",
+        examples=[{"I5": {"reference": "Skor SDI 2025, Bappenas", "as_of": "2026-05-12"}}],
     )
     note: str | None = Field(default=None, max_length=2000)
 

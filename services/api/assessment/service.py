@@ -187,9 +187,12 @@ async def set_inputs(
     values: dict[str, Any],
     note: str | None,
     queue: Queue | None,
+    sources: dict[str, tuple[str, date]] | None = None,
 ) -> tuple[Assessment, Value]:
-    """Region operators write self-assessed values, assessors verified ones. Returns the
+    """Region operators write self-assessed values, assessors verified ones; a value of a leaf
+    scored from an outside index comes with its source and date (``sources``). Returns the
     assessment and which value was written."""
+    sources = sources or {}
     principal = context.principal
     policy.require(principal, Action.ENTER_VALUES)
     assessment = await _locked(session, assessment_id)
@@ -245,6 +248,24 @@ async def set_inputs(
             )
     stored = {node_id: _decimal_text(raw) for node_id, raw in values.items()}
     entered = {node_id: text for node_id, text in stored.items() if text is not None}
+    for node_id in sources:
+        if node_id not in entered or nodes[node_id].input != "outside":
+            raise invalid(
+                "body",
+                f"/sources/{node_id}",
+                "not an outside value",
+                f"sources name the outside-index values of this write; {node_id} is not one",
+            )
+    for node_id in entered:
+        rule = nodes[node_id].outside
+        if rule is not None and node_id not in sources:
+            raise invalid(
+                "body",
+                f"/sources/{node_id}",
+                "source required",
+                f"{node_id} is scored from {rule.source}: give sources.{node_id} with the "
+                "reference its value was taken from and the figure's date (as_of)",
+            )
     try:
         evaluate(framework, Inputs(values=entered))  # checks every value against its scale
     except InputError as exc:
@@ -260,6 +281,8 @@ async def set_inputs(
             row.self_value = text
         else:
             row.verified_value = text
+        if nodes[node_id].outside is not None:
+            row.official_source, row.source_date = sources.get(node_id, (None, None))
         row.note = note if note is not None else row.note
         audit.record(
             session,
@@ -268,7 +291,12 @@ async def set_inputs(
             entity="assessment_input",
             entity_id=f"{assessment.id}/{node_id}",
             before=before,
-            after={"self": row.self_value, "verified": row.verified_value},
+            after={"self": row.self_value, "verified": row.verified_value}
+            | (
+                {"source": row.official_source, "as_of": str(row.source_date)}
+                if node_id in sources
+                else {}
+            ),
         )
     await _inputs_changed(session, assessment, queue)
     return assessment, value

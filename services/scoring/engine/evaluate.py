@@ -31,13 +31,15 @@ class Inputs:
     ``values`` maps a node id to a number (an int, a Decimal or a decimal string), or a list of
     numbers for an ``items`` leaf. A value given for an inner node stands in for its children.
     ``linked`` maps ``"<framework>/<node>"`` to that node's value in the linked framework;
-    ``unavailable`` says, for a linked ref without a value, why (the result's note).
+    ``unavailable`` says, for a linked ref without a value, why (the result's note);
+    ``sources`` where an outside index's value was taken from and its date (the note).
     """
 
     values: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)
     linked: Mapping[str, Any] = field(default_factory=dict)
     unavailable: Mapping[str, str] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -188,7 +190,9 @@ class _Evaluation:
         raw = self.inputs.values.get(node.id)
         if raw is not None:
             value = self._number(node, raw, node.scale)
-            return _Computed(value, "outside", inputs=(f"value:{node.id}",))
+            given = self.inputs.sources.get(node.id)
+            note = f"from {rule.source}" + (f": {given}" if given else "")
+            return _Computed(value, "outside", inputs=(f"value:{node.id}",), note=note)
         if rule.absent_value is None:
             return self._absent(node, note=rule.absent_note())
         return _Computed(rule.absent_value, "outside", note=rule.absent_note())
