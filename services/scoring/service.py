@@ -135,10 +135,13 @@ async def _recompute_locked(
             result = evaluate(framework, Inputs())
         revision, index = assessment.input_revision, result.index.value
         rows += result_rows(result, assessment.id, revision, loaded.origins, details)
-        self_index, self_predicate = index_alone(framework, loaded.alone.get(Value.SELF))
-        verified_index, verified_predicate = index_alone(
-            framework, loaded.alone.get(Value.VERIFIED)
-        )
+        alone: dict[Value, tuple[Decimal | None, str | None]] = {}
+        for kind in (Value.SELF, Value.VERIFIED):
+            inputs_alone = loaded.alone.get(kind)
+            if inputs_alone is loaded.counted and error is None:
+                alone[kind] = (index, result.index.predicate)  # the same values, the same index
+            else:
+                alone[kind] = index_alone(framework, inputs_alone)
         result_states.append(
             {
                 "assessment_id": assessment.id,
@@ -146,10 +149,10 @@ async def _recompute_locked(
                 "framework_hash": framework.content_hash,
                 "index_value": index,
                 "predicate": result.index.predicate,
-                "self_index_value": self_index,
-                "self_predicate": self_predicate,
-                "verified_index_value": verified_index,
-                "verified_predicate": verified_predicate,
+                "self_index_value": alone[Value.SELF][0],
+                "self_predicate": alone[Value.SELF][1],
+                "verified_index_value": alone[Value.VERIFIED][0],
+                "verified_predicate": alone[Value.VERIFIED][1],
                 "complete": result.complete and error is None,
                 "computed_at": computed_at,
                 "error": error,
@@ -201,6 +204,7 @@ class LoadedInputs:
 
     counted: Inputs
     origins: dict[str, Value]
+    # ``counted`` itself where the values of one kind are exactly the values that count.
     alone: dict[Value, Inputs]
 
 
@@ -259,16 +263,15 @@ async def load_inputs(
             linked=links,
             unavailable=unavailable,
         )
-        alone = (
-            {
-                kind: replace(
-                    inputs, values=values_alone(framework, entered[assessment.id], values, kind)
+        alone: dict[Value, Inputs] = {}
+        if framework.has_assessed_inputs:
+            for kind in (Value.SELF, Value.VERIFIED):
+                kind_values = values_alone(framework, entered[assessment.id], values, kind)
+                # Often the values that count are all of one kind (a draft: the region's own;
+                # a published assessment: verified): the same inputs, scored once.
+                alone[kind] = (
+                    inputs if kind_values == values else replace(inputs, values=kind_values)
                 )
-                for kind in (Value.SELF, Value.VERIFIED)
-            }
-            if framework.has_assessed_inputs
-            else {}
-        )
         result[assessment.id] = LoadedInputs(inputs, origins, alone)
     return result
 
