@@ -225,14 +225,26 @@ app.add_typer(serve_app, name="serve")
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve Prometheus metrics at /metrics on this port (CERDAS_WORKER_METRICS_PORT)"
+        ),
+    ] = None,
+) -> None:
     """Run the scoring worker alone (production shape: one deployment per process kind).
 
     It starts while Redis is down and reconnects with backoff whenever Redis goes away; SIGTERM
     or SIGINT stop it after the running jobs are cancelled (they are retried elsewhere)."""
+    from services.kit.metrics import start_metrics_server
     from services.scoring.worker import SupervisedWorker
 
     log = logging.getLogger("services.cli")
+    settings = _settings()
+    port = metrics_port or settings.worker_metrics_port
+    if port is not None:
+        start_metrics_server(settings.host, port)
 
     async def run(runtime: Runtime) -> None:
         task = asyncio.create_task(SupervisedWorker(runtime).run())

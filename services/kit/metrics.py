@@ -41,6 +41,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -265,6 +266,28 @@ def exposition(extra: Iterable[Metric] = ()) -> bytes:
         registry.register(REGISTRY)
     registry.register(_Families(extra))
     return generate_latest(registry)
+
+
+class _Exposition:
+    """``exposition()`` as a collector, so a plain HTTP server can serve it."""
+
+    def collect(self) -> Iterable[Metric]:
+        registry = CollectorRegistry(auto_describe=False)
+        directory = multiprocess_dir()
+        if directory:
+            multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+        else:
+            registry.register(REGISTRY)
+        return registry.collect()
+
+
+def start_metrics_server(host: str, port: int) -> None:
+    """Serve this process's metrics (every process's in multiprocess mode) at ``/metrics`` on
+    a port of its own, in a background thread: for ``cerdas worker``, which has no HTTP API."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Exposition())
+    start_http_server(port, addr=host, registry=registry)
+    mark_dead_on_exit()
 
 
 _exit_hook_pid: int | None = None

@@ -118,3 +118,36 @@ def test_serve_writes_json_lines_with_the_request_id(
         "status": 200,
         "client": access["http"]["client"],
     }
+
+
+@pytest.mark.slow
+def test_a_standalone_worker_serves_its_metrics_on_a_port_of_its_own(
+    settings: Settings, queue: Queue, tmp_path: Path
+) -> None:
+    """`cerdas worker` has no HTTP API; with a metrics port it is scraped like the services."""
+    port = _free_port()
+    env = clean_env(
+        DATABASE_URL=str(settings.database_url),
+        REDIS_URL=str(settings.redis_url),
+        CERDAS_DATA_DIR=str(tmp_path),
+        CERDAS_WORKER_METRICS_PORT=str(port),
+    )
+    worker = subprocess.Popen(
+        [*CERDAS, "worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1)
+                break
+            except httpx.TransportError:
+                assert worker.poll() is None, "cerdas worker exited early"
+                assert time.monotonic() < deadline, "no metrics port within 30 s"
+                time.sleep(0.2)
+        assert scraped.status_code == 200
+        assert "# TYPE cerdas_recompute_jobs_total counter" in scraped.text
+    finally:
+        worker.terminate()
+        output, _ = worker.communicate(timeout=30)
+    assert worker.returncode == 0, output
