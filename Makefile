@@ -13,7 +13,14 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-venv: $(VENV)/.installed
+# The test OpenID Provider (tests/oidc: oidc-provider on Node). Without npm the OIDC tests fail,
+# saying what to install; serving Cerdas needs no Node.
+OIDC_PROVIDER := tests/oidc/node_modules/.package-lock.json
+$(OIDC_PROVIDER): tests/oidc/package-lock.json
+	@if command -v npm >/dev/null; then cd tests/oidc && npm ci --silent --no-audit --no-fund; \
+	else echo "make: npm not found: the OIDC tests need Node.js 20+ and npm (tests/oidc)"; fi
+
+venv: $(VENV)/.installed $(OIDC_PROVIDER)
 
 run: venv
 	PORT=$(PORT) $(BIN)/cerdas serve

@@ -43,6 +43,7 @@ from services.kit.errors import install_problem_handlers
 from services.kit.http import ConditionalGetMiddleware
 from services.kit.metrics import install_metrics
 from services.kit.migrate import upgrade_to_head
+from services.kit.oidc import TokenVerifier
 from services.kit.openapi import Callers, install_openapi
 from services.kit.requests import RequestIdMiddleware
 from services.kit.results_cache import ResultsCache
@@ -178,4 +179,10 @@ def create_app(
     for router in routers_of(service):
         app.include_router(router, dependencies=[Depends(limit_anonymous)])
     app.state.service = service
+    # One per app: its cache of the issuers' keys is shared by the app's requests.
+    app.state.token_verifier = TokenVerifier(
+        settings.oidc_issuers,
+        leeway_seconds=settings.oidc_leeway_seconds,
+        cooldown_seconds=settings.oidc_jwks_cooldown_seconds,
+    )
     return app

@@ -27,6 +27,7 @@ from services.kit.runtime import Runtime
 from services.kit.settings import Settings, to_asyncpg_url
 from services.main import create_app, prepare_database
 from services.scoring.worker import build_worker
+from tests.oidc.harness import Provider, start_provider
 
 
 @pytest.fixture(scope="session")
@@ -201,3 +202,13 @@ async def running_worker(runtime: Runtime) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provider]:
+    """A real OpenID Provider (oidc-provider on Node) on 127.0.0.1, for the whole session."""
+    provider = start_provider(tmp_path_factory.mktemp("oidc"))
+    try:
+        yield provider
+    finally:
+        provider.stop()

@@ -11,21 +11,70 @@ import base64
 import binascii
 import ipaddress
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
+    BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from services.models import Role
 
 _POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg"}
 _REDIS_SCHEMES = {"redis", "rediss", "unix"}
+
+
+# Signature algorithms an issuer may be trusted with: public-key ones only. "none" and the HMAC
+# family (HS*) are refused: an HMAC "verified" with a published key proves nothing.
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
+class OidcIssuer(BaseModel):
+    """One trusted OpenID Provider (e.g. a Keycloak realm) and how its tokens' claims map to a
+    Cerdas role and regions. Claim names may be dotted paths into nested claims
+    (``realm_access.roles``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    issuer: str = Field(description="The provider's issuer URL, exactly as tokens' `iss` says it")
+    audience: str = Field(description="The `aud` a token for Cerdas carries")
+    algorithms: tuple[str, ...] = ("RS256",)
+    roles_claim: str = "realm_access.roles"
+    # The provider's role names → Cerdas roles; the first entry the token holds wins.
+    role_map: dict[str, Role] = Field(min_length=1)
+    regions_claim: str = "kemendagri_codes"
+    name_claim: str = "name"
+    nip_claim: str = "nip"
+
+    @field_validator("issuer")
+    @classmethod
+    def _check_issuer(cls, value: str) -> str:
+        parts = urlsplit(value)
+        loopback = parts.hostname in {"localhost", "127.0.0.1", "::1"}
+        if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+            raise ValueError(f"an issuer is an https:// URL (http only on loopback), got {value!r}")
+        return value
+
+    @field_validator("algorithms")
+    @classmethod
+    def _check_algorithms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        refused = [alg for alg in value if alg not in ASYMMETRIC_ALGORITHMS]
+        if refused or not value:
+            raise ValueError(
+                f"algorithms must be public-key ones ({', '.join(sorted(ASYMMETRIC_ALGORITHMS))}); "
+                f"refused: {refused or 'an empty list'}"
+            )
+        return value
 
 
 class Settings(BaseSettings):
@@ -78,6 +127,15 @@ class Settings(BaseSettings):
     # Deliver webhooks to loopback, private, link-local and other non-public addresses
     # (development and tests only).
     webhook_allow_private_targets: bool = False
+    # People sign in with their organisation's SSO: the OpenID Providers whose bearer tokens
+    # (JWTs) are accepted, as a JSON list of OidcIssuer objects; empty: API keys only.
+    oidc_issuers: tuple[OidcIssuer, ...] = ()
+    # Clock skew allowed on a token's exp, nbf and iat.
+    oidc_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    # A token signed by a key not in the cached JWKS refetches it, at most this often per issuer.
+    oidc_jwks_cooldown_seconds: float = Field(default=60.0, ge=0, le=86400)
+    # Browser origins allowed to call the API (CORS), comma-separated; none by default.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
     @field_validator("database_url")
     @classmethod
@@ -129,6 +187,24 @@ class Settings(BaseSettings):
                 "decrypts webhook secrets with it); set a Fernet key"
             )
         return None
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            parts = urlsplit(origin)
+            if parts.scheme not in {"http", "https"} or not parts.netloc or parts.path:
+                raise ValueError(
+                    f"an origin is scheme://host[:port] (no path, no '*'), got {origin!r}"
+                )
+        return value
 
     @property
     def evidence_path(self) -> Path:

@@ -1,6 +1,6 @@
 """All tables, on one metadata and one Alembic history."""
 
-from services.models.access import ApiKey, Role
+from services.models.access import ApiKey, Person, Role
 from services.models.assessment import (
     Assessment,
     AssessmentAssignment,
@@ -34,6 +34,7 @@ __all__ = [
     "EvidenceRevision",
     "IdempotencyRecord",
     "MetricPoint",
+    "Person",
     "RecomputeRequest",
     "RecomputeRun",
     "Region",

@@ -11,9 +11,12 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     DateTime,
     ForeignKey,
+    Identity,
+    Index,
     Integer,
     String,
     UniqueConstraint,
@@ -111,10 +114,13 @@ class AssessorOutput(Base):
     shared_with_region: Mapped[bool] = mapped_column(
         Boolean, nullable=False, default=False, server_default=false()
     )
-    # The key that wrote it last (null for an operator's command); the audit trail has each
-    # change with its author's name.
+    # The key or the person that wrote it last (neither for an operator's command); the audit
+    # trail has each change with its author's name.
     updated_by: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("api_key.id", ondelete="SET NULL")
+    )
+    updated_by_person: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("person.id", ondelete="SET NULL")
     )
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
@@ -122,15 +128,26 @@ class AssessorOutput(Base):
 
 
 class AssessmentAssignment(TimestampMixin, Base):
-    """An assessor's key assigned to an assessment: it may review and verify that one."""
+    """An assessor assigned to an assessment, an assessor's key or a person (signed in with
+    their organisation's SSO): it may review and verify that one."""
 
     __tablename__ = "assessment_assignment"
-
-    assessment_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("assessment.id", ondelete="CASCADE"), primary_key=True
+    __table_args__ = (
+        CheckConstraint("num_nonnulls(key_id, person_id) = 1", name="one_assessor"),
+        UniqueConstraint("assessment_id", "key_id"),
+        UniqueConstraint("assessment_id", "person_id"),
+        Index("ix_assessment_assignment_person_id", "person_id"),
     )
-    key_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("api_key.id", ondelete="CASCADE"), primary_key=True, index=True
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    assessment_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("assessment.id", ondelete="CASCADE"), nullable=False
+    )
+    key_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("api_key.id", ondelete="CASCADE"), index=True
+    )
+    person_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("person.id", ondelete="CASCADE")
     )
 
 
@@ -146,8 +163,12 @@ class EvidenceRequest(TimestampMixin, Base):
     node_ids: Mapped[list[str]] = mapped_column(ARRAY(String(64)), nullable=False)
     message: Mapped[str] = mapped_column(String(4000), nullable=False)
     due_date: Mapped[date | None] = mapped_column(Date)
+    # Who asked: an assessor's key, or a person.
     requested_by: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("api_key.id", ondelete="SET NULL")
+    )
+    requested_by_person: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("person.id", ondelete="SET NULL")
     )
     answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     answered_by_item: Mapped[uuid.UUID | None] = mapped_column(

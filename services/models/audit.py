@@ -21,7 +21,12 @@ class AuditEvent(Base):
     at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False, index=True
     )
+    # The API key that acted; for a person signed in with SSO, the person's id, their
+    # issuer's subject identifier (sub) and NIP; neither for an operator's command.
     actor_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    actor_person_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    actor_subject: Mapped[str | None] = mapped_column(String(255))
+    actor_nip: Mapped[str | None] = mapped_column(String(32))
     actor_name: Mapped[str] = mapped_column(String(200), nullable=False)
     role: Mapped[str] = mapped_column(String(32), nullable=False)
     action: Mapped[str] = mapped_column(String(64), nullable=False)

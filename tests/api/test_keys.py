@@ -235,9 +235,13 @@ async def test_me_names_the_calling_key(client: httpx.AsyncClient, keys: Keys, r
     assert answer.status_code == 200
     assert answer.json() == {
         "id": str(keys.ids[role]),
+        "kind": "key",
         "name": f"{role} key",
         "role": role,
         "regions": sorted(REGIONS.get(role, [])),
+        "issuer": None,
+        "sub": None,
+        "nip": None,
     }
 
 
@@ -321,9 +325,13 @@ async def test_rotation_gives_the_same_key_a_new_secret_and_refuses_the_old_one(
     me = await client.get("/v1/me", headers={"Authorization": f"Bearer {secret}"})
     assert me.json() == {
         "id": str(keys.ids["super-app"]),
+        "kind": "key",
         "name": "super-app key",
         "role": "super-app",
         "regions": ["32.71"],
+        "issuer": None,
+        "sub": None,
+        "nip": None,
     }
     (row,) = (
         await session.scalars(select(AuditEvent).where(AuditEvent.action == "api_key.rotate"))

@@ -193,7 +193,7 @@ async def post_transition(
     "/v1/assessments/{assessment_id}/assessors",
     status_code=201,
     response_model=AssignmentOut,
-    summary="Assign an assessor key",
+    summary="Assign an assessor: a key, or a person by their SSO subject (sub)",
 )
 async def post_assessor(
     assessment_id: uuid.UUID,
@@ -204,8 +204,25 @@ async def post_assessor(
 ) -> AssignmentOut | JSONResponse:
     if (replay := await replayed(session, request, context.principal)) is not None:
         return replay
-    await service.assign(session, context, assessment_id, body.key_id)
-    answer = AssignmentOut(assessment_id=assessment_id, key_id=body.key_id)
+    if body.key_id is not None:
+        await service.assign(session, context, assessment_id, body.key_id)
+        answer = AssignmentOut(assessment_id=assessment_id, key_id=body.key_id)
+    else:
+        assert body.sub is not None  # AssignIn holds one of the two
+        person = await service.assign_person(
+            session,
+            context,
+            assessment_id,
+            request.app.state.runtime.settings.oidc_issuers,
+            subject=body.sub,
+            issuer=body.issuer,
+        )
+        answer = AssignmentOut(
+            assessment_id=assessment_id,
+            person_id=person.id,
+            issuer=person.issuer,
+            sub=person.subject,
+        )
     remember_answer(session, request, context.principal, 201, answer)
     return answer
 
@@ -236,7 +253,10 @@ async def post_evidence_request(
         body.due_date,
         request.app.state.runtime.queue,
     )
-    answer = EvidenceRequestOut.model_validate(evidence_request)
+    named = await service.requesters(session, [evidence_request])
+    answer = EvidenceRequestOut.model_validate(evidence_request).model_copy(
+        update={"requested_by": named.get(evidence_request.id)}
+    )
     remember_answer(session, request, context.principal, 201, answer)
     return answer
 
@@ -254,4 +274,10 @@ async def list_evidence_requests(
 ) -> list[EvidenceRequestOut]:
     answered = {"open": False, "answered": True, "all": None}[status]
     rows = await service.evidence_requests(session, context, assessment_id, answered=answered)
-    return [EvidenceRequestOut.model_validate(row) for row in rows]
+    named = await service.requesters(session, rows)
+    return [
+        EvidenceRequestOut.model_validate(row).model_copy(
+            update={"requested_by": named.get(row.id)}
+        )
+        for row in rows
+    ]

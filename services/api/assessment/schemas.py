@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -134,18 +134,55 @@ class TransitionIn(BaseModel):
 
 
 class AssignIn(BaseModel):
-    key_id: uuid.UUID
+    """An assessor's key (``key_id``), or a person by their SSO subject identifier (``sub``,
+    with ``issuer`` when several are trusted): exactly one of the two."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"key_id": "0b6f2a52-8a4e-4d43-9b8e-5f0e1d2c3b4a"},
+                {"sub": "f:6c1d9e:siti.rahma"},
+            ]
+        }
+    )
+
+    key_id: uuid.UUID | None = None
+    sub: str | None = Field(default=None, min_length=1, max_length=255)
+    issuer: str | None = Field(
+        default=None, max_length=500, description="The person's SSO; needed if several"
+    )
+
+    @model_validator(mode="after")
+    def _one_assessor(self) -> AssignIn:
+        if (self.key_id is None) == (self.sub is None):
+            raise ValueError("give either key_id (an assessor key) or sub (a person)")
+        if self.issuer is not None and self.sub is None:
+            raise ValueError("issuer goes with sub")
+        return self
 
 
 class AssignmentOut(BaseModel):
     assessment_id: uuid.UUID
-    key_id: uuid.UUID
+    key_id: uuid.UUID | None = Field(default=None, description="The assessor key assigned")
+    person_id: uuid.UUID | None = Field(default=None, description="The person assigned")
+    issuer: str | None = None
+    sub: str | None = None
 
 
 class EvidenceRequestIn(BaseModel):
     node_ids: list[str] = Field(min_length=1, max_length=200, examples=[["I11", "I12"]])
     message: str = Field(min_length=1, max_length=4000)
     due_date: date | None = None
+
+
+class ActorOut(BaseModel):
+    """Who did something: an API key (its name) or a person (name, SSO subject, NIP)."""
+
+    kind: Literal["key", "person"]
+    id: uuid.UUID
+    name: str | None = Field(examples=["Siti Rahma"])
+    sub: str | None = Field(default=None, description="A person's SSO subject identifier")
+    nip: str | None = Field(default=None, description="A person's NIP, when known")
 
 
 class EvidenceRequestOut(BaseModel):
@@ -159,6 +196,12 @@ class EvidenceRequestOut(BaseModel):
     created_at: Timestamp
     answered_at: Timestamp | None
     answered_by_item: uuid.UUID | None = Field(description="The evidence item that answered it")
+    # Not read from the row (whose requested_by is a key id): filled in by the router.
+    requested_by: ActorOut | None = Field(
+        default=None,
+        validation_alias="requester",
+        description="The assessor (key or person) who asked; null if since deleted",
+    )
 
 
 class InputsOut(AssessmentOut):

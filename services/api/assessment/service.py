@@ -16,8 +16,10 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.api.assessment.schemas import ActorOut
 from services.domain.access import policy
 from services.domain.access import repository as keys
+from services.domain.access import service as access
 from services.domain.access.policy import Action
 from services.domain.access.principal import Context
 from services.domain.assessment import repository
@@ -35,7 +37,15 @@ from services.domain.region import repository as regions
 from services.domain.webhook import service as webhooks
 from services.kit.errors import Conflict, NotFound, invalid
 from services.kit.queue import Queue
-from services.models import Assessment, AssessmentState, AssessorOutput, EvidenceRequest, Role
+from services.kit.settings import OidcIssuer
+from services.models import (
+    Assessment,
+    AssessmentState,
+    AssessorOutput,
+    EvidenceRequest,
+    Person,
+    Role,
+)
 from services.scoring.engine import Framework, InputError, Inputs, evaluate
 from services.scoring.frameworks import families, in_force, registry
 
@@ -422,6 +432,7 @@ async def set_assessor_output(
             # Sharing is yes or no: cleared, it is no.
             setattr(row, field, bool(given) if field == "shared_with_region" else given)
         row.updated_by, row.updated_at = principal.key_id, now
+        row.updated_by_person = principal.person.id if principal.person else None
         audit.record(
             session,
             context,
@@ -503,6 +514,7 @@ async def transition(
 async def assign(
     session: AsyncSession, context: Context, assessment_id: uuid.UUID, key_id: uuid.UUID
 ) -> None:
+    """Assign an assessor's key to the assessment (once: assigning again changes nothing)."""
     policy.require(context.principal, Action.ASSIGN_ASSESSORS)
     assessment = await _locked(session, assessment_id)
     key = await keys.get(session, key_id)
@@ -518,6 +530,39 @@ async def assign(
             entity_id=str(assessment.id),
             after={"assessor": str(key_id), "name": key.name},
         )
+
+
+async def assign_person(
+    session: AsyncSession,
+    context: Context,
+    assessment_id: uuid.UUID,
+    issuers: tuple[OidcIssuer, ...],
+    *,
+    subject: str,
+    issuer: str | None,
+) -> Person:
+    """Assign a person, named by their SSO's subject identifier (``sub``), to the assessment.
+    Their role comes from their token when they sign in: only an assessor's sign-in acts on
+    the assignment. Someone who has never signed in is recorded now."""
+    policy.require(context.principal, Action.ASSIGN_ASSESSORS)
+    assessment = await _locked(session, assessment_id)
+    person = await access.person_for_assignment(session, issuers, subject, issuer)
+    if not await repository.is_assigned(session, assessment.id, person_id=person.id):
+        await repository.assign(session, assessment.id, person_id=person.id)
+        audit.record(
+            session,
+            context,
+            action="assessment.assign",
+            entity="assessment",
+            entity_id=str(assessment.id),
+            after={
+                "person": str(person.id),
+                "issuer": person.issuer,
+                "sub": person.subject,
+                "name": person.name,
+            },
+        )
+    return person
 
 
 async def request_evidence(
@@ -557,6 +602,7 @@ async def request_evidence(
         message=message,
         due_date=due_date,
         requested_by=principal.key_id,
+        requested_by_person=principal.person.id if principal.person else None,
     )
     await repository.add_evidence_request(session, evidence_request)
     await _move(
@@ -581,6 +627,27 @@ async def request_evidence(
         queue,
     )
     return evidence_request
+
+
+async def requesters(
+    session: AsyncSession, requests: list[EvidenceRequest]
+) -> dict[uuid.UUID, ActorOut]:
+    """Who asked for each evidence request (by request id): the key or the person."""
+    found = await keys.keys_by_id(session, [r.requested_by for r in requests if r.requested_by])
+    people = await keys.people(
+        session, [r.requested_by_person for r in requests if r.requested_by_person]
+    )
+    named: dict[uuid.UUID, ActorOut] = {}
+    for request in requests:
+        if request.requested_by_person in people:
+            person = people[request.requested_by_person]
+            named[request.id] = ActorOut(
+                kind="person", id=person.id, name=person.name, sub=person.subject, nip=person.nip
+            )
+        elif request.requested_by in found:
+            key = found[request.requested_by]
+            named[request.id] = ActorOut(kind="key", id=key.id, name=key.name)
+    return named
 
 
 async def evidence_requests(

@@ -32,7 +32,7 @@ async def list_audit(
     entity: Annotated[str | None, Query(examples=["assessment"])] = None,
     entity_id: Annotated[str | None, Query()] = None,
     action: Annotated[str | None, Query(examples=["assessment.transition"])] = None,
-    actor: Annotated[uuid.UUID | None, Query(description="API key id")] = None,
+    actor: Annotated[uuid.UUID | None, Query(description="An API key id or a person id")] = None,
     since: datetime | None = None,
     until: datetime | None = None,
     cursor: str | None = None,

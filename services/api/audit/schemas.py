@@ -14,7 +14,17 @@ class AuditEventOut(BaseModel):
     id: int
     at: Timestamp
     actor_id: uuid.UUID | None = Field(description="The API key that made the change")
-    actor_name: str
+    actor_person_id: uuid.UUID | None = Field(
+        description="The person (signed in with their organisation's SSO) who made the change"
+    )
+    actor_subject: str | None = Field(
+        description="The person's subject identifier (`sub`) at their SSO", examples=["f:1a2b:siti"]
+    )
+    actor_nip: str | None = Field(
+        description="The person's NIP, when their sign-in carries it",
+        examples=["198701012010012001"],
+    )
+    actor_name: str = Field(description="The key's name, or the person's name")
     role: str
     action: str = Field(examples=["assessment.transition"])
     entity: str = Field(examples=["assessment"])

@@ -1,4 +1,4 @@
-"""SQL for the caller's own view: the assessments assigned to its key."""
+"""SQL for the caller's own view: the assessments assigned to its key, or to the person."""
 
 from __future__ import annotations
 
@@ -12,15 +12,21 @@ from services.api.result.repository import AssessmentRow
 from services.models import Assessment, AssessmentAssignment, Region, ResultState
 
 
-async def assigned(session: AsyncSession, key_id: uuid.UUID) -> Sequence[AssessmentRow]:
-    """The assessments assigned to ``key_id``, as rows of the shape
+async def assigned(
+    session: AsyncSession, key_id: uuid.UUID | None, person_id: uuid.UUID | None = None
+) -> Sequence[AssessmentRow]:
+    """The assessments assigned to ``key_id`` (or the person ``person_id``), as rows of the shape
     :func:`services.api.result.service.assessment_out` renders: newest period first."""
     query = (
         select(Assessment, ResultState, Region.name, Region.province_code)
         .join(Region, Region.code == Assessment.region_code)
         .outerjoin(ResultState, ResultState.assessment_id == Assessment.id)
         .join(AssessmentAssignment, AssessmentAssignment.assessment_id == Assessment.id)
-        .where(AssessmentAssignment.key_id == key_id)
+        .where(
+            AssessmentAssignment.key_id == key_id
+            if key_id is not None
+            else AssessmentAssignment.person_id == person_id
+        )
         .order_by(
             Assessment.period.desc(),
             Assessment.framework_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,9 +36,14 @@ class KeyPage(BaseModel):
 
 
 class MeOut(BaseModel):
-    """The key the request was made with."""
+    """Who the request is made by: an API key, or a person signed in with their organisation's
+    SSO (role and regions from their token)."""
 
-    id: uuid.UUID
+    id: uuid.UUID = Field(description="The key's id, or the person's (for assignments, audit)")
+    kind: Literal["key", "person"]
     name: str
     role: Role
     regions: list[str] = Field(examples=[["32.71"]])
+    issuer: str | None = Field(default=None, description="A person's SSO (OpenID issuer)")
+    sub: str | None = Field(default=None, description="A person's subject identifier there")
+    nip: str | None = Field(default=None, description="A person's NIP, when the token has it")

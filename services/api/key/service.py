@@ -50,9 +50,22 @@ async def key_page(
 
 
 def me(principal: Principal) -> MeOut:
-    assert principal.key_id is not None  # a request's principal is always a key's
+    person = principal.person
+    if person is not None:
+        return MeOut(
+            id=person.id,
+            kind="person",
+            name=principal.name,
+            role=principal.role,
+            regions=sorted(principal.regions),
+            issuer=person.issuer,
+            sub=person.subject,
+            nip=person.nip,
+        )
+    assert principal.key_id is not None  # a request's principal is a key's or a person's
     return MeOut(
         id=principal.key_id,
+        kind="key",
         name=principal.name,
         role=principal.role,
         regions=sorted(principal.regions),
@@ -61,6 +74,10 @@ def me(principal: Principal) -> MeOut:
 
 async def assignments(session: AsyncSession, principal: Principal) -> list[AssessmentOut]:
     """An assessor's assigned assessments; nothing for the other roles (they are not assigned)."""
-    if principal.role != Role.ASSESSOR or principal.key_id is None:
+    if principal.role != Role.ASSESSOR:
         return []
-    return [assessment_out(row) for row in await repository.assigned(session, principal.key_id)]
+    person_id = principal.person.id if principal.person else None
+    if principal.key_id is None and person_id is None:
+        return []
+    rows = await repository.assigned(session, principal.key_id, person_id)
+    return [assessment_out(row) for row in rows]

@@ -111,7 +111,7 @@ async def get_summary(
 
     # Visibility is checked when building; a state change bumps the version, so a cached
     # answer never outlives the visibility it was built under.
-    key = ("summary", assessment_id, principal.key_id if principal else None)
+    key = ("summary", assessment_id, principal.audit_id if principal else None)
     return await cache(request).respond(request.app.state.runtime.engine, key, build)
 
 

@@ -1,8 +1,13 @@
 """FastAPI dependencies: the caller's principal and request context, and per-caller rate limits.
 
-The key is looked up in a session of its own that is closed at once: the request's own session
-takes a connection only when the endpoint needs one, so no connection is held while a client is
-still sending its body.
+``Authorization: Bearer`` carries an API key (``cerdas_…``) or a person's OpenID Connect access
+token (a JWT: three dot-separated parts), verified against the trusted issuers
+(services.kit.oidc) and mapped to a role (services.domain.access.service). Either way the same
+:class:`Principal` comes out, and the same policy decides what it may do.
+
+The key (or the person) is looked up in a session of its own that is closed at once: the
+request's own session takes a connection only when the endpoint needs one, so no connection is
+held while a client is still sending its body.
 """
 
 from __future__ import annotations
@@ -16,6 +21,19 @@ from services.domain.access import service
 from services.domain.access.principal import Context, Principal
 from services.kit import ratelimit
 from services.kit.errors import Unauthorized
+from services.kit.oidc import InvalidToken, TokenVerifier, looks_like_jwt
+
+
+def invalid_token(reason: str, detail: str | None = None) -> Unauthorized:
+    """401 for a bearer token that was sent but is not accepted (RFC 6750's invalid_token)."""
+    description = reason.replace("\\", "").replace('"', "'")
+    return Unauthorized(
+        detail or f"The bearer token is not accepted: {reason}.",
+        code="invalid-token",
+        headers={
+            "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{description}"'
+        },
+    )
 
 
 async def authenticate(request: Request) -> Principal:
@@ -27,19 +45,48 @@ async def authenticate(request: Request) -> Principal:
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         await _count_anonymous(request)
-        raise Unauthorized("Send an API key as 'Authorization: Bearer <key>'.")
+        raise Unauthorized(
+            "Send an API key or a sign-in (OpenID Connect) access token as "
+            "'Authorization: Bearer <token>'."
+        )
+    token = secret.strip()
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with sessionmaker() as session:
-        principal = await service.principal_for(session, secret.strip())
-    if principal is None:
-        # A wrong key counts against the caller's address: guessing keys is rate limited.
-        await _count_anonymous(request)
-        raise Unauthorized("The API key is unknown or revoked.")
+    principal: Principal | None
+    if looks_like_jwt(token):
+        principal = await _person(request, sessionmaker, token)
+    else:
+        async with sessionmaker() as session:
+            principal = await service.principal_for(session, token)
+        if principal is None:
+            # A wrong key counts against the caller's address: guessing keys is rate limited.
+            await _count_anonymous(request)
+            raise invalid_token(
+                "the API key is unknown or revoked", "The API key is unknown or revoked."
+            )
     runtime = request.app.state.runtime
     await ratelimit.check(
-        runtime.queue, f"key:{principal.key_id}", runtime.settings.rate_limit_per_minute
+        runtime.queue, f"key:{principal.audit_id}", runtime.settings.rate_limit_per_minute
     )
     request.state.principal = principal
+    return principal
+
+
+async def _person(
+    request: Request, sessionmaker: async_sessionmaker[AsyncSession], token: str
+) -> Principal:
+    """The person signed in with ``token``: 401 for a token that does not verify, 403 for one
+    whose claims map to no role."""
+    verifier: TokenVerifier = request.app.state.token_verifier
+    try:
+        if not verifier.enabled:
+            raise InvalidToken("this server trusts no OpenID issuer (API keys only)")
+        verified = await verifier.verify(token)
+    except InvalidToken as exc:
+        await _count_anonymous(request)
+        raise invalid_token(str(exc)) from None
+    async with sessionmaker() as session:
+        principal = await service.person_principal(session, verified)
+        await session.commit()
     return principal
 
 

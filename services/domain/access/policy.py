@@ -65,9 +65,17 @@ ALLOWED: dict[Action, frozenset[Role]] = {
 }
 
 
+# What only a key does, never a person: webhook subscriptions belong to the integration
+# (the key) that receives them, are listed by it and stop with it.
+KEYS_ONLY = frozenset({Action.MANAGE_WEBHOOKS})
+
+
 def require(principal: Principal, action: Action) -> None:
-    """403 unless the caller's role may do ``action`` at all."""
+    """403 unless the caller's role may do ``action`` at all (and, for what only keys do, the
+    caller is a key)."""
     allowed = ALLOWED[action]
+    if action in KEYS_ONLY and principal.person is not None:
+        raise Forbidden(f"People do not {action}: an integration does, with an API key of its own.")
     if principal.role not in allowed:
         raise Forbidden(
             f"The role '{principal.role}' may not {action} (allowed: {', '.join(sorted(allowed))})."
@@ -109,13 +117,22 @@ async def require_scope(
     if principal.role in NATIONAL:
         return
     if principal.role == Role.ASSESSOR:
-        assigned = principal.key_id is not None and await assessments.is_assigned(
-            session, assessment.id, principal.key_id
-        )
-        if not assigned:
-            raise Forbidden("This assessor key is not assigned to the assessment.")
+        if not await is_assigned(session, principal, assessment.id):
+            who = "person" if principal.person else "key"
+            raise Forbidden(f"This assessor {who} is not assigned to the assessment.")
     else:
         require_region(principal, assessment.region_code, "act")
+
+
+async def is_assigned(
+    session: AsyncSession, principal: Principal, assessment_id: uuid.UUID
+) -> bool:
+    """Whether the caller (a key or a person) is assigned to the assessment."""
+    if principal.person is not None:
+        return await assessments.is_assigned(session, assessment_id, person_id=principal.person.id)
+    return principal.key_id is not None and await assessments.is_assigned(
+        session, assessment_id, principal.key_id
+    )
 
 
 def may_follow_job(principal: Principal, started_by: uuid.UUID | None) -> bool:
@@ -141,6 +158,8 @@ def visibility(principal: Principal | None) -> Visibility:
     if principal.role in NATIONAL:
         return Visibility(everything=True)
     if principal.role == Role.ASSESSOR:
+        if principal.person is not None:
+            return Visibility(assigned_person=principal.person.id)
         return Visibility(assigned_to=principal.key_id)
     return Visibility(regions=principal.regions if principal.role in REGIONAL else frozenset())
 
@@ -179,8 +198,10 @@ async def require_visible(
         or assessment.region_code in seen.regions
     ):
         return
-    if seen.assigned_to is not None and await assessments.is_assigned(
-        session, assessment.id, seen.assigned_to
+    if (
+        seen.assigned_to is not None or seen.assigned_person is not None
+    ) and await assessments.is_assigned(
+        session, assessment.id, seen.assigned_to, person_id=seen.assigned_person
     ):
         return
     raise NotFound(f"No assessment {assessment.id}.")

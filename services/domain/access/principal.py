@@ -9,18 +9,37 @@ from services.models import Role
 
 
 @dataclass(frozen=True, slots=True)
+class PersonIdentity:
+    """A person signed in with an OpenID Connect token: their row in ``person``, the issuer
+    and subject identifier (``sub``) that name them, and their NIP when the token carries it."""
+
+    id: uuid.UUID
+    issuer: str
+    subject: str
+    nip: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the key's id, name, role and the regions it is bound to."""
+    """Who is calling: an API key (its id, name, role and the regions it is bound to) or a
+    person (``person``; role and regions from their token's claims), or an operator's command
+    (neither)."""
 
     key_id: uuid.UUID | None
     name: str
     role: Role
     regions: frozenset[str] = field(default_factory=frozenset)
+    person: PersonIdentity | None = None
 
     @property
     def audit_id(self) -> str:
-        """The caller as idempotency records name it: the key id, else the name."""
-        return str(self.key_id) if self.key_id else self.name
+        """The caller as idempotency records and rate limits name it: the key id, the person
+        (``person:<id>``), else the name."""
+        if self.key_id:
+            return str(self.key_id)
+        if self.person:
+            return f"person:{self.person.id}"
+        return self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +53,13 @@ class Context:
 @dataclass(frozen=True, slots=True)
 class Visibility:
     """Which assessments a caller may read (services.domain.access.policy decides): all of
-    them, or the published ones plus those of ``regions`` and those assigned to a key."""
+    them, or the published ones plus those of ``regions`` and those assigned to a key
+    (``assigned_to``) or a person (``assigned_person``)."""
 
     everything: bool = False
     regions: frozenset[str] = frozenset()
     assigned_to: uuid.UUID | None = None
+    assigned_person: uuid.UUID | None = None
 
 
 def operator_context(name: str, *, request_prefix: str = "cli") -> Context:

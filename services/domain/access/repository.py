@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, tuple_
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.models import ApiKey
+from services.models import ApiKey, Person
+
+# A person's last_seen_at is written at most this often (not on every request).
+_SEEN_EVERY = timedelta(minutes=5)
 
 
 async def by_secret_hash(session: AsyncSession, secret_hash: str) -> ApiKey | None:
@@ -60,3 +64,43 @@ async def page(
     if limit is not None:
         query = query.limit(limit)
     return (await session.scalars(query)).all()
+
+
+async def person_named(session: AsyncSession, *, issuer: str, subject: str) -> Person:
+    """The person ``subject`` of ``issuer``, created (without name) if absent."""
+    query = select(Person).where(Person.issuer == issuer, Person.subject == subject)
+    found: Person | None = await session.scalar(query)
+    if found is None:
+        # Two first requests of one person may race: one inserts, both read it.
+        await session.execute(
+            insert(Person)
+            .values(id=uuid.uuid4(), issuer=issuer, subject=subject)
+            .on_conflict_do_nothing(index_elements=["issuer", "subject"])
+        )
+        found = await session.scalar(query)
+    assert found is not None
+    return found
+
+
+async def person_seen(
+    session: AsyncSession, *, issuer: str, subject: str, name: str | None, nip: str | None
+) -> Person:
+    """The person signing in, recorded or refreshed: name and NIP as their token now says (a
+    write only when they changed, or to move last_seen_at on after a while)."""
+    person = await person_named(session, issuer=issuer, subject=subject)
+    now = datetime.now(UTC)
+    seen = person.last_seen_at
+    if (person.name, person.nip) != (name, nip) or seen is None or now - seen > _SEEN_EVERY:
+        person.name, person.nip, person.last_seen_at = name, nip, now
+        await session.flush()
+    return person
+
+
+async def people(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Person]:
+    rows = await session.scalars(select(Person).where(Person.id.in_(list(ids))))
+    return {row.id: row for row in rows}
+
+
+async def keys_by_id(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, ApiKey]:
+    rows = await session.scalars(select(ApiKey).where(ApiKey.id.in_(list(ids))))
+    return {row.id: row for row in rows}

@@ -27,12 +27,19 @@ def visible(visibility: Visibility) -> ColumnElement[bool] | None:
     condition: ColumnElement[bool] = Assessment.state == AssessmentState.PUBLISHED
     if visibility.regions:
         condition = or_(condition, Assessment.region_code.in_(sorted(visibility.regions)))
-    if visibility.assigned_to is not None:
+    if visibility.assigned_to is not None or visibility.assigned_person is not None:
         assigned = select(AssessmentAssignment.assessment_id).where(
-            AssessmentAssignment.key_id == visibility.assigned_to
+            _assignee(visibility.assigned_to, visibility.assigned_person)
         )
         condition = or_(condition, Assessment.id.in_(assigned))
     return condition
+
+
+def _assignee(key_id: uuid.UUID | None, person_id: uuid.UUID | None) -> ColumnElement[bool]:
+    """Assignments of this key or this person (one of them is given)."""
+    if key_id is not None:
+        return AssessmentAssignment.key_id == key_id
+    return AssessmentAssignment.person_id == person_id
 
 
 async def get(
@@ -77,12 +84,34 @@ async def add(session: AsyncSession, assessment: Assessment) -> None:
     await session.flush()
 
 
-async def is_assigned(session: AsyncSession, assessment_id: uuid.UUID, key_id: uuid.UUID) -> bool:
-    return await session.get(AssessmentAssignment, (assessment_id, key_id)) is not None
+async def is_assigned(
+    session: AsyncSession,
+    assessment_id: uuid.UUID,
+    key_id: uuid.UUID | None = None,
+    *,
+    person_id: uuid.UUID | None = None,
+) -> bool:
+    """Whether the key ``key_id`` (or the person ``person_id``) is assigned to the assessment."""
+    if key_id is None and person_id is None:
+        return False
+    found = await session.scalar(
+        select(AssessmentAssignment.id).where(
+            AssessmentAssignment.assessment_id == assessment_id, _assignee(key_id, person_id)
+        )
+    )
+    return found is not None
 
 
-async def assign(session: AsyncSession, assessment_id: uuid.UUID, key_id: uuid.UUID) -> None:
-    session.add(AssessmentAssignment(assessment_id=assessment_id, key_id=key_id))
+async def assign(
+    session: AsyncSession,
+    assessment_id: uuid.UUID,
+    key_id: uuid.UUID | None = None,
+    *,
+    person_id: uuid.UUID | None = None,
+) -> None:
+    session.add(
+        AssessmentAssignment(assessment_id=assessment_id, key_id=key_id, person_id=person_id)
+    )
     await session.flush()
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.domain.access.principal import Context
@@ -22,9 +22,12 @@ def add(session: AsyncSession, event: AuditEvent) -> None:
 
 def actor(context: Context) -> dict[str, Any]:
     """The bound parameters :sql:`insert_each` names: who acts, under which request."""
-    principal = context.principal
+    principal, person = context.principal, context.principal.person
     return {
         "audit_actor_id": principal.key_id,
+        "audit_actor_person_id": person.id if person else None,
+        "audit_actor_subject": person.subject if person else None,
+        "audit_actor_nip": person.nip if person else None,
         "audit_actor_name": principal.name,
         "audit_role": str(principal.role),
         "audit_request_id": context.request_id,
@@ -38,9 +41,12 @@ def insert_each(rows: str) -> str:
     the statement is run with."""
     # ``rows`` is SQL written in code, never input.
     return f"""
-        INSERT INTO audit_event (actor_id, actor_name, role, action, entity, entity_id,
+        INSERT INTO audit_event (actor_id, actor_person_id, actor_subject, actor_nip,
+                                 actor_name, role, action, entity, entity_id,
                                  before, after, request_id)
-        SELECT CAST(:audit_actor_id AS uuid), :audit_actor_name, :audit_role, r.action,
+        SELECT CAST(:audit_actor_id AS uuid), CAST(:audit_actor_person_id AS uuid),
+               CAST(:audit_actor_subject AS varchar), CAST(:audit_actor_nip AS varchar),
+               :audit_actor_name, :audit_role, r.action,
                r.entity, r.entity_id, r.before, r.after, :audit_request_id
         FROM ({rows}) AS r(action, entity, entity_id, before, after)
         RETURNING 1
@@ -66,11 +72,14 @@ async def page(
         AuditEvent.entity: where.entity,
         AuditEvent.entity_id: where.entity_id,
         AuditEvent.action: where.action,
-        AuditEvent.actor_id: where.actor,
     }
     for column, value in equal.items():
         if value is not None:
             query = query.where(column == value)
+    if where.actor is not None:  # a key or a person
+        query = query.where(
+            or_(AuditEvent.actor_id == where.actor, AuditEvent.actor_person_id == where.actor)
+        )
     if where.since is not None:
         query = query.where(AuditEvent.at >= where.since)
     if where.until is not None:

@@ -26,11 +26,14 @@ def record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> None:
-    principal = context.principal
+    principal, person = context.principal, context.principal.person
     repository.add(
         session,
         AuditEvent(
             actor_id=principal.key_id,
+            actor_person_id=person.id if person else None,
+            actor_subject=person.subject if person else None,
+            actor_nip=person.nip if person else None,
             actor_name=principal.name,
             role=principal.role,
             action=action,
