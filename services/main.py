@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Literal
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from services.api.assessment.router import router as workflow_router
 from services.api.audit.router import router as audit_router
@@ -84,6 +85,25 @@ def _report_exit(supervised: SupervisedWorker) -> Callable[[asyncio.Task[None]],
 
     return report
 
+
+# What a browser dashboard on an allowed origin may send, and read of the answer (CORS).
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    "If-None-Match",
+    "X-Request-ID",
+]
+CORS_EXPOSED_HEADERS = [
+    "ETag",
+    "Link",
+    "Location",
+    "X-Request-ID",
+    "Retry-After",
+    "Idempotent-Replayed",
+    "WWW-Authenticate",
+    "Content-Disposition",
+]
 
 Service = Literal["all", "gateway", "ingest"]
 SERVICES: tuple[Service, ...] = ("all", "gateway", "ingest")
@@ -174,6 +194,18 @@ def create_app(
     app.add_middleware(EdgeMiddleware, settings=settings)
     app.add_middleware(ConditionalGetMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    if settings.cors_origins:
+        # Outside the edge, so that its refusals (413, 408, 429) reach a browser readably too.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_EXPOSED_HEADERS,
+            # Bearer tokens, not cookies: browsers need not send credentials.
+            allow_credentials=False,
+            max_age=600,
+        )
     install_metrics(app, outbox=outbox_backlog)  # outermost: counts what the edge answers too
     app.include_router(health_router)  # probes are never rate limited
     for router in routers_of(service):
