@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from services import __version__
 from services.keys_cli import keys_app
 from services.kit.embedded import EmbeddedServerNotReady, EmbeddedServers, ServerAlreadyRunning
 from services.kit.errors import ProblemError
@@ -32,6 +33,27 @@ app = typer.Typer(
 
 app.command()(score)
 app.add_typer(frameworks_app, name="frameworks")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"cerdas {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """Cerdas: the live backend of the smart-city and SPBE evaluations."""
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

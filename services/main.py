@@ -19,6 +19,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from services import __version__
 from services.api.assessment.router import router as workflow_router
 from services.api.audit.router import router as audit_router
 from services.api.framework.router import router as frameworks_router
@@ -39,6 +40,7 @@ from services.domain.recompute.service import outbox_backlog
 from services.domain.region.seed import seed_regions
 from services.ingest.evidence.router import router as evidence_router
 from services.ingest.metric.router import router as metrics_router
+from services.kit.docs import install_docs
 from services.kit.edge import EdgeMiddleware
 from services.kit.errors import install_problem_handlers
 from services.kit.http import ConditionalGetMiddleware
@@ -179,16 +181,21 @@ def create_app(
 
     app = FastAPI(
         title="Cerdas" if service == "all" else f"Cerdas {service}",
-        version="0.1.0",
+        version=__version__,
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        # Served from installed assets by install_docs (no CDN).
+        docs_url=None,
+        redoc_url=None,
     )
     install_problem_handlers(app)
+    install_docs(app, app.title)
     install_openapi(
         app,
         Callers(
             authenticating=(authenticate, optional_principal),
             rate_limiting=(limit_anonymous,),
+            optional=(optional_principal,),
         ),
     )
     app.add_middleware(EdgeMiddleware, settings=settings)

@@ -7,6 +7,7 @@ so two concurrent retries cannot both run. The same key with a different request
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from fastapi import Request
@@ -92,13 +93,18 @@ def remember(
 
 
 async def replayed(
-    session: AsyncSession, request: Request, principal: Caller
+    session: AsyncSession,
+    request: Request,
+    principal: Caller,
+    *,
+    location: Callable[[Any], str] | None = None,
 ) -> JSONResponse | None:
     """For a JSON write sent with ``Idempotency-Key``: the first answer if this key has been
     used for this very request, else None (and the key is held, for :func:`remember_answer`).
 
     The fingerprint is the method, path, query and body, so the same key on another request
-    is refused (422).
+    is refused (422). ``location`` gives a replayed 201 or 202 its ``Location`` again, from
+    the stored answer.
     """
     key = request.headers.get("idempotency-key")
     if key is None:
@@ -109,7 +115,10 @@ async def replayed(
     found = await replay(session, principal.audit_id, key, fingerprint)
     if found is not None:
         status, body = found
-        return JSONResponse(body, status_code=status, headers={"Idempotent-Replayed": "true"})
+        headers = {"Idempotent-Replayed": "true"}
+        if location is not None and status in (201, 202):
+            headers["Location"] = location(body)
+        return JSONResponse(body, status_code=status, headers=headers)
     request.state.idempotency = (key, fingerprint)
     return None
 

@@ -13,7 +13,12 @@ generated document once (cached in ``app.openapi_schema``, as FastAPI does):
   401, 403 and 429 when the route checks a key, 429 when it counts anonymous callers; 408, 409
   and 413 for methods that carry a body, and 415 when the operation declares one. 429 and 503
   carry ``Retry-After``, 401 ``WWW-Authenticate``. A description (or content) the route
-  declared itself is kept.
+  declared itself is kept;
+- two security schemes, both ``Authorization: Bearer``: ``ApiKey`` (a machine client's key) and
+  ``SSO`` (a person's OpenID Connect access token, a JWT), and on every operation the security
+  it has: either of them where a caller must authenticate, either or none where a caller may
+  (anonymous reads), none for the probes. Swagger UI's Authorize takes either;
+- a 201 or 202 declares its ``Location`` header.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ class Callers:
 
     authenticating: tuple[Callable[..., Any], ...] = ()
     rate_limiting: tuple[Callable[..., Any], ...] = ()
+    # Of ``authenticating``, those that let an anonymous caller through.
+    optional: tuple[Callable[..., Any], ...] = ()
 
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -165,8 +172,49 @@ def _dependency_statuses(route: Any, callers: Callers) -> set[int]:
     if calls & set(callers.authenticating):
         statuses |= {401, 403, 429}
     if calls & set(callers.rate_limiting):
-        statuses |= {401, 429}
+        # A bearer token sent on any route is checked: unknown (401), or a sign-in that maps
+        # to no role (403).
+        statuses |= {401, 403, 429}
     return statuses
+
+
+SECURITY_SCHEMES: dict[str, Any] = {
+    "ApiKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "cerdas_…",
+        "description": "A machine client's API key (`cerdas keys create`), bound to a role and, "
+        "for super-apps and region operators, to their regions.",
+    },
+    "SSO": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A person's OpenID Connect access token from a trusted issuer "
+        "(CERDAS_OIDC_ISSUERS, e.g. a government Keycloak realm); its claims give the role and "
+        "regions.",
+    },
+}
+_SIGNED_IN: list[dict[str, list[str]]] = [{"ApiKey": []}, {"SSO": []}]
+
+
+def _security(route: Any, callers: Callers) -> list[dict[str, list[str]]]:
+    """What the operation asks of its caller: a key or a sign-in (required, or optional), or
+    nothing."""
+    calls = set(_dependency_calls(route)) if route is not None else set()
+    required = set(callers.authenticating) - set(callers.optional)
+    if route is None or calls & required:
+        return list(_SIGNED_IN)
+    if calls & (set(callers.optional) | set(callers.rate_limiting)):
+        return [{}, *_SIGNED_IN]
+    return []
+
+
+_LOCATION: dict[str, Any] = {
+    "description": "Where the created resource (or the accepted job) is, when it has a URL "
+    "of its own",
+    "schema": {"type": "string", "format": "uri-reference"},
+}
 
 
 def _statuses(method: str, operation: dict[str, Any], route: Any, callers: Callers) -> list[int]:
@@ -209,8 +257,10 @@ def with_problems(
     document: dict[str, Any], routes: dict[tuple[str, str], Any], callers: Callers
 ) -> None:
     """Rewrite ``document`` (a generated OpenAPI document) in place; idempotent."""
-    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    components = document.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
     schemas["Problem"] = copy.deepcopy(PROBLEM_SCHEMA)
+    components["securitySchemes"] = copy.deepcopy(SECURITY_SCHEMES)
     for path, item in document.get("paths", {}).items():
         for method in _METHODS:
             operation = item.get(method)
@@ -220,6 +270,11 @@ def with_problems(
             route = routes.get((path, method))
             for status in _statuses(method, operation, route, callers):
                 responses[str(status)] = _problem_response(status, responses.get(str(status)))
+            operation["security"] = _security(route, callers)
+            for created in ("201", "202"):
+                if created in responses:
+                    headers = responses[created].setdefault("headers", {})
+                    headers.setdefault("Location", copy.deepcopy(_LOCATION))
             # Sorted by status for readers of the document.
             operation["responses"] = dict(sorted(responses.items()))
     # HTTPValidationError first: it is what references ValidationError. One still referenced

@@ -280,7 +280,8 @@ async def test_an_assessor_sees_its_assignments_in_the_assessment_shape(
 
     answer = await client.get("/v1/me/assignments", headers=keys.headers["assessor"])
     assert answer.status_code == 200
-    items = answer.json()
+    assert answer.json()["next_cursor"] is None
+    items = answer.json()["items"]
     assert [item["id"] for item in items] == [str(made[1].id), str(made[0].id)]  # newest first
     for item in items:
         one = await client.get(
@@ -299,7 +300,7 @@ async def test_other_roles_have_no_assignments(
     session.add(AssessmentAssignment(assessment_id=assessment.id, key_id=keys.ids["assessor"]))
     await session.commit()
     answer = await client.get("/v1/me/assignments", headers=keys.headers[role])
-    assert (answer.status_code, answer.json()) == (200, [])
+    assert (answer.status_code, answer.json()) == (200, {"items": [], "next_cursor": None})
 
 
 async def test_assignments_need_a_key(client: httpx.AsyncClient) -> None:

@@ -42,6 +42,7 @@ async def in_review(client: httpx.AsyncClient, ministry: dict[str, str], region:
     )
     assert opened.status_code == 201, opened.text
     aid: str = opened.json()["id"]
+    assert opened.headers["location"] == f"/v1/assessments/{aid}"
     moved = await client.post(
         f"/v1/assessments/{aid}/transitions", headers=ministry, json={"to": "submitted"}
     )
@@ -82,7 +83,7 @@ async def test_a_person_assigned_by_sub_verifies_values_and_the_audit_row_names_
         "issuer": oidc_provider.issuer,
         "sub": "f:3271:siti.rahma",
     }
-    mine = (await client.get("/v1/me/assignments", headers=siti)).json()
+    mine = (await client.get("/v1/me/assignments", headers=siti)).json()["items"]
     assert [a["id"] for a in mine] == [bogor]
 
     review = await client.post(
@@ -154,7 +155,7 @@ async def test_an_evidence_request_and_an_assignment_name_the_people_who_made_th
     }
     assert asked.json()["requested_by"] == requester
     listed = await client.get(f"/v1/assessments/{aid}/evidence-requests", headers=dewi)
-    assert [r["requested_by"] for r in listed.json()] == [requester]
+    assert [r["requested_by"] for r in listed.json()["items"]] == [requester]
 
     assignment = await session.scalar(
         select(AuditEvent).where(

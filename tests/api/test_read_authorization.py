@@ -258,7 +258,7 @@ def leaks(scene: Scene, role: str, path: str, body: object) -> bool | None:
     if path == "/v1/metrics":
         return OWN in {item["region"] for item in body["items"]}  # type: ignore[index]
     if path == "/v1/me/assignments":
-        return str(scene.assessment) in {item["id"] for item in body}  # type: ignore[attr-defined]
+        return str(scene.assessment) in {item["id"] for item in body["items"]}  # type: ignore[index]
     if path == "/v1/dashboard":
         return body["coverage"]["with_results"] == 1  # type: ignore[index]
     if path == "/v1/assessments/{assessment_id}/summary":

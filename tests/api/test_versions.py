@@ -155,7 +155,7 @@ async def test_a_trend_across_the_change_of_instrument_shows_both_and_no_improve
 async def test_frameworks_tell_their_instrument_periods_and_provenance(
     client: httpx.AsyncClient,
 ) -> None:
-    listed = {f["id"]: f for f in (await client.get("/v1/frameworks")).json()}
+    listed = {f["id"]: f for f in (await client.get("/v1/frameworks")).json()["items"]}
     assert (listed["spbe-2020"]["family"], listed["spbe-2020"]["in_force"]) == (
         "e-government",
         {"from": 2020, "to": 2025},
@@ -169,9 +169,11 @@ async def test_frameworks_tell_their_instrument_periods_and_provenance(
 
     in_force = (
         await client.get("/v1/frameworks", params={"family": "e-government", "period": 2026})
-    ).json()
+    ).json()["items"]
     assert [f["id"] for f in in_force] == ["ipd-2026"]
-    versions = (await client.get("/v1/frameworks", params={"family": "e-government"})).json()
+    versions = (await client.get("/v1/frameworks", params={"family": "e-government"})).json()[
+        "items"
+    ]
     assert [f["id"] for f in versions] == ["spbe-2020", "ipd-2026"]  # oldest first
 
     ipd = (await client.get("/v1/frameworks/ipd-2026")).json()

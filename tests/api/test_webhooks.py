@@ -356,12 +356,12 @@ async def test_a_receivers_answer_is_never_stored_or_shown(permissive: Runtime) 
             json={"to": "published"},
         )
         delivery = await wait_for_attempts(permissive, 1)
-        [subscription] = (await client.get("/v1/webhooks", headers=ministry)).json()
+        [subscription] = (await client.get("/v1/webhooks", headers=ministry)).json()["items"]
         shown = await client.get(f"/v1/webhooks/{subscription['id']}/deliveries", headers=ministry)
     assert (delivery.last_status_code, delivery.last_error) == (500, "HTTP 500")
     assert shown.status_code == 200
     assert "hunter2" not in shown.text
-    [row] = shown.json()
+    [row] = shown.json()["items"]
     assert (row["last_status_code"], row["last_error"]) == (500, "HTTP 500")
 
 
@@ -409,7 +409,7 @@ async def test_a_secret_is_stored_encrypted(
     key_file = settings.data_dir / vault.KEY_FILE
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
     listed = await client.get("/v1/webhooks", headers=ministry)
-    assert "secret" not in listed.json()[0]
+    assert "secret" not in listed.json()["items"][0]
 
 
 async def test_a_legacy_clear_secret_still_signs_and_is_sealed_on_use(
@@ -525,11 +525,12 @@ async def test_a_regional_subscription_hears_and_manages_only_its_own(
     }
 
     listed = await client.get("/v1/webhooks", headers=bogor)
-    assert [row["id"] for row in listed.json()] == [made["bogor"]["id"]]
-    assert len((await client.get("/v1/webhooks", headers=ministry)).json()) == 3
+    assert [row["id"] for row in listed.json()["items"]] == [made["bogor"]["id"]]
+    assert listed.json()["next_cursor"] is None
+    assert len((await client.get("/v1/webhooks", headers=ministry)).json()["items"]) == 3
     own = await client.get(f"/v1/webhooks/{made['bogor']['id']}/deliveries", headers=bogor)
     assert own.status_code == 200
-    assert len(own.json()) == 1
+    assert len(own.json()["items"]) == 1
     for method, path in (
         ("GET", f"/v1/webhooks/{made['depok']['id']}/deliveries"),
         ("GET", f"/v1/webhooks/{made['ministry']['id']}/deliveries"),
@@ -699,6 +700,8 @@ async def test_a_replayed_subscribe_answers_the_secret_but_stores_it_sealed(
     assert (first.status_code, again.status_code) == (201, 201)
     assert again.headers["idempotent-replayed"] == "true"
     assert again.json() == first.json()
+    location = f"/v1/webhooks/{first.json()['id']}"
+    assert first.headers["location"] == again.headers["location"] == location
     secret = first.json()["secret"]
     kept = await session.scalar(
         text("SELECT string_agg(response::text, '') FROM idempotency_record")

@@ -89,7 +89,7 @@ async def test_kota_bogor_2024_from_draft_to_published(
     request_id = asked.json()["id"]
     open_requests = (
         await client.get(f"/v1/assessments/{aid}/evidence-requests", headers=region)
-    ).json()
+    ).json()["items"]
     assert [r["id"] for r in open_requests] == [request_id]
     assert (await client.get(f"/v1/assessments/{aid}", headers=region)).json()["state"] == (
         "evidence_requested"
@@ -105,14 +105,14 @@ async def test_kota_bogor_2024_from_draft_to_published(
     assert uploaded.status_code == 201, uploaded.text
     assert (
         await client.get(f"/v1/assessments/{aid}/evidence-requests", headers=region)
-    ).json() == []
+    ).json() == {"items": [], "next_cursor": None}
     answered = (
         await client.get(
             f"/v1/assessments/{aid}/evidence-requests",
             params={"status": "answered"},
             headers=region,
         )
-    ).json()
+    ).json()["items"]
     assert answered[0]["answered_by_item"] == uploaded.json()["id"]
     assert (await move(region, "in_review")).json()["state"] == "in_review"
 

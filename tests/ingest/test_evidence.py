@@ -107,7 +107,7 @@ async def test_upload_list_and_download(
             headers=operator,
         )
     ).json()
-    assert [entry["id"] for entry in listed] == [item["id"]]
+    assert [entry["id"] for entry in listed["items"]] == [item["id"]]
     download = await client.get(f"/v1/evidence/{item['id']}/download", headers=operator)
     assert download.status_code == 200
     assert download.content == PDF
@@ -371,7 +371,7 @@ async def test_a_repeat_upload_still_answers_the_evidence_request_it_names(
         params={"status": "answered"},
         headers=ministry,
     )
-    assert [r["answered_by_item"] for r in answered.json()] == [first.json()["id"]]
+    assert [r["answered_by_item"] for r in answered.json()["items"]] == [first.json()["id"]]
 
 
 async def test_evidence_and_its_requests_are_read_only_by_who_may_see_the_assessment(
@@ -397,9 +397,12 @@ async def test_evidence_and_its_requests_are_read_only_by_who_may_see_the_assess
         assert (await client.get(download, headers=outsider)).status_code == expected
         assert (await client.get(requests, headers=outsider)).status_code == expected
     for insider in (operator, admin):
-        assert (await client.get(requests, headers=insider)).json() == []
+        assert (await client.get(requests, headers=insider)).json() == {
+            "items": [],
+            "next_cursor": None,
+        }
         listed = await client.get(listing, headers=insider)
-        assert [entry["id"] for entry in listed.json()] == [item]
+        assert [entry["id"] for entry in listed.json()["items"]] == [item]
         fetched = await client.get(download, headers=insider)
         assert fetched.status_code == 200
         assert fetched.content == PDF

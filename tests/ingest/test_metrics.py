@@ -264,7 +264,9 @@ async def test_more_than_5000_points_is_refused(
 
 
 async def test_catalogue_lists_units_ranges_and_grains(client: httpx.AsyncClient) -> None:
-    entries = {entry["key"]: entry for entry in (await client.get("/v1/metrics/catalogue")).json()}
+    entries = {
+        entry["key"]: entry for entry in (await client.get("/v1/metrics/catalogue")).json()["items"]
+    }
     assert {
         "integrated_apps",
         "integrated_apps_target",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +22,7 @@ from services.api.assessment.schemas import (
     AssignmentOut,
     EvidenceRequestIn,
     EvidenceRequestOut,
+    EvidenceRequestPage,
     InputsIn,
     InputsOut,
     OfficialResultsIn,
@@ -36,6 +37,10 @@ from services.kit.db import DbSession, after_commit
 from services.kit.idempotency import remember_answer, replayed
 
 router = APIRouter(tags=["workflow"])
+
+
+def _at(assessment_id: object) -> str:
+    return f"/v1/assessments/{assessment_id}"
 
 
 async def _answer(
@@ -59,9 +64,17 @@ async def _answer(
     summary="Open an assessment (draft)",
 )
 async def open_assessment(
-    body: AssessmentIn, request: Request, session: DbSession, context: RequestContext
+    body: AssessmentIn,
+    request: Request,
+    response: Response,
+    session: DbSession,
+    context: RequestContext,
 ) -> AssessmentOut | JSONResponse:
-    if (replay := await replayed(session, request, context.principal)) is not None:
+    if (
+        replay := await replayed(
+            session, request, context.principal, location=lambda first: _at(first["id"])
+        )
+    ) is not None:
         return replay
     assessment = await service.create(
         session,
@@ -72,6 +85,7 @@ async def open_assessment(
         period=body.period,
         stage=body.stage,
     )
+    response.headers["Location"] = _at(assessment.id)
     return await _answer(session, request, context, 201, assessment.id)
 
 
@@ -263,7 +277,7 @@ async def post_evidence_request(
 
 @router.get(
     "/v1/assessments/{assessment_id}/evidence-requests",
-    response_model=list[EvidenceRequestOut],
+    response_model=EvidenceRequestPage,
     summary="Evidence requests",
 )
 async def list_evidence_requests(
@@ -271,13 +285,15 @@ async def list_evidence_requests(
     session: DbSession,
     context: RequestContext,
     status: Annotated[Literal["open", "answered", "all"], Query()] = "open",
-) -> list[EvidenceRequestOut]:
+) -> EvidenceRequestPage:
     answered = {"open": False, "answered": True, "all": None}[status]
     rows = await service.evidence_requests(session, context, assessment_id, answered=answered)
     named = await service.requesters(session, rows)
-    return [
-        EvidenceRequestOut.model_validate(row).model_copy(
-            update={"requested_by": named.get(row.id)}
-        )
-        for row in rows
-    ]
+    return EvidenceRequestPage(
+        items=[
+            EvidenceRequestOut.model_validate(row).model_copy(
+                update={"requested_by": named.get(row.id)}
+            )
+            for row in rows
+        ]
+    )

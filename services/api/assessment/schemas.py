@@ -8,13 +8,22 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.api.result.schemas import AssessmentOut, AssessorOutputOut
 from services.domain.assessment.states import Value
-from services.kit.schemas import Timestamp
+from services.kit.schemas import Page, Timestamp
 from services.models import AssessmentState
 
 
 class AssessmentIn(BaseModel):
     """The instrument by ``family`` (the version in force for the period is taken), or an
     explicit ``framework`` version, which must be in force for the period."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"region": "32.71", "family": "e-government", "period": 2024},
+                {"region": "32.71", "framework": "spbe-2020", "period": 2024},
+            ]
+        }
+    )
 
     region: str = Field(examples=["32.71"])
     family: str | None = Field(
@@ -52,6 +61,12 @@ class OutsideSourceIn(BaseModel):
 
 
 class InputsIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"values": {"I1": 3, "I21": 4}, "note": "Bukti manajemen risiko"}]
+        }
+    )
+
     values: dict[str, Any] = Field(
         min_length=1,
         description="Node id → value (a decimal, a list for programme scores, null to clear). "
@@ -68,6 +83,12 @@ class InputsIn(BaseModel):
 
 
 class OfficialResultsIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"values": {"spbe": "3.08"}, "source": "Surat KemenPANRB B/123/2024"}]
+        }
+    )
+
     values: dict[str, Any] = Field(
         min_length=1,
         description="Inner node id → its published value (a decimal; null to clear)",
@@ -101,6 +122,25 @@ class AssessorOutputIn(BaseModel):
 
 
 class AssessorOutputsIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "nodes": {
+                        "I1": {
+                            "evidence_uploaded": True,
+                            "interview_confirmed": True,
+                            "approved": False,
+                            "catatan": "Perwali Arsitektur SPBE masih draf",
+                            "rekomendasi": "Tetapkan Perwali Arsitektur SPBE",
+                            "shared_with_region": False,
+                        }
+                    }
+                }
+            ]
+        }
+    )
+
     nodes: dict[str, AssessorOutputIn] = Field(
         min_length=1,
         max_length=500,
@@ -127,6 +167,12 @@ class AssessorOutputsOut(BaseModel):
 
 
 class TransitionIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"to": "submitted"}, {"to": "in_review", "reason": "Koreksi nilai I21"}]
+        }
+    )
+
     to: AssessmentState
     reason: str | None = Field(
         default=None, max_length=2000, description="Required to reopen a published assessment"
@@ -170,6 +216,18 @@ class AssignmentOut(BaseModel):
 
 
 class EvidenceRequestIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "node_ids": ["I11", "I12"],
+                    "message": "Lampirkan Perwali Arsitektur SPBE",
+                    "due_date": "2024-09-30",
+                }
+            ]
+        }
+    )
+
     node_ids: list[str] = Field(min_length=1, max_length=200, examples=[["I11", "I12"]])
     message: str = Field(min_length=1, max_length=4000)
     due_date: date | None = None
@@ -202,6 +260,10 @@ class EvidenceRequestOut(BaseModel):
         validation_alias="requester",
         description="The assessor (key or person) who asked; null if since deleted",
     )
+
+
+class EvidenceRequestPage(Page[EvidenceRequestOut]):
+    """An assessment's evidence requests, all on one page (``next_cursor`` null)."""
 
 
 class InputsOut(AssessmentOut):

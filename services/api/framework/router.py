@@ -6,7 +6,6 @@ from functools import lru_cache
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from pydantic import TypeAdapter
 
 from services.api.framework.schemas import (
     FrameworkBand,
@@ -15,6 +14,7 @@ from services.api.framework.schemas import (
     FrameworkNode,
     FrameworkOut,
     FrameworkOutside,
+    FrameworkPage,
     FrameworkPeriods,
     FrameworkScale,
     FrameworkSummary,
@@ -25,8 +25,6 @@ from services.scoring.engine.numbers import plain
 from services.scoring.frameworks import families
 
 router = APIRouter(prefix="/v1/frameworks", tags=["frameworks"])
-
-SUMMARIES = TypeAdapter(list[FrameworkSummary])
 
 
 def scale_out(scale: Scale) -> FrameworkScale:
@@ -119,7 +117,7 @@ def _tree_body(framework_id: str, content_hash: str) -> bytes:
     return framework_out(get_or_404(framework_id)).model_dump_json().encode()
 
 
-@router.get("", response_model=list[FrameworkSummary], summary="The scoring frameworks")
+@router.get("", response_model=FrameworkPage, summary="The scoring frameworks")
 async def list_frameworks(
     family: Annotated[
         str | None, Query(description="Only this instrument's versions", examples=["e-government"])
@@ -139,7 +137,7 @@ async def list_frameworks(
         for framework in versions
         if period is None or framework.in_force.covers(period)
     ]
-    return Response(SUMMARIES.dump_json(summaries), media_type="application/json")
+    return Response(FrameworkPage(items=summaries).model_dump_json(), media_type="application/json")
 
 
 @router.get(

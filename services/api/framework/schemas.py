@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.kit.schemas import Page
 from services.scoring.engine.model import Aggregation, InputKind, Status
 from services.scoring.engine.numbers import RoundingMode
 
@@ -117,6 +118,10 @@ class FrameworkSummary(Out):
     precision: int = Field(description="Decimal places of values")
     rounding: RoundingMode
     content_hash: str = Field(description="Hash of the framework file's content")
+
+
+class FrameworkPage(Page[FrameworkSummary]):
+    """Every version of every instrument, on one page (``next_cursor`` null)."""
 
 
 class FrameworkOut(FrameworkSummary):

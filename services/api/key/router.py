@@ -13,8 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from services.api.key import service
-from services.api.key.schemas import KeyOut, KeyPage, MeOut
-from services.api.result.schemas import AssessmentOut
+from services.api.key.schemas import AssignmentPage, KeyOut, KeyPage, MeOut
 from services.domain.access import policy
 from services.domain.access import service as keys
 from services.domain.access.dependencies import CurrentPrincipal, RequestContext
@@ -61,10 +60,10 @@ async def me(principal: CurrentPrincipal) -> MeOut:
 
 @router.get(
     "/v1/me/assignments",
-    response_model=list[AssessmentOut],
-    summary="The assessments assigned to this key",
+    response_model=AssignmentPage,
+    summary="The assessments assigned to this key or person",
 )
-async def my_assignments(session: DbSession, principal: CurrentPrincipal) -> list[AssessmentOut]:
+async def my_assignments(session: DbSession, principal: CurrentPrincipal) -> AssignmentPage:
     """An assessor's assigned assessments (in any state), in the shape of ``GET
-    /v1/assessments`` items, newest period first; an empty list for the other roles."""
-    return await service.assignments(session, principal)
+    /v1/assessments`` items, newest period first; no items for the other roles."""
+    return AssignmentPage(items=await service.assignments(session, principal))

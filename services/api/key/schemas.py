@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.kit.schemas import Timestamp
+from services.api.result.schemas import AssessmentOut
+from services.kit.schemas import Page, Timestamp
 from services.models import Role
 
 
@@ -47,3 +48,7 @@ class MeOut(BaseModel):
     issuer: str | None = Field(default=None, description="A person's SSO (OpenID issuer)")
     sub: str | None = Field(default=None, description="A person's subject identifier there")
     nip: str | None = Field(default=None, description="A person's NIP, when the token has it")
+
+
+class AssignmentPage(Page[AssessmentOut]):
+    """The assessments assigned to the caller, all on one page (``next_cursor`` null)."""

@@ -37,7 +37,11 @@ async def start_recompute_run(
     Follow it at `GET /v1/jobs/{id}`."""
     principal = context.principal
     policy.require(principal, Action.START_RECOMPUTE_RUN)
-    if (replay := await replayed(session, request, principal)) is not None:
+    if (
+        replay := await replayed(
+            session, request, principal, location=lambda first: f"/v1/jobs/{first['id']}"
+        )
+    ) is not None:
         return replay
     run = await create_run(
         session,

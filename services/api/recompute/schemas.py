@@ -3,13 +3,17 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.kit.schemas import Timestamp
 from services.models import RecomputeRun
 
 
 class RecomputeRunIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"framework": "spbe-2020", "period": 2024}]}
+    )
+
     framework: str | None = Field(default=None, examples=["spbe-2020"])
     period: Annotated[int | None, Field(ge=2000, le=2100, examples=[2024])] = None
     region: str | None = Field(default=None, examples=["32.71"])

@@ -10,9 +10,11 @@ from fastapi.responses import JSONResponse
 
 from services.api.webhook.schemas import (
     DeliveryOut,
+    DeliveryPage,
     NewSubscriptionOut,
     SubscriptionIn,
     SubscriptionOut,
+    SubscriptionPage,
 )
 from services.domain.access import policy
 from services.domain.access.dependencies import CurrentPrincipal, RequestContext
@@ -34,7 +36,11 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
     summary="Subscribe an endpoint to events",
 )
 async def subscribe(
-    body: SubscriptionIn, request: Request, session: DbSession, context: RequestContext
+    body: SubscriptionIn,
+    request: Request,
+    response: Response,
+    session: DbSession,
+    context: RequestContext,
 ) -> NewSubscriptionOut | JSONResponse:
     """Events: assessment.published, result.changed, evidence.requested. The answer holds the
     signing secret, shown only this once; verify deliveries with it (Standard Webhooks). A
@@ -55,7 +61,8 @@ async def subscribe(
         first = json.loads(bytes(replay.body))
         if isinstance(first, dict) and isinstance(first.get("secret"), str):
             first["secret"] = service.open_secret(settings, first["secret"])
-        return JSONResponse(first, status_code=replay.status_code, headers=REPLAYED)
+        headers = {**REPLAYED, "Location": f"/v1/webhooks/{first['id']}"}
+        return JSONResponse(first, status_code=replay.status_code, headers=headers)
     if refused is not None:
         raise refused
     subscription, secret = await service.subscribe(
@@ -66,15 +73,16 @@ async def subscribe(
     )
     stored = answer.model_copy(update={"secret": service.seal_secret(settings, secret)})
     remember_answer(session, request, context.principal, 201, stored)
+    response.headers["Location"] = f"/v1/webhooks/{subscription.id}"
     return answer
 
 
-@router.get("", response_model=list[SubscriptionOut], summary="Subscriptions")
-async def subscriptions(session: DbSession, principal: CurrentPrincipal) -> list[SubscriptionOut]:
+@router.get("", response_model=SubscriptionPage, summary="Subscriptions")
+async def subscriptions(session: DbSession, principal: CurrentPrincipal) -> SubscriptionPage:
     """Every subscription for a ministry-admin; a regional key's own for a regional key."""
     policy.require(principal, Action.MANAGE_WEBHOOKS)
     rows = await service.subscriptions(session, principal)
-    return [SubscriptionOut.model_validate(row) for row in rows]
+    return SubscriptionPage(items=[SubscriptionOut.model_validate(row) for row in rows])
 
 
 @router.delete("/{subscription_id}", status_code=204, summary="Stop a subscription")
@@ -88,12 +96,12 @@ async def unsubscribe(
 
 @router.get(
     "/{subscription_id}/deliveries",
-    response_model=list[DeliveryOut],
+    response_model=DeliveryPage,
     summary="Deliveries and their outcomes",
 )
 async def deliveries(
     subscription_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal
-) -> list[DeliveryOut]:
+) -> DeliveryPage:
     policy.require(principal, Action.MANAGE_WEBHOOKS)
     rows = await service.deliveries(session, principal, subscription_id)
-    return [DeliveryOut.model_validate(row) for row in rows]
+    return DeliveryPage(items=[DeliveryOut.model_validate(row) for row in rows])

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, UrlConstraints
 
-from services.kit.schemas import Timestamp
+from services.kit.schemas import Page, Timestamp
 
 URL_MAX = 2000  # the column's width
 
@@ -19,6 +19,17 @@ def _fits(url: AnyHttpUrl) -> AnyHttpUrl:
 
 
 class SubscriptionIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://sistem.kementerian.go.id/hooks/cerdas",
+                    "events": ["assessment.published"],
+                }
+            ]
+        }
+    )
+
     url: Annotated[AnyHttpUrl, UrlConstraints(max_length=URL_MAX), AfterValidator(_fits)] = Field(
         examples=["https://sistem.kementerian.go.id/hooks/cerdas"]
     )
@@ -58,3 +69,11 @@ class DeliveryOut(BaseModel):
     delivered_at: Timestamp | None
     next_attempt_at: Timestamp | None
     payload: dict[str, Any]
+
+
+class SubscriptionPage(Page[SubscriptionOut]):
+    """Subscriptions, all on one page (``next_cursor`` null)."""
+
+
+class DeliveryPage(Page[DeliveryOut]):
+    """A subscription's deliveries, all on one page (``next_cursor`` null)."""

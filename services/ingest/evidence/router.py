@@ -14,7 +14,7 @@ from services.domain.access import policy
 from services.domain.access.dependencies import RequestContext
 from services.domain.access.policy import Action
 from services.ingest.evidence import service
-from services.ingest.evidence.schemas import EvidenceOut
+from services.ingest.evidence.schemas import EvidenceOut, EvidencePage
 from services.ingest.evidence.sniff import ALLOWED
 from services.ingest.evidence.upload import receive
 from services.kit.db import DbSession
@@ -91,7 +91,7 @@ async def upload_evidence(
 
 @router.get(
     "",
-    response_model=list[EvidenceOut],
+    response_model=EvidencePage,
     summary="Evidence of an assessment",
     responses={404: {"description": "No assessment, or one the caller may not see"}},
 )
@@ -100,8 +100,8 @@ async def list_evidence(
     context: RequestContext,
     assessment_id: Annotated[uuid.UUID, Query()],
     node_id: Annotated[str | None, Query(description="Only evidence for this node")] = None,
-) -> list[EvidenceOut]:
-    return await service.evidence_of(session, context, assessment_id, node_id)
+) -> EvidencePage:
+    return EvidencePage(items=await service.evidence_of(session, context, assessment_id, node_id))
 
 
 @router.get(

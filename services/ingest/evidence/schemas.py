@@ -6,6 +6,8 @@ import uuid
 
 from pydantic import BaseModel
 
+from services.kit.schemas import Page
+
 
 class RevisionOut(BaseModel):
     revision: int
@@ -23,3 +25,8 @@ class EvidenceOut(BaseModel):
     title: str
     latest_revision: int
     revisions: list[RevisionOut]
+
+
+class EvidencePage(Page[EvidenceOut]):
+    """An assessment's evidence items with their revisions, on one page (``next_cursor``
+    null)."""

@@ -21,7 +21,7 @@ from services.ingest.metric.csv_upload import csv_points, receive_csv
 from services.ingest.metric.schemas import (
     ImportSummaryOut,
     MetricBatch,
-    MetricDefinitionOut,
+    MetricCatalogue,
     MetricPage,
 )
 from services.kit.db import DbSession
@@ -215,8 +215,8 @@ async def list_metrics(
 
 @router.get(
     "/catalogue",
-    response_model=list[MetricDefinitionOut],
+    response_model=MetricCatalogue,
     summary="The metrics that may be pushed",
 )
-async def metric_catalogue() -> list[MetricDefinitionOut]:
-    return service.definitions()
+async def metric_catalogue() -> MetricCatalogue:
+    return MetricCatalogue(items=service.definitions())

@@ -4,14 +4,38 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.ingest.metric.catalogue import Grain, MetricType
+from services.kit.schemas import Page
 
 MAX_BATCH = 5_000
 
 
 class MetricBatch(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "points": [
+                        {
+                            "region": "32.71",
+                            "metric": "integrated_apps",
+                            "period": "2024-12",
+                            "value": 148,
+                        },
+                        {
+                            "region": "32.71",
+                            "metric": "integrated_apps_target",
+                            "period": "2024-12",
+                            "value": 327,
+                        },
+                    ]
+                }
+            ]
+        }
+    )
+
     points: list[dict[str, Any]] = Field(
         max_length=MAX_BATCH,
         description=(
@@ -99,3 +123,7 @@ class MetricDefinitionOut(BaseModel):
     dimensions: dict[str, list[str] | None] = Field(
         description="Dimension name → the values allowed (null: any value)"
     )
+
+
+class MetricCatalogue(Page[MetricDefinitionOut]):
+    """Every metric that may be pushed, on one page (``next_cursor`` null)."""
