@@ -140,3 +140,72 @@ async def test_results_computed_before_the_indices_side_by_side_are_recomputed(
     assert requests == {computed: 4}
     assert (str(state[0]), state[1], state[2]) == ("3.72", None, None)  # until recomputed
     assert outputs.scalar() == 0
+
+
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    def run(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+    async with engine.begin() as connection:
+        await connection.run_sync(run)
+
+
+async def test_key_assignments_survive_0013_and_people_can_be_assigned_after_it(
+    scratch: AsyncEngine,
+) -> None:
+    """0013 gives assignments an id of their own so that a person can be assigned: an
+    assignment of a key made before stays, and one row names a key or a person, never both."""
+    await upgrade(scratch, "0012")
+    assessment, key = uuid.uuid4(), uuid.uuid4()
+    async with scratch.begin() as connection:
+        await connection.exec_driver_sql(
+            "INSERT INTO region (code, name, kind, province_code) VALUES "
+            "('32', 'Jawa Barat', 'provinsi', NULL), ('32.71', 'Kota Bogor', 'kota', '32')"
+        )
+        await connection.exec_driver_sql(
+            "INSERT INTO assessment (id, region_code, framework_id, period, stage, state, "
+            "input_revision) VALUES ($1, '32.71', 'spbe-2020', 2024, 'final', 'in_review', 0)",
+            (assessment,),
+        )
+        await connection.exec_driver_sql(
+            "INSERT INTO api_key (id, name, role, regions, secret_hash, prefix) "
+            "VALUES ($1, 'Asesor', 'assessor', '{}', 'h', 'cerdas_abcdef')",
+            (key,),
+        )
+        await connection.exec_driver_sql(
+            "INSERT INTO assessment_assignment (assessment_id, key_id) VALUES ($1, $2)",
+            (assessment, key),
+        )
+    await upgrade(scratch, "0013")
+    person = uuid.uuid4()
+    async with scratch.begin() as connection:
+        kept = (
+            await connection.exec_driver_sql("SELECT key_id, person_id FROM assessment_assignment")
+        ).all()
+        assert kept == [(key, None)]
+        await connection.exec_driver_sql(
+            "INSERT INTO person (id, issuer, subject) VALUES ($1, 'https://sso.example', 's')",
+            (person,),
+        )
+        await connection.exec_driver_sql(
+            "INSERT INTO assessment_assignment (assessment_id, person_id) VALUES ($1, $2)",
+            (assessment, person),
+        )
+    with pytest.raises(Exception, match="one_assessor"):
+        async with scratch.begin() as connection:
+            await connection.exec_driver_sql(
+                "INSERT INTO assessment_assignment (assessment_id, key_id, person_id) "
+                "VALUES ($1, $2, $3)",
+                (assessment, key, person),
+            )
+    # Down again: the key's assignment stays; a person's has no place in the old table.
+    await downgrade(scratch, "0012")
+    async with scratch.connect() as connection:
+        rows = (
+            await connection.exec_driver_sql(
+                "SELECT assessment_id, key_id FROM assessment_assignment"
+            )
+        ).all()
+    assert rows == [(assessment, key)]
