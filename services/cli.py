@@ -19,6 +19,7 @@ from services.scoring.cli import frameworks_app, score
 
 if TYPE_CHECKING:
     from services.kit.runtime import Runtime
+    from services.main import Service
 
 T = TypeVar("T")
 
@@ -123,10 +124,25 @@ def _exit_gracefully(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-@app.command()
+serve_app = typer.Typer(
+    help="Serve the HTTP APIs: all in one (no subcommand), or one service of the production shape.",
+    invoke_without_command=True,
+)
+HostOption = Annotated[str | None, typer.Option(help="Bind address (CERDAS_HOST)")]
+PortOption = Annotated[int | None, typer.Option(help="Port (PORT, default 8000)")]
+MigrateOption = Annotated[
+    bool,
+    typer.Option(
+        help="Migrate on start (production runs `cerdas migrate` once, as a Job, instead)"
+    ),
+]
+
+
+@serve_app.callback()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Bind address (CERDAS_HOST)")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (PORT, default 8000)")] = None,
+    ctx: typer.Context,
+    host: HostOption = None,
+    port: PortOption = None,
     demo: Annotated[
         bool | None,
         typer.Option(help="Load the seed cases on start (default: only on the embedded database)"),
@@ -134,18 +150,66 @@ def serve(
 ) -> None:
     """Serve the gateway and ingest APIs with an in-process worker; migrates on start.
 
-    One per data folder: other `cerdas` commands share its embedded servers."""
+    One per data folder: other `cerdas` commands share its embedded servers. In production,
+    run `cerdas serve gateway`, `cerdas serve ingest` and `cerdas worker` as separate services
+    and `cerdas migrate` once per release."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = _settings()
+    # The embedded default is a fresh, local database: show real figures on first start.
+    load_demo = demo if demo is not None else not settings.database_url
+    _serve(settings, "all", host, port, migrate=True, in_process_worker=True, demo=load_demo)
+
+
+@serve_app.command("gateway")
+def serve_gateway(
+    host: HostOption = None, port: PortOption = None, migrate: MigrateOption = False
+) -> None:
+    """The gateway service: every API but /v1/metrics* and /v1/evidence*.
+
+    Regions, frameworks, assessments and their workflow, results, rankings, exports, recompute
+    runs, webhooks, audit and keys. No worker: run `cerdas worker` beside it."""
+    _serve(_settings(), "gateway", host, port, migrate=migrate)
+
+
+@serve_app.command("ingest")
+def serve_ingest(
+    host: HostOption = None, port: PortOption = None, migrate: MigrateOption = False
+) -> None:
+    """The ingest service: /v1/metrics* and /v1/evidence*.
+
+    Metric pushes and CSV imports, evidence uploads and downloads, for the regions' super-apps.
+    No worker: run `cerdas worker` beside it."""
+    _serve(_settings(), "ingest", host, port, migrate=migrate)
+
+
+def _serve(
+    settings: Settings,
+    service: Service,
+    host: str | None,
+    port: int | None,
+    *,
+    migrate: bool,
+    in_process_worker: bool = False,
+    demo: bool = False,
+) -> None:
     import uvicorn
 
     from services.main import create_app
 
-    settings = _settings()
     _configure_logging(settings)
-    # The embedded default is a fresh, local database: show real figures on first start.
-    load_demo = demo if demo is not None else not settings.database_url
     host, port = host or settings.host, port or settings.port
-    with resolved(settings, serving=f"http://{_url_host(host)}:{port}") as ready:
-        api = create_app(ready, migrate=True, in_process_worker=True, demo=load_demo)
+    # Only the all-in-one `cerdas serve` claims the data folder: gateway and ingest processes
+    # may share it (and its embedded servers) with each other and with workers.
+    serving = f"http://{_url_host(host)}:{port}" if service == "all" else None
+    with resolved(settings, serving=serving) as ready:
+        api = create_app(
+            ready,
+            service=service,
+            migrate=migrate,
+            in_process_worker=in_process_worker,
+            demo=demo,
+        )
         # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal to the
         # handler that was there before it; make that an orderly exit, so the embedded servers
         # are stopped on the way out.
@@ -158,6 +222,9 @@ def serve(
                 log_level=ready.log_level,
                 proxy_headers=True,
             )
+
+
+app.add_typer(serve_app, name="serve")
 
 
 @app.command()

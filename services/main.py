@@ -1,7 +1,11 @@
-"""The composition root: builds the ASGI app from the gateway and ingest routers.
+"""The composition root: builds the ASGI apps of the gateway and ingest services.
 
 Gateway, ingest and scoring never import each other; this module is where they meet, together
 with the process lifecycle (migrate on start, the in-process worker of ``cerdas serve``).
+
+One image, three services: ``cerdas serve gateway`` (reads, the workflow, keys, webhooks),
+``cerdas serve ingest`` (metric pushes and evidence, ``/v1/metrics*`` and ``/v1/evidence*``) and
+``cerdas worker``; ``cerdas serve`` is all of them in one process, for a laptop.
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Literal
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from services.api.assessment.router import router as workflow_router
 from services.api.audit.router import router as audit_router
@@ -77,15 +82,43 @@ def _report_exit(supervised: SupervisedWorker) -> Callable[[asyncio.Task[None]],
     return report
 
 
+Service = Literal["all", "gateway", "ingest"]
+SERVICES: tuple[Service, ...] = ("all", "gateway", "ingest")
+
+GATEWAY_ROUTERS: tuple[APIRouter, ...] = (
+    regions_router,
+    frameworks_router,
+    exports_router,
+    results_router,
+    jobs_router,
+    workflow_router,
+    webhooks_router,
+    audit_router,
+    keys_router,
+)
+INGEST_ROUTERS: tuple[APIRouter, ...] = (metrics_router, evidence_router)
+
+
+def routers_of(service: Service) -> tuple[APIRouter, ...]:
+    """The routers a service mounts (besides health): an ingress sends ``/v1/metrics*`` and
+    ``/v1/evidence*`` to ingest and everything else to the gateway."""
+    if service == "gateway":
+        return GATEWAY_ROUTERS
+    if service == "ingest":
+        return INGEST_ROUTERS
+    return GATEWAY_ROUTERS + INGEST_ROUTERS
+
+
 def create_app(
     settings: Settings,
     *,
     runtime: Runtime | None = None,
+    service: Service = "all",
     migrate: bool = False,
     in_process_worker: bool = False,
     demo: bool = False,
 ) -> FastAPI:
-    """The Cerdas ASGI app.
+    """The Cerdas ASGI app of ``service``: the gateway, ingest, or both (``all``).
 
     ``runtime`` lets a caller (tests, benchmarks) hand in open connections; otherwise the app
     opens its own from ``settings`` on startup and closes them on shutdown.
@@ -122,7 +155,7 @@ def create_app(
                 await current.close()
 
     app = FastAPI(
-        title="Cerdas",
+        title="Cerdas" if service == "all" else f"Cerdas {service}",
         version="0.1.0",
         description=API_DESCRIPTION,
         lifespan=lifespan,
@@ -139,18 +172,7 @@ def create_app(
     app.add_middleware(ConditionalGetMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router)  # probes are never rate limited
-    for router in (
-        regions_router,
-        frameworks_router,
-        exports_router,
-        results_router,
-        metrics_router,
-        evidence_router,
-        jobs_router,
-        workflow_router,
-        webhooks_router,
-        audit_router,
-        keys_router,
-    ):
+    for router in routers_of(service):
         app.include_router(router, dependencies=[Depends(limit_anonymous)])
+    app.state.service = service
     return app

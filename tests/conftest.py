@@ -186,8 +186,9 @@ def make_key(session: AsyncSession):  # type: ignore[no-untyped-def]
 
 
 WRITTEN_TABLES = (
-    "assessment, assessment_input, recompute_request, result_state, result_node, recompute_run, "
-    "metric_point, idempotency_record, evidence_item, evidence_revision, evidence_object, "
+    "assessment, assessment_input, assessor_output, recompute_request, result_state, "
+    "result_node, recompute_run, metric_point, idempotency_record, evidence_item, "
+    "evidence_revision, evidence_object, "
     "api_key, audit_event, assessment_assignment, evidence_request, webhook_subscription, "
     "webhook_delivery"
 )

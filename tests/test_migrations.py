@@ -66,3 +66,52 @@ async def test_no_index_a_region_typed_survives_the_upgrade(scratch: AsyncEngine
     assert official[(verified, "I1")] is None  # leaves keep their entered values
     # Both are recomputed at a new revision, so the typed index leaves every figure.
     assert requests == {typed: 4, verified: 4}
+
+
+async def test_results_computed_before_the_indices_side_by_side_are_recomputed(
+    scratch: AsyncEngine,
+) -> None:
+    """0011 adds the self-assessed and verified indices to stored results: a result computed
+    before has neither, so its assessment is marked for recompute (one not computed yet is
+    left alone: it is due anyway)."""
+    await upgrade(scratch, "0010")
+    computed, fresh = uuid.uuid4(), uuid.uuid4()
+    async with scratch.begin() as connection:
+        await connection.exec_driver_sql(
+            "INSERT INTO region (code, name, kind, province_code) VALUES "
+            "('32', 'Jawa Barat', 'provinsi', NULL), ('32.71', 'Kota Bogor', 'kota', '32')"
+        )
+        for identifier, period in ((computed, 2024), (fresh, 2023)):
+            await connection.exec_driver_sql(
+                "INSERT INTO assessment (id, region_code, framework_id, period, stage, state, "
+                "input_revision) VALUES ($1, '32.71', 'spbe-2020', $2, 'final', 'published', 3)",
+                (identifier, period),
+            )
+        await connection.exec_driver_sql(
+            "INSERT INTO result_state (assessment_id, input_revision, framework_hash, "
+            "index_value, predicate, complete, computed_at) "
+            "VALUES ($1, 3, 'h', 3.72, 'Sangat Baik', true, now())",
+            (computed,),
+        )
+    await upgrade(scratch, "head")
+    async with scratch.connect() as connection:
+        revisions = dict(
+            (await connection.exec_driver_sql("SELECT id, input_revision FROM assessment")).all()
+        )
+        requests = dict(
+            (
+                await connection.exec_driver_sql(
+                    "SELECT assessment_id, revision FROM recompute_request"
+                )
+            ).all()
+        )
+        state = (
+            await connection.exec_driver_sql(
+                "SELECT index_value, self_index_value, verified_index_value FROM result_state"
+            )
+        ).one()
+        outputs = await connection.exec_driver_sql("SELECT count(*) FROM assessor_output")
+    assert revisions == {computed: 4, fresh: 3}
+    assert requests == {computed: 4}
+    assert (str(state[0]), state[1], state[2]) == ("3.72", None, None)  # until recomputed
+    assert outputs.scalar() == 0

@@ -6,6 +6,7 @@ from services.models.assessment import (
     AssessmentAssignment,
     AssessmentInput,
     AssessmentState,
+    AssessorOutput,
     EvidenceRequest,
 )
 from services.models.audit import AuditEvent
@@ -24,6 +25,7 @@ __all__ = [
     "AssessmentAssignment",
     "AssessmentInput",
     "AssessmentState",
+    "AssessorOutput",
     "AuditEvent",
     "Base",
     "EvidenceItem",

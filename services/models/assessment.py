@@ -1,4 +1,5 @@
-"""Assessments, their entered values, assessor assignments and evidence requests."""
+"""Assessments, their entered values, assessor assignments, assessor output and evidence
+requests."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     ForeignKey,
@@ -16,6 +18,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     Uuid,
+    false,
     func,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -79,6 +82,40 @@ class AssessmentInput(Base):
     official_source: Mapped[str | None] = mapped_column(String(300))
     source_date: Mapped[date | None] = mapped_column(Date)
     note: Mapped[str | None] = mapped_column(String(2000))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+
+
+class AssessorOutput(Base):
+    """What the external assessor recorded on one node: whether evidence was uploaded, whether
+    the interview (wawancara) confirmed it and whether it is approved, a note (catatan) and a
+    recommendation (rekomendasi).
+
+    The three judgements are null until the assessor makes them: "not judged yet" is not "no".
+    The region reads a node's output once the assessment is published, or earlier when the
+    assessor shares it (services.domain.access.policy.sees_assessor_output).
+    """
+
+    __tablename__ = "assessor_output"
+
+    assessment_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("assessment.id", ondelete="CASCADE"), primary_key=True
+    )
+    node_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    evidence_uploaded: Mapped[bool | None] = mapped_column(Boolean)
+    interview_confirmed: Mapped[bool | None] = mapped_column(Boolean)
+    approved: Mapped[bool | None] = mapped_column(Boolean)
+    catatan: Mapped[str | None] = mapped_column(String(4000))
+    rekomendasi: Mapped[str | None] = mapped_column(String(4000))
+    shared_with_region: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
+    # The key that wrote it last (null for an operator's command); the audit trail has each
+    # change with its author's name.
+    updated_by: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("api_key.id", ondelete="SET NULL")
+    )
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )

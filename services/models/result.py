@@ -33,6 +33,12 @@ class ResultState(Base):
     framework_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     index_value: Mapped[Decimal | None] = mapped_column(Numeric)
     predicate: Mapped[str | None] = mapped_column(String(64))
+    # The same engine run on the region's own values only, and on verified values only (a leaf
+    # without one is missing): the self-assessed and the verified index, side by side.
+    self_index_value: Mapped[Decimal | None] = mapped_column(Numeric)
+    self_predicate: Mapped[str | None] = mapped_column(String(64))
+    verified_index_value: Mapped[Decimal | None] = mapped_column(Numeric)
+    verified_predicate: Mapped[str | None] = mapped_column(String(64))
     complete: Mapped[bool] = mapped_column(nullable=False)
     # Why inputs could not be scored (e.g. a value off a changed framework's scale), if so.
     error: Mapped[str | None] = mapped_column(String(2000))

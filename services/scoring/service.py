@@ -13,7 +13,7 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -124,17 +124,24 @@ async def _recompute_locked(
     changed: list[tuple[Assessment, Result]] = []
     for assessment in due:
         framework = frameworks[assessment.framework_id]
-        engine_inputs, origins = inputs[assessment.id]
+        loaded = inputs[assessment.id]
         error: str | None = None
         try:
-            result = evaluate(framework, engine_inputs)
+            result = evaluate(framework, loaded.counted)
         except InputError as exc:
             # An input that no longer fits (e.g. a framework file changed): keep the assessment
             # visible as incomplete with the reason, rather than failing the job forever.
             error = str(exc)
             result = evaluate(framework, Inputs())
         revision, index = assessment.input_revision, result.index.value
-        rows += result_rows(result, assessment.id, revision, origins, details)
+        rows += result_rows(result, assessment.id, revision, loaded.origins, details)
+        alone: dict[Value, tuple[Decimal | None, str | None]] = {}
+        for kind in (Value.SELF, Value.VERIFIED):
+            inputs_alone = loaded.alone.get(kind)
+            if inputs_alone is loaded.counted and error is None:
+                alone[kind] = (index, result.index.predicate)  # the same values, the same index
+            else:
+                alone[kind] = index_alone(framework, inputs_alone)
         result_states.append(
             {
                 "assessment_id": assessment.id,
@@ -142,6 +149,10 @@ async def _recompute_locked(
                 "framework_hash": framework.content_hash,
                 "index_value": index,
                 "predicate": result.index.predicate,
+                "self_index_value": alone[Value.SELF][0],
+                "self_predicate": alone[Value.SELF][1],
+                "verified_index_value": alone[Value.VERIFIED][0],
+                "verified_predicate": alone[Value.VERIFIED][1],
                 "complete": result.complete and error is None,
                 "computed_at": computed_at,
                 "error": error,
@@ -185,9 +196,21 @@ async def _recompute_locked(
     return outcomes
 
 
+@dataclass(frozen=True, slots=True)
+class LoadedInputs:
+    """An assessment's engine inputs: ``counted``, those its index is computed from;
+    ``origins``, which value each entered one is; ``alone``, for a framework whose values are
+    entered, the inputs of the index from one kind of value only (self, verified)."""
+
+    counted: Inputs
+    origins: dict[str, Value]
+    # ``counted`` itself where the values of one kind are exactly the values that count.
+    alone: dict[Value, Inputs]
+
+
 async def load_inputs(
     session: AsyncSession, assessments: Sequence[Assessment]
-) -> dict[uuid.UUID, tuple[Inputs, dict[str, Value]]]:
+) -> dict[uuid.UUID, LoadedInputs]:
     """Each assessment's engine inputs, and for each entered value whether it is the verified
     one: a handful of queries for the whole batch."""
     if not assessments:
@@ -239,7 +262,7 @@ async def load_inputs(
         }
     )
     taken_from = await repository.outside_sources(session, [a.id for a in assessments], outside)
-    result: dict[uuid.UUID, tuple[Inputs, dict[str, Value]]] = {}
+    result: dict[uuid.UUID, LoadedInputs] = {}
     for assessment in assessments:
         framework = frameworks[assessment.framework_id]
         values, origins = counted_values(framework, entered[assessment.id])
@@ -276,7 +299,16 @@ async def load_inputs(
                 for node_id, (reference, as_of) in taken_from.get(assessment.id, {}).items()
             },
         )
-        result[assessment.id] = (inputs, origins)
+        alone: dict[Value, Inputs] = {}
+        if framework.has_assessed_inputs:
+            for kind in (Value.SELF, Value.VERIFIED):
+                kind_values = values_alone(framework, entered[assessment.id], values, kind)
+                # Often the values that count are all of one kind (a draft: the region's own;
+                # a published assessment: verified): the same inputs, scored once.
+                alone[kind] = (
+                    inputs if kind_values == values else replace(inputs, values=kind_values)
+                )
+        result[assessment.id] = LoadedInputs(inputs, origins, alone)
     return result
 
 
@@ -323,6 +355,41 @@ def counted_values(
         elif Value.OFFICIAL in given and not verified & _leaves_under(framework, node.id):
             values[node.id], origins[node.id] = given[Value.OFFICIAL], Value.OFFICIAL
     return values, origins
+
+
+def values_alone(
+    framework: Framework,
+    entered: dict[str, dict[Value, Any]],
+    counted: dict[str, Any],
+    kind: Value,
+) -> dict[str, Any]:
+    """The entered values of the index computed from ``kind`` values only (the region's own, or
+    the verified ones): an assessed leaf counts its ``kind`` value and is missing without one;
+    an outside-index leaf counts as for the index (``counted``, of :func:`counted_values`: it is
+    entered in review, never self-assessed); no official value of an inner node counts.
+    Metric-driven and linked leaves come from the inputs as for the index."""
+    values: dict[str, Any] = {}
+    for node in framework.nodes():
+        if not node.is_leaf:
+            continue
+        if node.input == "outside":
+            if node.id in counted:
+                values[node.id] = counted[node.id]
+        elif node.input == "assessed" and kind in entered.get(node.id, {}):
+            values[node.id] = entered[node.id][kind]
+    return values
+
+
+def index_alone(framework: Framework, inputs: Inputs | None) -> tuple[Decimal | None, str | None]:
+    """The index and predicate of ``inputs`` (None for none, or for inputs that do not fit the
+    framework: the index's own error says why)."""
+    if inputs is None:
+        return None, None
+    try:
+        index = evaluate(framework, inputs).index
+    except InputError:
+        return None, None
+    return index.value, index.predicate
 
 
 _LEAVES: dict[tuple[str, str], dict[str, frozenset[str]]] = {}

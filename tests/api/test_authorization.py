@@ -82,6 +82,12 @@ async def official_results(world: World, role: str) -> Request:
     return "PUT", f"/v1/assessments/{assessment.id}/official-results", {"json": body}
 
 
+async def assessor_output(world: World, role: str) -> Request:
+    assessment = await world.assessment("in_review")
+    body = {"nodes": {"I1": {"approved": True, "catatan": "Perwali sudah ditetapkan"}}}
+    return "PUT", f"/v1/assessments/{assessment.id}/assessor-output", {"json": body}
+
+
 async def transitions(world: World, role: str) -> Request:
     # Each role on an edge it may take: a region submits, an assessor starts the review,
     # the ministry publishes.
@@ -159,6 +165,11 @@ MATRIX: dict[tuple[str, str], tuple[Scenario, dict[str, int]]] = {
         },
     ),
     ("PUT", "/v1/assessments/{assessment_id}/official-results"): (official_results, MINISTRY),
+    # The assessor's output is part of verifying: the roles that verify, on what they may see.
+    ("PUT", "/v1/assessments/{assessment_id}/assessor-output"): (
+        assessor_output,
+        {"assessor:assigned": 200, "assessor:unassigned": 404, "ministry-admin": 200},
+    ),
     ("POST", "/v1/assessments/{assessment_id}/transitions"): (
         transitions,
         HIDDEN | {"region-operator:own": 200, "assessor:assigned": 200, "ministry-admin": 200},

@@ -194,3 +194,25 @@ async def test_frameworks_tell_their_instrument_periods_and_provenance(
         ("spbe-2020", "spbe"),
         ("ipd-2026", "ipd"),
     ]
+
+
+async def test_metrics_open_views_only_for_periods_their_framework_is_in_force(
+    client: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    ministry = await make_key("ministry-admin")
+    points = [
+        {"region": "32.71", "metric": metric, "period": period, "value": value}
+        for period in ("2019-12", "2024-12")
+        for metric, value in (("integrated_apps", 148), ("integrated_apps_target", 327))
+    ]
+    pushed = await client.post("/v1/metrics:batch", headers=ministry, json={"points": points})
+    assert pushed.status_code == 200, pushed.text
+    views = (
+        await client.get(
+            "/v1/assessments",
+            headers=ministry,
+            params={"framework": "smartcity-spbe-linked", "region": "32.71"},
+        )
+    ).json()["items"]
+    # The composite is in force from 2021: the 2019 figures are stored, no 2019 view is opened.
+    assert [view["period"] for view in views] == [2024]

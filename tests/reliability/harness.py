@@ -481,7 +481,7 @@ async def serial_results(url: str, assessment_ids: list[uuid.UUID] | None) -> li
                 s.assessment_id: s for s in (await session.scalars(select(ResultState))).all()
             }
             for assessment in assessments:
-                inputs, _ = (await load_inputs(session, [assessment]))[assessment.id]
+                inputs = (await load_inputs(session, [assessment]))[assessment.id].counted
                 framework = frameworks[assessment.framework_id]
                 try:
                     expected = evaluate(framework, inputs).index.value

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from services.domain.assessment.states import Value
 from services.scoring.engine import FrameworkError, InputError, Inputs, compile_framework, evaluate
 from services.scoring.frameworks import get_framework
+from services.scoring.service import counted_values, index_alone, values_alone
 from tests.scoring.test_cli import cerdas, write
 
 # Weights of METHODOLOGY.md §3, by indicator.
@@ -207,6 +209,34 @@ def test_a_given_outside_value_is_used() -> None:
     assert result.nodes["I6"].note == "from BIG (simpul jaringan informasi geospasial)"
     # Σ = 300 − 5 · 0.65 = 296.75 → 2.9675 → 2.97
     assert result.index.value == Decimal("2.97")
+
+
+def test_the_self_assessed_and_verified_indices_count_outside_indicators_as_the_index() -> None:
+    """An outside index is entered in review (a verified value), never self-assessed: both
+    indices beside the index count it as the index does, and the file's 1 while absent."""
+    framework = get_framework("ipd-2026")
+    entered: dict[str, dict[Value, object]] = {
+        node: {Value.SELF: "3"} for node in WEIGHTS if node not in OUTSIDE
+    }
+    entered["I5"] = {Value.VERIFIED: "2.35"}
+    entered["I1"][Value.VERIFIED] = "4"
+
+    def alone(kind: Value) -> tuple[Decimal | None, str | None]:
+        counted, _ = counted_values(framework, entered)
+        return index_alone(
+            framework, Inputs(values=values_alone(framework, entered, counted, kind))
+        )
+
+    # Σ = 3 · 86 + 2.35 · 5 + 1 · (3 + 3 + 3) = 258 + 11.75 + 9 = 278.75 → 2.7875 → 2.79
+    assert alone(Value.SELF) == (Decimal("2.79"), "Baik")
+    # Verified: I1 alone of the region's indicators, so the index waits for the others.
+    assert alone(Value.VERIFIED) == (None, None)
+    for node in WEIGHTS:
+        if node not in OUTSIDE:
+            entered[node][Value.VERIFIED] = "2"
+    # Σ = 2 · 86 + 11.75 + 9 = 192.75 → 1.9275 → 1.93
+    assert alone(Value.VERIFIED) == (Decimal("1.93"), "Cukup")
+    assert alone(Value.SELF) == (Decimal("2.79"), "Baik")  # unchanged by verification
 
 
 OUTSIDE_DEMO = """

@@ -1,7 +1,8 @@
-"""Assessment workflow endpoints: open, fill in, review, request evidence, verify, publish.
+"""Assessment workflow endpoints: open, fill in, review, request evidence, record the assessor's
+output, verify, publish.
 
-Every write answers with the assessment as ``GET /v1/assessments/{id}`` shows it, and accepts
-``Idempotency-Key``: a retry whose first answer was lost gets that answer."""
+Every write accepts ``Idempotency-Key``: a retry whose first answer was lost gets that answer.
+The workflow's writes answer with the assessment as ``GET /v1/assessments/{id}`` shows it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.api.assessment import service
 from services.api.assessment.schemas import (
     AssessmentIn,
+    AssessorOutputsIn,
+    AssessorOutputsOut,
     AssignIn,
     AssignmentOut,
     EvidenceRequestIn,
@@ -25,7 +28,7 @@ from services.api.assessment.schemas import (
     TransitionIn,
 )
 from services.api.result.schemas import AssessmentOut
-from services.api.result.service import current_assessment
+from services.api.result.service import assessor_output_out, current_assessment
 from services.domain.access.dependencies import RequestContext
 from services.domain.access.principal import Context
 from services.kit import results_cache
@@ -126,6 +129,35 @@ async def put_official_results(
         session, context, assessment_id, body.values, body.source, request.app.state.runtime.queue
     )
     return await _answer(session, request, context, 200, assessment.id)
+
+
+@router.put(
+    "/v1/assessments/{assessment_id}/assessor-output",
+    response_model=AssessorOutputsOut,
+    summary="Record the assessor's output per node (evidence, interview, approval, notes)",
+)
+async def put_assessor_output(
+    assessment_id: uuid.UUID,
+    body: AssessorOutputsIn,
+    request: Request,
+    session: DbSession,
+    context: RequestContext,
+) -> AssessorOutputsOut | JSONResponse:
+    """Assigned assessor or ministry-admin, while the assessment is in review. Fields left out
+    keep their value; null clears one. The region reads a node's output once the assessment is
+    published, or before if `shared_with_region` is true. An unknown node is 422 and nothing
+    is written."""
+    if (replay := await replayed(session, request, context.principal)) is not None:
+        return replay
+    # Only the fields sent: one left out keeps its value, an explicit null clears it.
+    given = {node: fields.model_dump(exclude_unset=True) for node, fields in body.nodes.items()}
+    written = await service.set_assessor_output(session, context, assessment_id, given)
+    answer = AssessorOutputsOut(
+        assessment_id=assessment_id,
+        nodes={node_id: assessor_output_out(row) for node_id, row in written.items()},
+    )
+    remember_answer(session, request, context.principal, 200, answer)
+    return answer
 
 
 @router.post(

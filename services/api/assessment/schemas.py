@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.api.result.schemas import AssessmentOut
+from services.api.result.schemas import AssessmentOut, AssessorOutputOut
 from services.domain.assessment.states import Value
 from services.kit.schemas import Timestamp
 from services.models import AssessmentState
@@ -79,6 +79,51 @@ class OfficialResultsIn(BaseModel):
         description="Where the figures were published, e.g. the results letter's number",
         examples=["Surat Menteri PANRB B/123/M.TI.01/2025"],
     )
+
+
+class AssessorOutputIn(BaseModel):
+    """What the assessor records on one node. A field left out keeps its stored value; null
+    clears it (a judgement back to not judged, sharing back to not shared)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    evidence_uploaded: bool | None = Field(default=None, description="Evidence was uploaded")
+    interview_confirmed: bool | None = Field(
+        default=None, description="Confirmed in the interview (wawancara)"
+    )
+    approved: bool | None = Field(default=None, description="Approved by the assessor")
+    catatan: str | None = Field(default=None, max_length=4000, description="A note")
+    rekomendasi: str | None = Field(default=None, max_length=4000, description="A recommendation")
+    shared_with_region: bool | None = Field(
+        default=None,
+        description="Let the region read it before the assessment is published (default false)",
+    )
+
+
+class AssessorOutputsIn(BaseModel):
+    nodes: dict[str, AssessorOutputIn] = Field(
+        min_length=1,
+        max_length=500,
+        description="Node id → the fields to set on it",
+        examples=[
+            {
+                "I1": {
+                    "evidence_uploaded": True,
+                    "interview_confirmed": True,
+                    "approved": False,
+                    "catatan": "Perwali Arsitektur SPBE belum ditetapkan",
+                    "rekomendasi": "Tetapkan Perwali Arsitektur SPBE",
+                }
+            }
+        ],
+    )
+
+
+class AssessorOutputsOut(BaseModel):
+    """The assessor's output on the nodes written, as now stored."""
+
+    assessment_id: uuid.UUID
+    nodes: dict[str, AssessorOutputOut]
 
 
 class TransitionIn(BaseModel):

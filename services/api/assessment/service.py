@@ -1,4 +1,5 @@
-"""The assessment workflow: open, fill in, move through the states, assign, request evidence.
+"""The assessment workflow: open, fill in, move through the states, assign, request evidence,
+record the assessor's output per node.
 
 Which moves exist and who makes them is the table in services/domain/assessment/states.py;
 who may act on which assessment is the access policy. A wrong state is 409, a wrong role (or
@@ -9,7 +10,7 @@ with a reason. Every write is audited; the caller commits.
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +22,7 @@ from services.domain.access.policy import Action
 from services.domain.access.principal import Context
 from services.domain.assessment import repository
 from services.domain.assessment.states import (
+    ASSESSOR_OUTPUT_STATES,
     TRANSITIONS,
     VALUE_OF_ROLE,
     VALUE_STATES,
@@ -33,7 +35,7 @@ from services.domain.region import repository as regions
 from services.domain.webhook import service as webhooks
 from services.kit.errors import Conflict, NotFound, invalid
 from services.kit.queue import Queue
-from services.models import Assessment, AssessmentState, EvidenceRequest, Role
+from services.models import Assessment, AssessmentState, AssessorOutput, EvidenceRequest, Role
 from services.scoring.engine import Framework, InputError, Inputs, evaluate
 from services.scoring.frameworks import families, in_force, registry
 
@@ -353,6 +355,85 @@ async def set_official_results(
         )
     await _inputs_changed(session, assessment, queue)
     return assessment
+
+
+ASSESSOR_OUTPUT_FIELDS = (
+    "evidence_uploaded",
+    "interview_confirmed",
+    "approved",
+    "catatan",
+    "rekomendasi",
+    "shared_with_region",
+)
+
+
+def _assessor_snapshot(row: AssessorOutput) -> dict[str, Any]:
+    return {field: getattr(row, field) for field in ASSESSOR_OUTPUT_FIELDS}
+
+
+async def set_assessor_output(
+    session: AsyncSession,
+    context: Context,
+    assessment_id: uuid.UUID,
+    nodes: dict[str, dict[str, Any]],
+) -> dict[str, AssessorOutput]:
+    """Record the assessor's output on nodes: node id → the fields given (a field left out
+    keeps its value, None clears it). Every node is checked before anything is written.
+    Returns the rows written, as now stored. No figure depends on it: nothing is recomputed."""
+    principal = context.principal
+    policy.require(principal, Action.RECORD_ASSESSOR_OUTPUT)
+    assessment = await _locked(session, assessment_id)
+    await policy.require_visible(session, principal, assessment)
+    await policy.require_scope(session, principal, assessment)
+    if assessment.state not in ASSESSOR_OUTPUT_STATES:
+        raise Conflict(
+            f"The assessor's output is recorded in {', '.join(sorted(ASSESSOR_OUTPUT_STATES))}; "
+            f"the assessment is {assessment.state}.",
+            state=assessment.state,
+        )
+    framework = registry()[assessment.framework_id]
+    known = {node.id for node in framework.nodes()}
+    for node_id, fields in nodes.items():
+        if node_id not in known:
+            raise invalid(
+                "body",
+                f"/nodes/{node_id}",
+                "unknown node",
+                f"unknown node {node_id!r} in {framework.id}",
+            )
+        if not fields:
+            raise invalid(
+                "body", f"/nodes/{node_id}", "empty", f"{node_id}: give at least one field to set"
+            )
+        for field in fields:
+            if field not in ASSESSOR_OUTPUT_FIELDS:
+                raise invalid(
+                    "body", f"/nodes/{node_id}/{field}", "unknown field", f"unknown field {field!r}"
+                )
+    existing = await repository.assessor_outputs(session, assessment.id, list(nodes))
+    now = datetime.now(UTC)
+    written: dict[str, AssessorOutput] = {}
+    for node_id, fields in nodes.items():
+        row = existing.get(node_id)
+        before = None if row is None else _assessor_snapshot(row)
+        if row is None:
+            row = repository.add_assessor_output(session, assessment.id, node_id)
+        for field, given in fields.items():
+            # Sharing is yes or no: cleared, it is no.
+            setattr(row, field, bool(given) if field == "shared_with_region" else given)
+        row.updated_by, row.updated_at = principal.key_id, now
+        audit.record(
+            session,
+            context,
+            action="assessor_output.set",
+            entity="assessor_output",
+            entity_id=f"{assessment.id}/{node_id}",
+            before=before,
+            after=_assessor_snapshot(row),
+        )
+        written[node_id] = row
+    await session.flush()
+    return written
 
 
 async def _inputs_changed(

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
 
 from services.api.result import service
 from services.api.result.router import FrameworkQuery, PeriodQuery, ProvinceQuery
@@ -45,7 +46,14 @@ RESULT_COLUMNS = (
     ("weight", "Weight", "Bobot"),
     ("contribution", "Contribution", "Kontribusi"),
     ("source", "Source", "Sumber"),
+    # The assessor's output, where the caller may read it (services.domain.access.policy).
+    ("evidence_uploaded", "Evidence uploaded", "Bukti diunggah"),
+    ("interview_confirmed", "Confirmed in interview", "Terkonfirmasi wawancara"),
+    ("approved", "Approved", "Disetujui"),
+    ("catatan", "Note", "Catatan"),
+    ("rekomendasi", "Recommendation", "Rekomendasi"),
 )
+ASSESSOR_FIELDS = ("evidence_uploaded", "interview_confirmed", "approved", "catatan", "rekomendasi")
 MEDIA = {
     "csv": "text/csv; charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -58,8 +66,10 @@ EXPORT_CONTENT: dict[str, Any] = {
         MEDIA["xlsx"]: {"schema": {"type": "string", "format": "binary"}},
     },
 }
-RESULT_FIELDS = {key for key, _, _ in RESULT_COLUMNS}
+RESULT_FIELDS = {key for key, _, _ in RESULT_COLUMNS} - set(ASSESSOR_FIELDS)
 NUMERIC = {"index", "previous_index", "improvement", "value", "weight", "contribution"}
+# Free text typed by people: always a string in a workbook, never read as a formula.
+FREE_TEXT = {"catatan", "rekomendasi"}
 
 
 def _headers(columns: Sequence[tuple[str, str, str]], lang: str) -> list[str]:
@@ -73,12 +83,33 @@ async def _csv(
     writer = csv.writer(buffer)
     writer.writerow(_headers(columns, lang))
     for count, row in enumerate(rows, start=1):
-        writer.writerow(["" if row[key] is None else row[key] for key, _, _ in columns])
+        writer.writerow([_csv_cell(row[key]) for key, _, _ in columns])
         if count % 500 == 0:
             yield buffer.getvalue().encode()
             buffer.seek(0)
             buffer.truncate()
     yield buffer.getvalue().encode()
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def _xlsx_cell(sheet: Any, key: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if key in NUMERIC:
+        # Numbers as numbers (Excel computes with them), written from the same decimal text.
+        return Decimal(value)
+    if key in FREE_TEXT:
+        cell = WriteOnlyCell(sheet, value)
+        cell.data_type = "s"  # openpyxl would make "=…" a formula
+        return cell
+    return value
 
 
 async def _xlsx(
@@ -88,13 +119,7 @@ async def _xlsx(
     sheet = workbook.create_sheet(title[:31])
     sheet.append(_headers(columns, lang))
     for row in rows:
-        # Numbers as numbers (Excel computes with them), written from the same decimal text.
-        sheet.append(
-            [
-                Decimal(row[key]) if key in NUMERIC and row[key] is not None else row[key]
-                for key, _, _ in columns
-            ]
-        )
+        sheet.append([_xlsx_cell(sheet, key, row[key]) for key, _, _ in columns])
     with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
         workbook.save(spool)
         spool.seek(0)
@@ -151,7 +176,15 @@ async def export_results(
     lang: Language = "en",
 ) -> StreamingResponse:
     assessment, nodes = await service.export_rows(session, assessment_id, principal)
-    rows = [node.model_dump(include=RESULT_FIELDS) for node in nodes]
+    rows = [
+        node.model_dump(include=RESULT_FIELDS)
+        | (
+            node.assessor.model_dump(include=set(ASSESSOR_FIELDS))
+            if node.assessor
+            else dict.fromkeys(ASSESSOR_FIELDS)
+        )
+        for node in nodes
+    ]
     name = f"results-{assessment.framework_id}-{assessment.region_code}-{assessment.period}"
     body = (
         _csv(RESULT_COLUMNS, lang, rows)

@@ -18,6 +18,7 @@ from services.domain.assessment.repository import visible
 from services.models import (
     Assessment,
     AssessmentState,
+    AssessorOutput,
     EvidenceItem,
     Region,
     RegionKind,
@@ -90,6 +91,16 @@ async def assessment(
 async def result_nodes(session: AsyncSession, assessment_id: uuid.UUID) -> Sequence[ResultNode]:
     return (
         await session.scalars(select(ResultNode).where(ResultNode.assessment_id == assessment_id))
+    ).all()
+
+
+async def assessor_outputs(
+    session: AsyncSession, assessment_id: uuid.UUID
+) -> Sequence[AssessorOutput]:
+    return (
+        await session.scalars(
+            select(AssessorOutput).where(AssessorOutput.assessment_id == assessment_id)
+        )
     ).all()
 
 

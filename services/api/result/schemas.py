@@ -32,11 +32,31 @@ class RegionRef(Out):
     province_code: str | None = Field(description="Parent province; null for a province")
 
 
+class IndexFigure(Out):
+    value: str | None = Field(description=DECIMAL)
+    predicate: str | None
+
+
+class Indices(Out):
+    """The index computed from one kind of value only, beside the index that counts (which
+    takes each leaf's verified value, else the region's own)."""
+
+    self_assessed: IndexFigure = Field(
+        description="From the region's own values only (outside-index, metric-driven and "
+        "linked leaves as for the index; no official values of inner nodes)"
+    )
+    verified: IndexFigure = Field(
+        description="From the assessors' verified values only: a leaf without one is missing, "
+        "so the value is null while a required leaf has none"
+    )
+
+
 class ResultSummary(Out):
     """The stored result of an assessment, as of its last computation."""
 
     index: str | None = Field(description=DECIMAL)
     predicate: str | None = Field(description="The index's predicate, e.g. 'Sangat Baik'")
+    indices: Indices = Field(description="The self-assessed and the verified index, side by side")
     complete: bool = Field(description="Every required input was given")
     input_revision: int = Field(description="The assessment's input revision it was computed at")
     computed_at: str = Field(description="When it was computed (ISO 8601)", json_schema_extra=TIME)
@@ -59,6 +79,10 @@ class AssessmentOut(Out):
                 "result": {
                     "index": "3.72",
                     "predicate": "Sangat Baik",
+                    "indices": {
+                        "self_assessed": {"value": "3.74", "predicate": "Sangat Baik"},
+                        "verified": {"value": "3.72", "predicate": "Sangat Baik"},
+                    },
                     "complete": True,
                     "input_revision": 3,
                     "computed_at": "2024-11-02T08:15:00.123456+00:00",
@@ -85,6 +109,23 @@ class AssessmentPage(Out):
     )
 
 
+class AssessorOutputOut(Out):
+    """What the external assessor recorded on a node. The three judgements are null until
+    made."""
+
+    evidence_uploaded: bool | None = Field(description="Evidence was uploaded")
+    interview_confirmed: bool | None = Field(description="Confirmed in the interview (wawancara)")
+    approved: bool | None = Field(description="Approved by the assessor")
+    catatan: str | None = Field(description="The assessor's note")
+    rekomendasi: str | None = Field(description="The assessor's recommendation")
+    shared_with_region: bool = Field(
+        description="The region reads it before the assessment is published"
+    )
+    updated_at: str = Field(
+        description="When it was last written (ISO 8601)", json_schema_extra=TIME
+    )
+
+
 class ResultNodeOut(Out):
     """One node of the explained result tree (and one row of the results export)."""
 
@@ -107,6 +148,10 @@ class ResultNodeOut(Out):
     evidence_count: int = Field(description="Evidence items attached to this node")
     input_revision: int | None
     computed_at: str | None = Field(json_schema_extra=TIME)
+    assessor: AssessorOutputOut | None = Field(
+        description="The assessor's output on this node; null when none is recorded or the "
+        "caller may not read it yet (the region: before publication, unless shared)"
+    )
 
 
 class AssessmentResults(AssessmentOut):
@@ -143,6 +188,7 @@ class Summary(Out):
     period: int
     index: str | None = Field(description=DECIMAL)
     predicate: str | None
+    indices: Indices = Field(description="The self-assessed and the verified index, side by side")
     parts: list[SummaryPart]
     rank: Ranks
     previous_index: str | None = Field(description="The previous period's index, if any")

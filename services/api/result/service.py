@@ -22,10 +22,13 @@ from services.api.result.schemas import (
     AssessmentOut,
     AssessmentPage,
     AssessmentResults,
+    AssessorOutputOut,
     ComparedNode,
     Comparison,
     Coverage,
     Dashboard,
+    IndexFigure,
+    Indices,
     NodeValue,
     PartStats,
     Ranking,
@@ -45,7 +48,14 @@ from services.domain.access.principal import Principal
 from services.domain.region import repository as regions
 from services.kit.errors import NotFound, invalid
 from services.kit.pagination import decode_cursor, encode_cursor
-from services.models import Assessment, AssessmentState, RegionKind, ResultNode
+from services.models import (
+    Assessment,
+    AssessmentState,
+    AssessorOutput,
+    RegionKind,
+    ResultNode,
+    ResultState,
+)
 from services.scoring.engine import Framework, round_exact
 from services.scoring.engine.numbers import decimal_text
 from services.scoring.frameworks import families
@@ -71,6 +81,21 @@ async def check_region(session: AsyncSession, code: str | None, *, province: boo
 # Assessments.
 
 
+def indices(state: ResultState | None) -> Indices:
+    """The self-assessed and the verified index of a stored result (nulls before the first
+    computation): shown wherever the index is, to whoever sees it."""
+    return Indices(
+        self_assessed=IndexFigure(
+            value=decimal_text(state.self_index_value) if state else None,
+            predicate=state.self_predicate if state else None,
+        ),
+        verified=IndexFigure(
+            value=decimal_text(state.verified_index_value) if state else None,
+            predicate=state.verified_predicate if state else None,
+        ),
+    )
+
+
 def _assessment_fields(row: AssessmentRow) -> dict[str, Any]:
     assessment, state, name, province_code = row
     return {
@@ -86,6 +111,7 @@ def _assessment_fields(row: AssessmentRow) -> dict[str, Any]:
         else ResultSummary(
             index=decimal_text(state.index_value),
             predicate=state.predicate,
+            indices=indices(state),
             complete=state.complete,
             input_revision=state.input_revision,
             computed_at=state.computed_at.isoformat(),
@@ -162,10 +188,13 @@ def node_rows(
     framework: Framework,
     stored: Mapping[str, ResultNode],
     evidence: Mapping[str, int] | None = None,
+    assessor: Mapping[str, AssessorOutputOut] | None = None,
 ) -> list[ResultNodeOut]:
     """Every node of ``framework`` in framework order with its stored result (``source``
-    'missing' where there is none) and evidence count: the tree's nodes and the export's rows."""
+    'missing' where there is none), evidence count and the assessor's output the caller may
+    read: the tree's nodes and the export's rows."""
     evidence = evidence or {}
+    assessor = assessor or {}
     rows = []
     for node in framework.nodes():
         result = stored.get(node.id)
@@ -187,6 +216,7 @@ def node_rows(
                     evidence_count=evidence.get(node.id, 0),
                     input_revision=None,
                     computed_at=None,
+                    assessor=assessor.get(node.id),
                 )
             )
             continue
@@ -208,6 +238,7 @@ def node_rows(
                 evidence_count=evidence.get(node.id, 0),
                 input_revision=result.input_revision,
                 computed_at=result.computed_at.isoformat(),
+                assessor=assessor.get(node.id),
             )
         )
     return rows
@@ -215,6 +246,32 @@ def node_rows(
 
 async def stored_nodes(session: AsyncSession, assessment_id: uuid.UUID) -> dict[str, ResultNode]:
     return {node.node_id: node for node in await repository.result_nodes(session, assessment_id)}
+
+
+def assessor_output_out(row: AssessorOutput) -> AssessorOutputOut:
+    return AssessorOutputOut(
+        evidence_uploaded=row.evidence_uploaded,
+        interview_confirmed=row.interview_confirmed,
+        approved=row.approved,
+        catatan=row.catatan,
+        rekomendasi=row.rekomendasi,
+        shared_with_region=row.shared_with_region,
+        updated_at=row.updated_at.isoformat(),
+    )
+
+
+async def readable_assessor_output(
+    session: AsyncSession, assessment: Assessment, principal: Principal | None
+) -> dict[str, AssessorOutputOut]:
+    """Node id → the assessor's output on it, for the nodes the caller may read it on (the
+    caller may see ``assessment``; the policy decides node by node)."""
+    return {
+        row.node_id: assessor_output_out(row)
+        for row in await repository.assessor_outputs(session, assessment.id)
+        if policy.sees_assessor_output(
+            principal, assessment, shared_with_region=row.shared_with_region
+        )
+    }
 
 
 async def results(
@@ -225,22 +282,26 @@ async def results(
     framework = get_or_404(assessment.framework_id)
     stored = await stored_nodes(session, assessment_id)
     evidence = await repository.evidence_counts(session, assessment_id)
+    assessor = await readable_assessor_output(session, assessment, principal)
     return AssessmentResults(
         **_assessment_fields(row),
         framework_version=framework.version,
         framework_hash=state.framework_hash if state else None,
         stale=state is None or state.input_revision < assessment.input_revision,
-        nodes=node_rows(framework, stored, evidence),
+        nodes=node_rows(framework, stored, evidence, assessor),
     )
 
 
 async def export_rows(
     session: AsyncSession, assessment_id: uuid.UUID, principal: Principal | None
 ) -> tuple[Assessment, list[ResultNodeOut]]:
-    """The assessment and its tree's rows, for an export (evidence counts are not exported)."""
+    """The assessment and its tree's rows with the assessor's output the caller may read, for
+    an export (evidence counts are not exported)."""
     assessment = (await assessment_or_404(session, assessment_id, principal))[0]
     framework = get_or_404(assessment.framework_id)
-    return assessment, node_rows(framework, await stored_nodes(session, assessment_id))
+    stored = await stored_nodes(session, assessment_id)
+    assessor = await readable_assessor_output(session, assessment, principal)
+    return assessment, node_rows(framework, stored, assessor=assessor)
 
 
 # Summary, rankings, trends, comparisons, dashboards.
@@ -297,6 +358,7 @@ async def summary(
         period=assessment.period,
         index=decimal_text(index),
         predicate=state.predicate if state else None,
+        indices=indices(state),
         parts=parts,
         rank=await _ranks(
             session,

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.domain.access.principal import Principal, Visibility
 from services.domain.assessment import repository as assessments
-from services.domain.assessment.states import VALUE_OF_ROLE, roles_moving_to
+from services.domain.assessment.states import VALUE_OF_ROLE, VERIFYING_ROLES, roles_moving_to
 from services.kit.errors import Forbidden, NotFound
 from services.models import Assessment, AssessmentState, Role
 
@@ -39,6 +39,7 @@ class Action(StrEnum):
     READ_JOBS = "follow background jobs"
     MANAGE_KEYS = "manage API keys"
     IMPORT_OFFICIAL_RESULTS = "import official results"
+    RECORD_ASSESSOR_OUTPUT = "record assessor output"
 
 
 ALLOWED: dict[Action, frozenset[Role]] = {
@@ -59,6 +60,8 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.MANAGE_KEYS: NATIONAL,
     # The published figures of a results letter: only the ministry enters an inner node.
     Action.IMPORT_OFFICIAL_RESULTS: NATIONAL,
+    # Evidence, interview, approval, catatan and rekomendasi per node: part of verifying.
+    Action.RECORD_ASSESSOR_OUTPUT: VERIFYING_ROLES,
 }
 
 
@@ -146,6 +149,22 @@ def sees_unpublished_figures(principal: Principal | None) -> bool:
     """Rankings and other figures across regions count published results only, except for a
     ministry-admin."""
     return principal is not None and principal.role in NATIONAL
+
+
+def sees_assessor_output(
+    principal: Principal | None, assessment: Assessment, *, shared_with_region: bool
+) -> bool:
+    """Whether a caller who may see ``assessment`` reads the assessor's output on one of its
+    nodes: everyone once the assessment is published; before that the assessors and the
+    ministry, and the region's own keys only for a node the assessor shared with the region.
+    Every read of assessor output (results, exports) asks here."""
+    if assessment.state == AssessmentState.PUBLISHED:
+        return True
+    if principal is None:
+        return False
+    if principal.role in NATIONAL or principal.role == Role.ASSESSOR:
+        return True
+    return shared_with_region and acts_for_region(principal, assessment.region_code)
 
 
 async def require_visible(

@@ -1,4 +1,5 @@
-"""SQL for assessments: find, lock, create, assign, and who may see which."""
+"""SQL for assessments: find, lock, create, assign, inputs, assessor output, and who may see
+which."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from services.models import (
     AssessmentAssignment,
     AssessmentInput,
     AssessmentState,
+    AssessorOutput,
     EvidenceRequest,
 )
 
@@ -99,6 +101,28 @@ async def inputs(
 def add_input(session: AsyncSession, assessment_id: uuid.UUID, node_id: str) -> AssessmentInput:
     """A new input row of the assessment, written at the next flush."""
     row = AssessmentInput(assessment_id=assessment_id, node_id=node_id)
+    session.add(row)
+    return row
+
+
+async def assessor_outputs(
+    session: AsyncSession, assessment_id: uuid.UUID, node_ids: Sequence[str]
+) -> dict[str, AssessorOutput]:
+    rows = await session.scalars(
+        select(AssessorOutput).where(
+            AssessorOutput.assessment_id == assessment_id,
+            AssessorOutput.node_id.in_(list(node_ids)),
+        )
+    )
+    return {row.node_id: row for row in rows}
+
+
+def add_assessor_output(
+    session: AsyncSession, assessment_id: uuid.UUID, node_id: str
+) -> AssessorOutput:
+    """A new assessor-output row of the assessment (nothing judged, not shared), written at
+    the next flush."""
+    row = AssessorOutput(assessment_id=assessment_id, node_id=node_id, shared_with_region=False)
     session.add(row)
     return row
 

@@ -79,3 +79,9 @@ VALUE_STATES: dict[Value, frozenset[AssessmentState]] = {
     Value.SELF: frozenset({S.DRAFT, S.EVIDENCE_REQUESTED}),
     Value.VERIFIED: frozenset({S.IN_REVIEW}),
 }
+# The assessor's output per node (evidence, interview, approval, catatan, rekomendasi) is part
+# of verifying: written by the roles that verify, in the states where verified values are.
+VERIFYING_ROLES: frozenset[Role] = frozenset(
+    role for role, value in VALUE_OF_ROLE.items() if value is Value.VERIFIED
+)
+ASSESSOR_OUTPUT_STATES: frozenset[AssessmentState] = VALUE_STATES[Value.VERIFIED]

@@ -63,7 +63,11 @@ async def mark_region_years_dirty(
 ) -> int:
     """Mark the assessments of ``framework`` for these regions and years dirty, creating them
     where missing (as the framework's workflow starts them: computed views published);
-    returns how many were marked."""
+    returns how many were marked. Only periods the framework is in force for: a 2019 metric
+    opens no view of an instrument that starts in 2021."""
+    region_years = {
+        (region, year) for region, year in region_years if framework.in_force.covers(year)
+    }
     if not region_years:
         return 0
     ids = await repository.ensure_final_assessments(
