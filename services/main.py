@@ -34,12 +34,14 @@ from services.domain.access.dependencies import (
     limit_anonymous,
     optional_principal,
 )
+from services.domain.recompute.service import outbox_backlog
 from services.domain.region.seed import seed_regions
 from services.ingest.evidence.router import router as evidence_router
 from services.ingest.metric.router import router as metrics_router
 from services.kit.edge import EdgeMiddleware
 from services.kit.errors import install_problem_handlers
 from services.kit.http import ConditionalGetMiddleware
+from services.kit.metrics import install_metrics
 from services.kit.migrate import upgrade_to_head
 from services.kit.openapi import Callers, install_openapi
 from services.kit.requests import RequestIdMiddleware
@@ -171,6 +173,7 @@ def create_app(
     app.add_middleware(EdgeMiddleware, settings=settings)
     app.add_middleware(ConditionalGetMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    install_metrics(app, outbox=outbox_backlog)  # outermost: counts what the edge answers too
     app.include_router(health_router)  # probes are never rate limited
     for router in routers_of(service):
         app.include_router(router, dependencies=[Depends(limit_anonymous)])

@@ -106,5 +106,22 @@ class Queue:
         self.succeeded()
         return ok
 
+    async def depth(self) -> tuple[int, int]:
+        """Jobs in the queue: (due now, deferred to later). Raises when Redis does not answer
+        (callers report that); skipped at once while the breaker is open."""
+        if not self.available:
+            raise ConnectionError("Redis unreachable (breaker open)")
+        now_ms = int(time.time() * 1000)  # arq scores a job by when it is due, in ms
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zcard(QUEUE_NAME)
+                pipe.zcount(QUEUE_NAME, "-inf", now_ms)
+                total, due = await pipe.execute()
+        except Exception:
+            self.failed("queue depth")
+            raise
+        self.succeeded()
+        return int(due), int(total) - int(due)
+
     async def close(self) -> None:
         await self.redis.aclose()

@@ -1,13 +1,24 @@
-"""Request ids: taken from X-Request-ID when a caller sends one, else made; echoed back."""
+"""Request ids: taken from X-Request-ID when a caller sends one, else made; echoed back.
+
+The id of the request being served is also in a context variable (:func:`current_request_id`),
+so that log lines written while serving it carry it (services/kit/logs.py).
+"""
 
 from __future__ import annotations
 
 import re
 import uuid
+from contextvars import ContextVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _SAFE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_REQUEST_ID: ContextVar[str | None] = ContextVar("cerdas_request_id", default=None)
+
+
+def current_request_id() -> str | None:
+    """The id of the request being served in this context, or None (worker, startup)."""
+    return _REQUEST_ID.get()
 
 
 class RequestIdMiddleware:
@@ -29,4 +40,8 @@ class RequestIdMiddleware:
                 )
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        token = _REQUEST_ID.set(request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            _REQUEST_ID.reset(token)

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     evidence_dir: Path | None = None
     evidence_max_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # human: one readable line per record (the default); json: one JSON object per line, with
+    # the request id of the request being served (services/kit/logs.py).
+    log_format: Literal["human", "json"] = "human"
+    # `cerdas worker` serves its Prometheus metrics at /metrics on this port (it has no HTTP
+    # API); unset: none (in multiprocess mode an HTTP service beside it serves them).
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     # How long a request waits for a free database connection before it is answered 503.
     db_pool_timeout_seconds: float = Field(default=1.0, gt=0, le=60)

@@ -32,6 +32,7 @@ from services.domain.webhook import service as webhooks
 from services.domain.webhook.jobs import DELIVER_JOB
 from services.kit import results_cache
 from services.kit.db import run_after_commit
+from services.kit.metrics import RECOMPUTED_ASSESSMENTS
 from services.kit.queue import Queue
 from services.models import Assessment, AssessmentState, RecomputeRun
 from services.scoring import repository
@@ -82,6 +83,10 @@ async def recompute_many(
         if any(outcome.outcome == "computed" for outcome in outcomes.values()):
             async with session.begin():  # after the commit: cached reads rebuild from here on
                 await results_cache.bump(await session.connection())
+    for outcome in outcomes.values():
+        RECOMPUTED_ASSESSMENTS.labels(outcome.outcome).inc()
+    if gone := len(set(assessment_ids)) - len(outcomes):  # deleted meanwhile
+        RECOMPUTED_ASSESSMENTS.labels("gone").inc(gone)
     return outcomes
 
 

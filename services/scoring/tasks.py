@@ -9,6 +9,7 @@ from typing import Any
 
 from services.domain.recompute.jobs import RUN_JOB
 from services.domain.webhook import service as webhooks
+from services.kit.metrics import recompute_job
 from services.kit.runtime import Runtime
 from services.scoring import service
 
@@ -20,14 +21,22 @@ async def ping(ctx: dict[str, Any]) -> str:
 
 async def recompute_assessment(ctx: dict[str, Any], assessment_id: str) -> str:
     runtime: Runtime = ctx["runtime"]
-    outcome = await service.recompute(runtime.sessionmaker, uuid.UUID(assessment_id), runtime.queue)
+    with recompute_job("assessment") as counted:
+        outcome = await service.recompute(
+            runtime.sessionmaker, uuid.UUID(assessment_id), runtime.queue
+        )
+        counted.value = outcome.outcome
     return outcome.outcome
 
 
 async def run_recompute(ctx: dict[str, Any], run_id: str) -> str:
     """One batch of a recompute run, then the next step is enqueued (short, retryable jobs)."""
     runtime: Runtime = ctx["runtime"]
-    recompute_run = await service.run_step(runtime.sessionmaker, uuid.UUID(run_id), runtime.queue)
+    with recompute_job("run_step") as counted:
+        recompute_run = await service.run_step(
+            runtime.sessionmaker, uuid.UUID(run_id), runtime.queue
+        )
+        counted.value = "finished" if recompute_run is None else "continued"
     if recompute_run is None:
         return "finished"
     await runtime.queue.enqueue(RUN_JOB, run_id, job_id=service.run_job_id(recompute_run))

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import logging
+
 import httpx
+import pytest
 
 
 async def test_healthz(client: httpx.AsyncClient) -> None:
@@ -90,3 +93,14 @@ async def test_every_json_answer_has_a_typed_schema(client: httpx.AsyncClient) -
         )
     )
     assert json_operations >= 30  # the JSON endpoints, not a few that slipped through
+
+
+async def test_readyz_is_quiet(client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
+    """A probe called every few seconds must not write to the log each time (alembic's
+    "Context impl" and "Will assume transactional DDL" lines did)."""
+    caplog.set_level(logging.DEBUG)
+    for _ in range(2):
+        response = await client.get("/readyz")
+        assert response.status_code == 200, response.text
+        assert response.json()["checks"]["migrations"] == "ok"
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("alembic")] == []

@@ -98,3 +98,17 @@ async def add_run(session: AsyncSession, run: RecomputeRun) -> RecomputeRun:
 
 async def get_run(session: AsyncSession, run_id: uuid.UUID) -> RecomputeRun | None:
     return await session.get(RecomputeRun, run_id)
+
+
+async def backlog(session: AsyncSession) -> tuple[int, float | None]:
+    """(waiting requests, age in seconds of the oldest by the database's clock, or None).
+    ``clock_timestamp()``, not ``now()``: the time of the query, not of its transaction."""
+    row = (
+        await session.execute(
+            text(
+                "SELECT count(*) AS waiting, EXTRACT(EPOCH FROM clock_timestamp() - "
+                "min(requested_at)) AS oldest FROM recompute_request"
+            )
+        )
+    ).one()
+    return int(row.waiting), None if row.oldest is None else float(row.oldest)

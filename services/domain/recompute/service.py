@@ -158,3 +158,9 @@ async def create_run(
 
         after_commit(session, start)
     return run
+
+
+async def outbox_backlog(session: AsyncSession) -> tuple[int, float | None]:
+    """How many assessments wait for a recompute, and how many seconds the longest-waiting one
+    has waited (None when none): what ``/metrics`` reports as the outbox backlog."""
+    return await repository.backlog(session)

@@ -50,6 +50,7 @@ from services.domain.webhook.jobs import DELIVER_JOB, delivery_job_id
 from services.domain.webhook.signing import new_secret, sign
 from services.kit.db import after_commit
 from services.kit.errors import Forbidden, NotFound, Unprocessable, invalid
+from services.kit.metrics import WEBHOOK_DELIVERIES
 from services.kit.queue import Queue
 from services.kit.settings import Settings
 from services.models import WebhookDelivery, WebhookSubscription
@@ -201,6 +202,23 @@ async def _post(
 
 
 async def deliver(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    delivery_id: int,
+    queue: Queue | None,
+    *,
+    client: httpx.AsyncClient,
+    settings: Settings,
+) -> str:
+    """One attempt at a pending delivery (see :func:`_attempt`), counted by its outcome."""
+    outcome = "error"
+    try:
+        outcome = await _attempt(sessionmaker, delivery_id, queue, client=client, settings=settings)
+        return outcome
+    finally:
+        WEBHOOK_DELIVERIES.labels(outcome).inc()
+
+
+async def _attempt(
     sessionmaker: async_sessionmaker[AsyncSession],
     delivery_id: int,
     queue: Queue | None,

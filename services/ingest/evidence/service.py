@@ -7,7 +7,7 @@ import asyncio
 import re
 import unicodedata
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import PurePosixPath, PureWindowsPath
 
@@ -22,7 +22,9 @@ from services.ingest.evidence import repository
 from services.ingest.evidence.schemas import EvidenceOut, RevisionOut
 from services.ingest.evidence.sniff import ALLOWED, sniff
 from services.ingest.evidence.upload import ReceivedUpload
+from services.kit.db import after_commit
 from services.kit.errors import Conflict, NotFound, Unprocessable, UnsupportedMediaType, invalid
+from services.kit.metrics import EVIDENCE_STORED_BYTES, EVIDENCE_STORED_OBJECTS
 from services.kit.storage import Storage, object_key
 from services.models import (
     AssessmentState,
@@ -168,6 +170,7 @@ async def store(
         await repository.add_object(
             session, sha256=sha256, size=upload.size, content_type=ALLOWED[kind], storage_key=key
         )
+        after_commit(session, _count_stored(upload.size))
     else:
         upload.discard()  # the same bytes are already stored
 
@@ -212,6 +215,16 @@ async def store(
         ),
     )
     return item, True
+
+
+def _count_stored(size: int) -> Callable[[], Awaitable[None]]:
+    """Counts a new object in the store once the row that records it has committed."""
+
+    async def count() -> None:
+        EVIDENCE_STORED_OBJECTS.inc()
+        EVIDENCE_STORED_BYTES.inc(size)
+
+    return count
 
 
 def _answer(evidence_request: EvidenceRequest, item_id: uuid.UUID) -> None:
