@@ -12,14 +12,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from services.kit.embedded import EmbeddedServers
 from services.kit.queue import Queue
@@ -48,6 +56,29 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
         )
     finally:
         embedded.stop()
+
+
+@pytest.fixture
+async def scratch(servers: tuple[str, str]) -> AsyncIterator[AsyncEngine]:
+    """An empty database beside the suite's, dropped afterwards."""
+    url = servers[0]
+    name = f"cerdas_migration_{uuid.uuid4().hex[:8]}"
+    admin_dsn = url.replace("postgresql+asyncpg", "postgresql")
+    admin = await asyncpg.connect(with_database(admin_dsn, "postgres"))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    engine = create_async_engine(with_database(url, name))
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def with_database(url: str, name: str) -> str:
+    head, _, tail = url.partition("?")
+    base = head.rsplit("/", 1)[0]
+    return f"{base}/{name}" + (f"?{tail}" if tail else "")
 
 
 @pytest.fixture(scope="session")
