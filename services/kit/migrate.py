@@ -12,9 +12,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-# The migrations ship inside the package (services/migrations), so a source checkout and an
-# installed wheel find them the same way; alembic.ini at the project root is only for the
-# `alembic` command during development (e.g. `alembic revision`).
+# The migrations ship inside the package (services/migrations: in the source tree a link to the
+# top-level migrations/), so a source checkout and an installed wheel find them the same way;
+# alembic.ini at the project root is only for the `alembic` command during development.
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
 
