@@ -15,7 +15,7 @@ from services.keys_cli import keys_app
 from services.kit.embedded import EmbeddedServerNotReady, EmbeddedServers, ServerAlreadyRunning
 from services.kit.errors import ProblemError
 from services.kit.settings import Settings, SettingsError, load_settings
-from services.scoring.cli import frameworks_app, score
+from services.scoring.cli import frameworks_app, plan, score
 
 if TYPE_CHECKING:
     from services.kit.runtime import Runtime
@@ -30,6 +30,7 @@ app = typer.Typer(
 )
 
 app.command()(score)
+app.command()(plan)
 app.add_typer(frameworks_app, name="frameworks")
 
 

@@ -182,10 +182,14 @@ def parse_target(framework: Framework, raw: object) -> Target:
         value = exact(raw if not isinstance(raw, str) else text)
     except NotANumber:
         known = [band.predicate for band in root.predicates if band.predicate]
-        hint = f"a predicate ({', '.join(known)}) or " if known else ""
-        raise InputError(
-            f"target {text!r} is neither {hint}an index value of {framework.id}", root.id
-        ) from None
+        problem = (
+            f"target {text!r} is neither a predicate ({', '.join(known)}) nor an index value "
+            f"of {framework.id}"
+            if known
+            else f"target {text!r} is not an index value of {framework.id} (its index has no "
+            "predicates)"
+        )
+        raise InputError(problem, root.id) from None
     if root.scale is not None and not root.scale.min <= value <= root.scale.max:
         raise InputError(
             f"target {text} is off the index scale {root.scale.describe()} of {framework.id}",
