@@ -206,13 +206,15 @@ def plan(
     costs: Mapping[str, Any] | None = None,
     increment: object | None = None,
     alternatives: int = 4,
+    max_cells: int = MAX_CELLS,
 ) -> Plan:
     """The cheapest steps on ``inputs``' assessed leaves that bring ``framework``'s index to
     ``target`` (a predicate or an index value, see :func:`parse_target`).
 
     ``costs`` maps a leaf id to the cost of one step on it (default 1); ``increment`` is the step
     of decimal-scale leaves (default one unit of the framework's precision); ``alternatives``
-    bounds how many other plans of the same cost are listed. Raises :class:`InputError` for
+    bounds how many other plans of the same cost are listed; ``max_cells`` the work (leaves ×
+    budgets of the cost table) before a plan is refused as too large. Raises :class:`InputError` for
     inputs, costs, increment or target that do not fit the framework, :class:`PlanError` when
     the index cannot be planned (no value, a non-linear aggregation above a leaf to raise).
     """
@@ -286,7 +288,7 @@ def plan(
     def option(counts: Sequence[int]) -> Option:
         return _option(framework, base, units, counts)
 
-    solved = _Knapsack(framework, units, current_index, goal.units)
+    solved = _Knapsack(framework, units, current_index, goal.units, max_cells)
     chosen = solved.cheapest()
     reachable = chosen is not None
     best = option(chosen if chosen is not None else solved.counts)
@@ -370,9 +372,15 @@ class _Knapsack:
     """
 
     def __init__(
-        self, framework: Framework, units: Sequence[_Unit], current: Fraction, needed: int
+        self,
+        framework: Framework,
+        units: Sequence[_Unit],
+        current: Fraction,
+        needed: int,
+        max_cells: int,
     ) -> None:
         self.units = units
+        self.max_cells = max_cells
         self.counts = [unit.count if unit.coefficient > 0 else 0 for unit in units]
         gains = [unit.coefficient * unit.step for unit in units]
         fulls = [unit.coefficient * (unit.top - unit.start) for unit in units]
@@ -416,7 +424,7 @@ class _Knapsack:
         if self.needed == 0:
             return [0] * len(self.units)
         budget = self._upper_bound(self.needed)
-        if len(self.units) * (budget + 1) > MAX_CELLS:
+        if len(self.units) * (budget + 1) > self.max_cells:
             raise PlanError(
                 "the plan is too large to compute exactly: use a coarser increment or costs "
                 "with fewer decimals"
