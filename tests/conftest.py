@@ -172,7 +172,7 @@ def evidence_store(
     a store of its own (a folder, a key prefix); others share the session's folder."""
     if storage_backend == "s3":
         return S3Store(request.getfixturevalue("s3_server"))
-    if hasattr(request, "param"):
+    if request.node.get_closest_marker("storage_backends") is not None:
         tmp_path: Path = request.getfixturevalue("tmp_path")
         return LocalStore(tmp_path / "evidence", overrides={"evidence_dir": tmp_path / "evidence"})
     return LocalStore(settings.evidence_path)

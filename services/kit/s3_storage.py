@@ -150,8 +150,7 @@ class S3Storage:
                     Key=target,
                     CopySource={"Bucket": self.bucket, "Key": upload.staged},
                 )
-        await upload.discard()
-        upload.committed = True
+        await upload.discard()  # the staging object, if any
 
     async def read(self, key: str) -> AsyncIterator[bytes]:
         client = await self.client()
@@ -208,7 +207,6 @@ class S3Upload:
         self.storage = storage
         self.staging_key = staging_key
         self.size = 0
-        self.committed = False
         self.staged: str | None = None  # the staging key, once a multipart upload completed
         self._buffer = bytearray()
         self._upload_id: str | None = None
