@@ -62,10 +62,10 @@ class S3Store:
         self.client = server.client()
         self.overrides: dict[str, object] = {
             "evidence_backend": "s3",
-            "s3_bucket": BUCKET,
-            "s3_prefix": self.prefix,
-            "s3_endpoint_url": server.endpoint_url,
-            "s3_region": REGION,
+            "evidence_s3_bucket": BUCKET,
+            "evidence_s3_prefix": self.prefix,
+            "evidence_s3_endpoint_url": server.endpoint_url,
+            "evidence_s3_region": REGION,
         }
 
     def contents(self) -> list[str]:

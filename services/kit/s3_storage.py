@@ -1,8 +1,8 @@
 """Evidence in an S3-compatible object store (AWS S3, MinIO, SeaweedFS, Ceph, R2, ...).
 
-Uploads stream: bytes are buffered up to one part (``CERDAS_S3_PART_SIZE_BYTES``). A file that
-fits in one part is kept in memory until its key (its SHA-256) is known and then stored with one
-PUT under that key; a larger one goes up as a multipart upload to a staging key under
+Uploads stream: bytes are buffered up to one part (``CERDAS_EVIDENCE_S3_PART_SIZE_BYTES``). A
+file that fits in one part is kept in memory until its key (its SHA-256) is known and then stored
+with one PUT under that key; a larger one goes up as a multipart upload to a staging key under
 ``<prefix>.incoming/`` and is copied to its key once accepted, the staging object then deleted.
 A failed or refused upload leaves nothing: its multipart upload is aborted, its staging object
 deleted. Bytes already stored under their key (the same file again) are not copied twice.
@@ -92,15 +92,17 @@ class S3Storage:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3Storage:
-        assert settings.s3_bucket is not None  # required with the s3 backend (settings)
+        assert settings.evidence_s3_bucket is not None  # required with the s3 backend (settings)
         return cls(
-            bucket=settings.s3_bucket,
-            prefix=settings.s3_prefix,
-            endpoint_url=settings.s3_endpoint_url,
-            region=settings.s3_region,
-            addressing_style=settings.s3_addressing_style,
-            part_size=settings.s3_part_size_bytes,
-            presign_seconds=settings.s3_presign_seconds if settings.s3_presign_downloads else None,
+            bucket=settings.evidence_s3_bucket,
+            prefix=settings.evidence_s3_prefix,
+            endpoint_url=settings.evidence_s3_endpoint_url,
+            region=settings.evidence_s3_region,
+            addressing_style=settings.evidence_s3_addressing_style,
+            part_size=settings.evidence_s3_part_size_bytes,
+            presign_seconds=settings.evidence_s3_presign_seconds
+            if settings.evidence_s3_presign_downloads
+            else None,
         )
 
     async def client(self) -> S3Client:

@@ -50,20 +50,22 @@ class Settings(BaseSettings):
     # (credentials from the standard AWS chain: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
     # AWS_PROFILE with the shared credentials file, a web identity token file, instance roles).
     evidence_backend: Literal["local", "s3"] = "local"
-    s3_bucket: str | None = Field(default=None, validate_default=True)
+    evidence_s3_bucket: str | None = Field(default=None, validate_default=True)
     # Keys are <prefix><ab>/<sha256>; uploads in progress are staged under <prefix>.incoming/.
-    s3_prefix: str = ""
+    evidence_s3_prefix: str = ""
     # Unset: AWS itself; set it for MinIO, SeaweedFS, Ceph, R2 and other S3-compatible stores.
-    s3_endpoint_url: str | None = None
+    evidence_s3_endpoint_url: str | None = None
     # Unset: AWS_REGION / AWS_DEFAULT_REGION or the AWS config file.
-    s3_region: str | None = None
-    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    evidence_s3_region: str | None = None
+    evidence_s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
     # Files larger than one part go up as a multipart upload in parts of this size (S3's
     # minimum part is 5 MiB); smaller files in one PUT. Each upload in flight buffers one part.
-    s3_part_size_bytes: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024, le=5 * 1024**3)
+    evidence_s3_part_size_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=5 * 1024 * 1024, le=5 * 1024**3
+    )
     # Downloads answer 307 to a presigned URL valid this long, instead of streaming through.
-    s3_presign_downloads: bool = False
-    s3_presign_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
+    evidence_s3_presign_downloads: bool = False
+    evidence_s3_presign_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # human: one readable line per record (the default); json: one JSON object per line, with
     # the request id of the request being served (services/kit/logs.py).
@@ -137,7 +139,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("s3_bucket")
+    @field_validator("evidence_s3_bucket")
     @classmethod
     def _check_s3_bucket(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None or value == "":
@@ -150,13 +152,13 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("s3_prefix")
+    @field_validator("evidence_s3_prefix")
     @classmethod
     def _check_s3_prefix(cls, value: str) -> str:
         prefix = value.strip("/")
         return f"{prefix}/" if prefix else ""
 
-    @field_validator("s3_endpoint_url")
+    @field_validator("evidence_s3_endpoint_url")
     @classmethod
     def _check_s3_endpoint_url(cls, value: str | None) -> str | None:
         if value is None or value == "":

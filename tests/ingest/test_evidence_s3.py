@@ -92,7 +92,7 @@ async def test_a_large_file_goes_up_in_parts_and_the_same_bytes_are_stored_once(
     parts_sent: list[int],
 ) -> None:
     content = large_pdf(PART + MiB + 17)
-    async with client_for(s3_part_size_bytes=PART) as client:
+    async with client_for(evidence_s3_part_size_bytes=PART) as client:
         first = await upload(client, operator, content, assessment_id=bogor.id, node_ids="output")
         assert first.status_code == 201, first.text
         assert parts_sent == [PART, MiB + 17]
@@ -130,7 +130,9 @@ async def test_too_large_midway_aborts_the_multipart_upload(
     parts_sent: list[int],
 ) -> None:
     content = large_pdf(PART + 2 * MiB)
-    async with client_for(s3_part_size_bytes=PART, evidence_max_bytes=PART + MiB) as client:
+    async with client_for(
+        evidence_s3_part_size_bytes=PART, evidence_max_bytes=PART + MiB
+    ) as client:
         response = await client.post(
             "/v1/evidence",
             content=streamed(multipart_head(bogor.id), content),
@@ -151,7 +153,7 @@ async def test_a_large_file_of_the_wrong_type_is_415_and_its_staged_copy_deleted
     parts_sent: list[int],
 ) -> None:
     content = ELF + b"\x00" * (PART + MiB)
-    async with client_for(s3_part_size_bytes=PART) as client:
+    async with client_for(evidence_s3_part_size_bytes=PART) as client:
         response = await upload(
             client, operator, content, assessment_id=bogor.id, node_ids="output"
         )
@@ -201,7 +203,7 @@ async def test_a_client_that_disconnects_midway_leaves_nothing_in_the_bucket(
         "client": ("127.0.0.1", 50000),
         "server": ("cerdas.test", 80),
     }
-    async with app_for(s3_part_size_bytes=PART) as app:
+    async with app_for(evidence_s3_part_size_bytes=PART) as app:
         await app(scope, receive, send)
     assert sent[0]["status"] == 400
     assert parts_sent == [PART]
@@ -216,7 +218,9 @@ async def test_presigned_downloads_redirect_to_the_bytes_and_only_for_who_may_se
     bogor: Assessment,
 ) -> None:
     bekasi = await make_key("super-app", "32.16", name="Bebunge")
-    async with client_for(s3_presign_downloads=True, s3_presign_seconds=60) as client:
+    async with client_for(
+        evidence_s3_presign_downloads=True, evidence_s3_presign_seconds=60
+    ) as client:
         stored = await upload(client, operator, PDF, assessment_id=bogor.id, node_ids="output")
         assert stored.status_code == 201, stored.text
         path = f"/v1/evidence/{stored.json()['id']}/download"
@@ -246,7 +250,7 @@ async def test_readyz_checks_the_bucket(client_for: ClientFor) -> None:
         ready = await client.get("/readyz")
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"]["storage"] == "ok"
-    async with client_for(s3_bucket="cerdas-no-such-bucket") as client:
+    async with client_for(evidence_s3_bucket="cerdas-no-such-bucket") as client:
         missing = await client.get("/readyz")
     assert missing.status_code == 503
     assert missing.json()["checks"]["storage"].startswith("bucket cerdas-no-such-bucket: ")
@@ -300,7 +304,7 @@ async def test_sniffing_a_staged_file_reads_ranges_off_the_event_loop(
         return original(self, buffer)
 
     monkeypatch.setattr(s3_storage._RangeReader, "readinto", spy)
-    async with client_for(s3_part_size_bytes=PART) as client:
+    async with client_for(evidence_s3_part_size_bytes=PART) as client:
         response = await upload(
             client, operator, large_pdf(PART + 1), assessment_id=bogor.id, node_ids="output"
         )
@@ -311,20 +315,25 @@ async def test_sniffing_a_staged_file_reads_ranges_off_the_event_loop(
 
 def test_the_s3_backend_needs_a_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CERDAS_EVIDENCE_BACKEND", "s3")
-    monkeypatch.delenv("CERDAS_S3_BUCKET", raising=False)
+    monkeypatch.delenv("CERDAS_EVIDENCE_S3_BUCKET", raising=False)
     with pytest.raises(SettingsError) as refused:
         load_settings()
     assert str(refused.value) == (
-        "invalid setting CERDAS_S3_BUCKET: required when CERDAS_EVIDENCE_BACKEND is s3"
+        "invalid setting CERDAS_EVIDENCE_S3_BUCKET: required when CERDAS_EVIDENCE_BACKEND is s3"
     )
-    monkeypatch.setenv("CERDAS_S3_BUCKET", "Not_A_Bucket")
-    with pytest.raises(SettingsError, match="CERDAS_S3_BUCKET: expected an S3 bucket name"):
+    monkeypatch.setenv("CERDAS_EVIDENCE_S3_BUCKET", "Not_A_Bucket")
+    with pytest.raises(
+        SettingsError, match="CERDAS_EVIDENCE_S3_BUCKET: expected an S3 bucket name"
+    ):
         load_settings()
-    monkeypatch.setenv("CERDAS_S3_BUCKET", BUCKET)
-    monkeypatch.setenv("CERDAS_S3_PREFIX", "/cerdas/evidence")
-    monkeypatch.setenv("CERDAS_S3_REGION", REGION)
+    monkeypatch.setenv("CERDAS_EVIDENCE_S3_BUCKET", BUCKET)
+    monkeypatch.setenv("CERDAS_EVIDENCE_S3_PREFIX", "/cerdas/evidence")
+    monkeypatch.setenv("CERDAS_EVIDENCE_S3_REGION", REGION)
     settings = load_settings()
-    assert (settings.s3_bucket, settings.s3_prefix) == (BUCKET, "cerdas/evidence/")
-    monkeypatch.setenv("CERDAS_S3_PART_SIZE_BYTES", str(MiB))
-    with pytest.raises(SettingsError, match="CERDAS_S3_PART_SIZE_BYTES"):
+    assert (settings.evidence_s3_bucket, settings.evidence_s3_prefix) == (
+        BUCKET,
+        "cerdas/evidence/",
+    )
+    monkeypatch.setenv("CERDAS_EVIDENCE_S3_PART_SIZE_BYTES", str(MiB))
+    with pytest.raises(SettingsError, match="CERDAS_EVIDENCE_S3_PART_SIZE_BYTES"):
         load_settings()

@@ -117,8 +117,9 @@ async def list_evidence(
             },
         },
         307: {
-            "description": "With CERDAS_S3_PRESIGN_DOWNLOADS: fetch the file from the object "
-            "store at `Location`, a presigned URL valid for CERDAS_S3_PRESIGN_SECONDS",
+            "description": "With CERDAS_EVIDENCE_S3_PRESIGN_DOWNLOADS: fetch the file from the "
+            "object store at `Location`, a presigned URL valid for "
+            "CERDAS_EVIDENCE_S3_PRESIGN_SECONDS",
             "headers": {"Location": {"schema": {"type": "string", "format": "uri"}}},
         },
         404: {"description": "No such item or revision, or one the caller may not see"},
