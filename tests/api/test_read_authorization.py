@@ -299,6 +299,7 @@ def shown(scene: Scene, role: str, path: str) -> bool:
     return scene.published or role == "ministry-admin"
 
 
+@pytest.mark.storage_backends("local", "s3")  # evidence downloads from either store
 async def test_read_authorization(client: httpx.AsyncClient, scene: Scene) -> None:
     cells = 0
     for role in ROLES:
