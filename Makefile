@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8000
 
-.PHONY: venv run test lint typecheck migrate bench clean
+.PHONY: venv run test lint typecheck migrate bench deploy-check clean
 
 # The venv is rebuilt only when pyproject.toml changes, so later targets work offline.
 $(VENV)/.installed: pyproject.toml
@@ -39,6 +39,14 @@ typecheck: venv
 
 migrate: venv
 	$(BIN)/cerdas migrate
+
+# deploy/ checked without a container engine (deploy/README.md, "Checks"): hadolint on the
+# Dockerfile; every kustomization built by kubectl's kustomize and validated (strict) against
+# the Kubernetes 1.30 and newest schemas; the compose file and the image's commands against the
+# `cerdas` command line. About 15 s.
+deploy-check: venv
+	$(BIN)/hadolint deploy/Dockerfile
+	$(BIN)/pytest -q -p no:cacheprovider tests/deploy
 
 # Ratios against baselines measured in the same run; writes bench-report.json (docs/benchmarks.md).
 bench: venv

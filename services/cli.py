@@ -17,7 +17,7 @@ from services.kit.embedded import EmbeddedServerNotReady, EmbeddedServers, Serve
 from services.kit.errors import ProblemError
 from services.kit.logs import configure_logging, uvicorn_log_config
 from services.kit.settings import Settings, SettingsError, load_settings
-from services.scoring.cli import frameworks_app, score
+from services.scoring.cli import frameworks_app, plan, score
 
 if TYPE_CHECKING:
     from services.kit.runtime import Runtime
@@ -32,6 +32,7 @@ app = typer.Typer(
 )
 
 app.command()(score)
+app.command()(plan)
 app.add_typer(frameworks_app, name="frameworks")
 
 

@@ -52,7 +52,7 @@ from services.kit.requests import RequestIdMiddleware
 from services.kit.results_cache import ResultsCache
 from services.kit.runtime import Runtime
 from services.kit.settings import Settings
-from services.kit.storage import LocalStorage
+from services.kit.storage import storage_from_settings
 from services.scoring.worker import SupervisedWorker
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ def create_app(
         current = runtime or await Runtime.open(settings)
         app.state.runtime = current
         app.state.sessionmaker = current.sessionmaker
-        app.state.storage = LocalStorage(current.settings.evidence_path)
+        app.state.storage = storage = storage_from_settings(current.settings)
         app.state.results_cache = ResultsCache()
         app.state.worker = None
         worker_task: asyncio.Task[None] | None = None
@@ -176,6 +176,7 @@ def create_app(
                 worker_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task
+            await storage.close()
             if owned:
                 await current.close()
 

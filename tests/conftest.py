@@ -5,6 +5,10 @@ embedded ones in a temporary folder, so the suite passes on a machine with neith
 Each test runs inside one outer transaction that is rolled back at the end; the app under test
 gets sessions joined to that transaction through savepoints, so a request's commit or rollback
 behaves as in production and nothing leaks into the next test.
+
+Evidence tests marked ``@pytest.mark.storage_backends("local", "s3")`` run once per evidence
+storage backend: the local folder, and an S3-compatible server (moto's, on 127.0.0.1, started
+once per session by the first test that needs it); each run has a store of its own.
 """
 
 from __future__ import annotations
@@ -12,14 +16,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from services.kit.embedded import EmbeddedServers
 from services.kit.queue import Queue
@@ -27,7 +40,14 @@ from services.kit.runtime import Runtime
 from services.kit.settings import Settings, to_asyncpg_url
 from services.main import create_app, prepare_database
 from services.scoring.worker import build_worker
+from tests.evidence_store import EvidenceStore, LocalStore, S3Server, S3Store, start_s3_server
 from tests.oidc.harness import Provider, start_provider
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("storage_backends")
+    if marker is not None and "storage_backend" in metafunc.fixturenames:
+        metafunc.parametrize("storage_backend", marker.args, indirect=True)
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +69,29 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
         )
     finally:
         embedded.stop()
+
+
+@pytest.fixture
+async def scratch(servers: tuple[str, str]) -> AsyncIterator[AsyncEngine]:
+    """An empty database beside the suite's, dropped afterwards."""
+    url = servers[0]
+    name = f"cerdas_migration_{uuid.uuid4().hex[:8]}"
+    admin_dsn = url.replace("postgresql+asyncpg", "postgresql")
+    admin = await asyncpg.connect(with_database(admin_dsn, "postgres"))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    engine = create_async_engine(with_database(url, name))
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def with_database(url: str, name: str) -> str:
+    head, _, tail = url.partition("?")
+    base = head.rsplit("/", 1)[0]
+    return f"{base}/{name}" + (f"?{tail}" if tail else "")
 
 
 @pytest.fixture(scope="session")
@@ -109,18 +152,62 @@ async def queue(runtime: Runtime) -> Queue:
     return runtime.queue
 
 
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """An S3-compatible server on 127.0.0.1 with one bucket, for the whole session."""
+    with start_s3_server() as server:
+        yield server
+
+
+@pytest.fixture
+def storage_backend(request: pytest.FixtureRequest) -> str:
+    """The evidence backend under test: "local" unless the test is marked storage_backends."""
+    return str(getattr(request, "param", "local"))
+
+
+@pytest.fixture
+def evidence_store(
+    request: pytest.FixtureRequest, storage_backend: str, settings: Settings
+) -> EvidenceStore:
+    """Where the app under test keeps evidence, and what is in it. A test run per backend gets
+    a store of its own (a folder, a key prefix); others share the session's folder."""
+    if storage_backend == "s3":
+        return S3Store(request.getfixturevalue("s3_server"))
+    if request.node.get_closest_marker("storage_backends") is not None:
+        tmp_path: Path = request.getfixturevalue("tmp_path")
+        return LocalStore(tmp_path / "evidence", overrides={"evidence_dir": tmp_path / "evidence"})
+    return LocalStore(settings.evidence_path)
+
+
+@pytest.fixture
+def app_for(
+    runtime: Runtime,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    queue: Queue,
+    evidence_store: EvidenceStore,
+) -> Callable[..., AbstractAsyncContextManager[FastAPI]]:
+    """The app, started, with some settings changed, writes confined to the test."""
+
+    @contextlib.asynccontextmanager
+    async def make(**overrides: object) -> AsyncIterator[FastAPI]:
+        settings = runtime.settings.model_copy(update={**evidence_store.overrides, **overrides})
+        test_runtime = Runtime(settings, runtime.engine, sessionmaker, runtime.queue)
+        app = create_app(settings, runtime=test_runtime)
+        async with app.router.lifespan_context(app):
+            yield app
+
+    return make
+
+
 @pytest.fixture
 def client_for(
-    runtime: Runtime, sessionmaker: async_sessionmaker[AsyncSession], queue: Queue
+    app_for: Callable[..., AbstractAsyncContextManager[FastAPI]],
 ) -> Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]:
     """Clients for the app with some settings changed, writes confined to the test."""
 
     @contextlib.asynccontextmanager
     async def make(**overrides: object) -> AsyncIterator[httpx.AsyncClient]:
-        settings = runtime.settings.model_copy(update=overrides)
-        test_runtime = Runtime(settings, runtime.engine, sessionmaker, runtime.queue)
-        app = create_app(settings, runtime=test_runtime)
-        async with app.router.lifespan_context(app):
+        async with app_for(**overrides) as app:
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://cerdas.test") as c:
                 yield c

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
@@ -24,10 +25,12 @@ from services.domain.access.service import create_key
 from services.kit.db import make_engine, make_sessionmaker
 from services.kit.queue import Queue
 from services.kit.runtime import Runtime
+from services.kit.storage import object_key
 from services.main import create_app
 from services.models import Assessment, AssessmentInput, EvidenceItem, MetricPoint, ResultNode
 from services.scoring.worker import SupervisedWorker
 from tests.conftest import app_client
+from tests.evidence_store import EvidenceStore
 from tests.ingest.test_evidence import PDF
 from tests.scoring.test_recompute import _kab_kota, ministry_key, start_redis, wait_for
 
@@ -213,12 +216,17 @@ async def test_redis_down_does_not_stop_keyed_requests(live: Runtime, tmp_path: 
         await queue.close()
 
 
-async def test_identical_concurrent_uploads_store_one_item(live: Runtime) -> None:
+@pytest.mark.storage_backends("local", "s3")
+async def test_identical_concurrent_uploads_store_one_item(
+    live: Runtime, evidence_store: EvidenceStore
+) -> None:
     async with live.sessionmaker() as session, session.begin():
         assessment = Assessment(region_code="32.71", framework_id="gmsc-2023", period=2024)
         session.add(assessment)
     key = await ministry_key(live)
-    async with app_client(live) as client:
+    settings = live.settings.model_copy(update=evidence_store.overrides)
+    runtime = Runtime(settings, live.engine, live.sessionmaker, live.queue)
+    async with app_client(runtime) as client:
         responses = await asyncio.gather(
             *(
                 client.post(
@@ -235,6 +243,7 @@ async def test_identical_concurrent_uploads_store_one_item(live: Runtime) -> Non
     assert len({response.json()["id"] for response in responses}) == 1
     async with live.sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(EvidenceItem)) == 1
+    assert evidence_store.contents() == [object_key(hashlib.sha256(PDF).hexdigest())]
 
 
 async def test_concurrent_creation_of_one_assessment_is_one_201_and_409s(live: Runtime) -> None:

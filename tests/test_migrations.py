@@ -3,40 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 from alembic import command
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.kit.migrate import alembic_config
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def scratch(servers: tuple[str, str]) -> AsyncIterator[AsyncEngine]:
-    """An empty database beside the suite's, dropped afterwards."""
-    url = servers[0]
-    name = f"cerdas_migration_{uuid.uuid4().hex[:8]}"
-    admin_dsn = url.replace("postgresql+asyncpg", "postgresql")
-    admin = await asyncpg.connect(_with_database(admin_dsn, "postgres"))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    engine = create_async_engine(_with_database(url, name))
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-def _with_database(url: str, name: str) -> str:
-    head, _, tail = url.partition("?")
-    base = head.rsplit("/", 1)[0]
-    return f"{base}/{name}" + (f"?{tail}" if tail else "")
 
 
 async def upgrade(engine: AsyncEngine, revision: str) -> None:

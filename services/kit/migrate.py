@@ -12,12 +12,15 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The migrations ship inside the package (services/migrations: in the source tree a link to the
+# top-level migrations/), so a source checkout and an installed wheel find them the same way;
+# alembic.ini at the project root is only for the `alembic` command during development.
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
 
 def alembic_config(url: str | None = None) -> Config:
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
     if url:
         config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -30,6 +31,9 @@ from services.models import Role
 
 _POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg"}
 _REDIS_SCHEMES = {"redis", "rediss", "unix"}
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# An object is put under its key by one CopyObject, which S3 allows up to 5 GiB.
+_S3_COPY_MAX_BYTES = 5 * 1024**3
 
 
 # Signature algorithms an issuer may be trusted with: public-key ones only. "none" and the HMAC
@@ -91,6 +95,26 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".cerdas")
     evidence_dir: Path | None = None
     evidence_max_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    # Where evidence files are kept: the local folder evidence_path, or an S3-compatible bucket
+    # (credentials from the standard AWS chain: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
+    # AWS_PROFILE with the shared credentials file, a web identity token file, instance roles).
+    evidence_backend: Literal["local", "s3"] = "local"
+    evidence_s3_bucket: str | None = Field(default=None, validate_default=True)
+    # Keys are <prefix><ab>/<sha256>; uploads in progress are staged under <prefix>.incoming/.
+    evidence_s3_prefix: str = ""
+    # Unset: AWS itself; set it for MinIO, SeaweedFS, Ceph, R2 and other S3-compatible stores.
+    evidence_s3_endpoint_url: str | None = None
+    # Unset: AWS_REGION / AWS_DEFAULT_REGION or the AWS config file.
+    evidence_s3_region: str | None = None
+    evidence_s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    # Files larger than one part go up as a multipart upload in parts of this size (S3's
+    # minimum part is 5 MiB); smaller files in one PUT. Each upload in flight buffers one part.
+    evidence_s3_part_size_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=5 * 1024 * 1024, le=5 * 1024**3
+    )
+    # Downloads answer 307 to a presigned URL valid this long, instead of streaming through.
+    evidence_s3_presign_downloads: bool = False
+    evidence_s3_presign_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # human: one readable line per record (the default); json: one JSON object per line, with
     # the request id of the request being served (services/kit/logs.py).
@@ -161,6 +185,46 @@ class Settings(BaseSettings):
                 "(unset it to use the embedded Redis)"
             )
         return value
+
+    @field_validator("evidence_backend")
+    @classmethod
+    def _check_evidence_backend(cls, value: str, info: ValidationInfo) -> str:
+        largest = info.data.get("evidence_max_bytes")
+        if value == "s3" and largest is not None and largest > _S3_COPY_MAX_BYTES:
+            raise ValueError(
+                "the s3 backend stores files up to 5 GiB (one server-side copy); lower "
+                "CERDAS_EVIDENCE_MAX_BYTES"
+            )
+        return value
+
+    @field_validator("evidence_s3_bucket")
+    @classmethod
+    def _check_s3_bucket(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or value == "":
+            if info.data.get("evidence_backend") == "s3":
+                raise ValueError("required when CERDAS_EVIDENCE_BACKEND is s3")
+            return None
+        if not _BUCKET.fullmatch(value):
+            raise ValueError(
+                f"expected an S3 bucket name (3-63 of a-z, 0-9, '.', '-'), got {value!r}"
+            )
+        return value
+
+    @field_validator("evidence_s3_prefix")
+    @classmethod
+    def _check_s3_prefix(cls, value: str) -> str:
+        prefix = value.strip("/")
+        return f"{prefix}/" if prefix else ""
+
+    @field_validator("evidence_s3_endpoint_url")
+    @classmethod
+    def _check_s3_endpoint_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value.rstrip("/")
 
     @field_validator("webhook_secret_key")
     @classmethod

@@ -1,4 +1,5 @@
-"""``cerdas score`` and ``cerdas frameworks``: the engine from the command line, no database."""
+"""``cerdas score``, ``cerdas plan`` and ``cerdas frameworks``: the engine from the command line,
+no database."""
 
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ from services.scoring.engine import (
     FrameworkError,
     InputError,
     Inputs,
+    PlanError,
     Result,
     check_families,
     check_links,
     evaluate,
     load_framework,
 )
+from services.scoring.engine import plan as planner
 from services.scoring.engine.numbers import decimal_text
 from services.scoring.frameworks import families, registry
 
@@ -90,6 +93,48 @@ def score(
         print_explanation(result)
     else:
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+
+
+def plan(
+    framework: Annotated[str, typer.Option(help="Shipped framework id, or a .yaml file")],
+    input_file: Annotated[
+        Path, typer.Option("--input", help='JSON file: {"values": {node id: number}} ("-": stdin)')
+    ],
+    target: Annotated[
+        str, typer.Option(help='An index value (3.50) or a predicate ("Sangat Baik")')
+    ],
+    costs_file: Annotated[
+        Path | None,
+        typer.Option("--costs", help="JSON file: {node id: cost of one step} (default 1 each)"),
+    ] = None,
+    increment: Annotated[
+        str | None,
+        typer.Option(help="Step of decimal-scale leaves (default: the framework's precision)"),
+    ] = None,
+) -> None:
+    """The cheapest improvements of the assessed leaves that bring the index to a target,
+    printed as JSON (docs/planner.md)."""
+    try:
+        resolved = resolve_framework(framework)
+        inputs = read_inputs(input_file)
+        costs = read_costs(costs_file) if costs_file is not None else None
+        result = planner(resolved, inputs, target, costs=costs, increment=increment)
+    except (UsageProblem, InputError, PlanError) as exc:
+        typer.echo(f"cerdas: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+
+
+def read_costs(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageProblem(f"cannot read costs file {path}: {exc.__class__.__name__}") from None
+    except json.JSONDecodeError as exc:
+        raise UsageProblem(f"costs file {path} is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise UsageProblem(f"costs file {path}: expected an object of node id → cost of a step")
+    return document
 
 
 def print_explanation(result: Result) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.domain.assessment.states import Value
+from services.domain.assessment.repository import entered_values as entered_values
 from services.domain.recompute.repository import run_scope
 from services.kit.db import driver_of
 from services.models import (
@@ -66,30 +66,6 @@ async def result_states(
         select(ResultState).where(ResultState.assessment_id.in_(assessment_ids))
     )
     return {row.assessment_id: row for row in rows}
-
-
-async def entered_values(
-    session: AsyncSession, assessment_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, dict[str, dict[Value, Any]]]:
-    """Per assessment: node id → its entered values (self, verified, official), those given."""
-    rows = await session.execute(
-        select(
-            AssessmentInput.assessment_id,
-            AssessmentInput.node_id,
-            AssessmentInput.self_value,
-            AssessmentInput.verified_value,
-            AssessmentInput.official_value,
-        ).where(AssessmentInput.assessment_id.in_(assessment_ids))
-    )
-    found: dict[uuid.UUID, dict[str, dict[Value, Any]]] = {i: {} for i in assessment_ids}
-    for assessment_id, node_id, self_value, verified_value, official_value in rows:
-        given = {
-            Value.SELF: self_value,
-            Value.VERIFIED: verified_value,
-            Value.OFFICIAL: official_value,
-        }
-        found[assessment_id][node_id] = {kind: v for kind, v in given.items() if v is not None}
-    return found
 
 
 async def outside_sources(

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.domain.assessment.states import Value
+from services.domain.assessment.values import counted_values as counted_values
 from services.domain.recompute.jobs import (
     RECOMPUTE_JOB,
     RUN_JOB,
@@ -335,33 +336,6 @@ def _why_unlinked(
     return f"{framework_id} for {region} {period} has no result yet (assessment {identifier})"
 
 
-def counted_values(
-    framework: Framework, entered: dict[str, dict[Value, Any]]
-) -> tuple[dict[str, Any], dict[str, Value]]:
-    """The entered values scoring uses, and which value each one is.
-
-    A leaf counts its verified value, else the region's own. An inner node counts only an
-    official value (a ministry-admin's import of a results letter), and only while no leaf
-    under it has a verified value: verified figures replace a published stand-in as soon as
-    they exist. A value entered on an inner node any other way does not count.
-    """
-    values: dict[str, Any] = {}
-    origins: dict[str, Value] = {}
-    verified = {node_id for node_id, given in entered.items() if Value.VERIFIED in given}
-    for node in framework.nodes():
-        given = entered.get(node.id)
-        if not given:
-            continue
-        if node.is_leaf:
-            for kind in (Value.VERIFIED, Value.SELF):
-                if kind in given:
-                    values[node.id], origins[node.id] = given[kind], kind
-                    break
-        elif Value.OFFICIAL in given and not verified & _leaves_under(framework, node.id):
-            values[node.id], origins[node.id] = given[Value.OFFICIAL], Value.OFFICIAL
-    return values, origins
-
-
 def values_alone(
     framework: Framework,
     entered: dict[str, dict[Value, Any]],
@@ -395,24 +369,6 @@ def index_alone(framework: Framework, inputs: Inputs | None) -> tuple[Decimal | 
     except InputError:
         return None, None
     return index.value, index.predicate
-
-
-_LEAVES: dict[tuple[str, str], dict[str, frozenset[str]]] = {}
-
-
-def _leaves_under(framework: Framework, node_id: str) -> frozenset[str]:
-    """The ids of the leaves below ``node_id``, worked out once per framework version."""
-    key = (framework.id, framework.content_hash)
-    if key not in _LEAVES:
-        leaves: dict[str, frozenset[str]] = {}
-        for node in reversed(list(framework.nodes())):  # children before their parents
-            leaves[node.id] = (
-                frozenset({node.id})
-                if node.is_leaf
-                else frozenset().union(*(leaves[child.id] for child in node.children))
-            )
-        _LEAVES[key] = leaves
-    return _LEAVES[key][node_id]
 
 
 def result_rows(

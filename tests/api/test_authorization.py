@@ -88,6 +88,13 @@ async def assessor_output(world: World, role: str) -> Request:
     return "PUT", f"/v1/assessments/{assessment.id}/assessor-output", {"json": body}
 
 
+async def plan(world: World, role: str) -> Request:
+    # A read with a body (nothing is stored): a key that may see the assessment.
+    assessment = await world.assessment("in_review")
+    body = {"target": "Baik", "costs": {"I42": "2.5"}}
+    return "POST", f"/v1/assessments/{assessment.id}/plan", {"json": body}
+
+
 async def transitions(world: World, role: str) -> Request:
     # Each role on an edge it may take: a region submits, an assessor starts the review,
     # the ministry publishes.
@@ -175,6 +182,16 @@ MATRIX: dict[tuple[str, str], tuple[Scenario, dict[str, int]]] = {
         HIDDEN | {"region-operator:own": 200, "assessor:assigned": 200, "ministry-admin": 200},
     ),
     ("POST", "/v1/assessments/{assessment_id}/assessors"): (assessors, {"ministry-admin": 201}),
+    ("POST", "/v1/assessments/{assessment_id}/plan"): (
+        plan,
+        HIDDEN
+        | {
+            "super-app:own": 200,
+            "region-operator:own": 200,
+            "assessor:assigned": 200,
+            "ministry-admin": 200,
+        },
+    ),
     ("POST", "/v1/assessments/{assessment_id}/evidence-requests"): (
         evidence_requests,
         {"assessor:assigned": 201, "assessor:unassigned": 404, "ministry-admin": 201},

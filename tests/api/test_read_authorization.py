@@ -214,6 +214,15 @@ READS: dict[str, tuple[Callable[[Scene], str], Expect]] = {
         lambda s: f"/v1/assessments/{s.assessment}/results/export",
         attached,
     ),
+    # A plan is read off the assessment's values: whoever may see the assessment.
+    "/v1/assessments/{assessment_id}/plan": (
+        lambda s: f"/v1/assessments/{s.assessment}/plan?target=Baik",
+        attached,
+    ),
+    "/v1/assessments/{assessment_id}/plan/export": (
+        lambda s: f"/v1/assessments/{s.assessment}/plan/export?target=Baik&format=csv",
+        attached,
+    ),
     "/v1/assessments/{assessment_id}/evidence-requests": (
         lambda s: f"/v1/assessments/{s.assessment}/evidence-requests?status=all",
         attached_with_key,
@@ -290,6 +299,7 @@ def shown(scene: Scene, role: str, path: str) -> bool:
     return scene.published or role == "ministry-admin"
 
 
+@pytest.mark.storage_backends("local", "s3")  # evidence downloads from either store
 async def test_read_authorization(client: httpx.AsyncClient, scene: Scene) -> None:
     cells = 0
     for role in ROLES:

@@ -35,6 +35,7 @@ async def keys(session: AsyncSession) -> dict[str, Any]:
 
 
 @pytest.mark.slow
+@pytest.mark.storage_backends("local", "s3")  # its evidence goes to either store
 async def test_kota_bogor_2024_from_draft_to_published(
     client: httpx.AsyncClient,
     session: AsyncSession,

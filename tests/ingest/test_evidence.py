@@ -6,7 +6,6 @@ import hashlib
 import io
 import zipfile
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.kit.settings import Settings
+from services.kit.storage import object_key
 from services.models import (
     Assessment,
     AssessmentState,
@@ -22,6 +21,10 @@ from services.models import (
     EvidenceObject,
     EvidenceRevision,
 )
+from tests.evidence_store import EvidenceStore
+
+# Every test here runs on the local folder and on an S3-compatible server.
+pytestmark = pytest.mark.storage_backends("local", "s3")
 
 MakeKey = Callable[..., Awaitable[dict[str, str]]]
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
@@ -39,11 +42,6 @@ def office(kind: str) -> bytes:
             archive.writestr("[Content_Types].xml", "<Types/>")
             archive.writestr("word/document.xml" if kind == "docx" else "xl/workbook.xml", "<x/>")
     return buffer.getvalue()
-
-
-def files_in(settings: Settings) -> list[Path]:
-    root = settings.evidence_path
-    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
 
 
 @pytest.fixture
@@ -122,15 +120,14 @@ async def test_the_same_bytes_twice_are_stored_once(
     operator: dict[str, str],
     bogor: Assessment,
     session: AsyncSession,
-    settings: Settings,
+    evidence_store: EvidenceStore,
 ) -> None:
-    before = len(files_in(settings))
     for node in ("output", "impact"):
         assert (
             await upload(client, operator, PDF, assessment_id=bogor.id, node_ids=node)
         ).status_code == 201
     assert await rows(session) == (2, 2, 1)
-    assert len(files_in(settings)) - before <= 1
+    assert evidence_store.contents() == [object_key(hashlib.sha256(PDF).hexdigest())]
 
 
 async def test_a_new_revision_keeps_the_old_ones(
@@ -192,17 +189,17 @@ async def test_oversize_is_cut_off_while_streaming_and_leaves_nothing(
     make_key: MakeKey,
     bogor: Assessment,
     session: AsyncSession,
-    settings: Settings,
+    evidence_store: EvidenceStore,
 ) -> None:
     operator = await make_key("region-operator", "32.71")
-    before = files_in(settings)
+    before = evidence_store.contents()
     async with client_for(evidence_max_bytes=1000) as small:
         response = await upload(
             small, operator, PDF + b"0" * 5000, assessment_id=bogor.id, node_ids="output"
         )
     assert response.status_code == 413
     assert response.json()["code"] == "payload-too-large"
-    assert files_in(settings) == before
+    assert evidence_store.contents() == before
     assert await rows(session) == (0, 0, 0)
 
 
@@ -220,16 +217,16 @@ async def test_content_that_is_not_an_allowed_type_is_415_whatever_its_name(
     operator: dict[str, str],
     bogor: Assessment,
     session: AsyncSession,
-    settings: Settings,
+    evidence_store: EvidenceStore,
     content: bytes,
     filename: str,
 ) -> None:
-    before = files_in(settings)
+    before = evidence_store.contents()
     response = await upload(
         client, operator, content, assessment_id=bogor.id, node_ids="output", filename=filename
     )
     assert response.status_code == 415
-    assert files_in(settings) == before
+    assert evidence_store.contents() == before
     assert await rows(session) == (0, 0, 0)
 
 
@@ -263,9 +260,9 @@ async def test_empty_and_truncated_bodies_are_clear_4xx_and_leave_nothing(
     operator: dict[str, str],
     bogor: Assessment,
     session: AsyncSession,
-    settings: Settings,
+    evidence_store: EvidenceStore,
 ) -> None:
-    before = files_in(settings)
+    before = evidence_store.contents()
     boundary = "cerdasboundary"
     multipart = {**operator, "Content-Type": f"multipart/form-data; boundary={boundary}"}
     empty = await client.post("/v1/evidence", content=b"", headers=multipart)
@@ -283,7 +280,7 @@ async def test_empty_and_truncated_bodies_are_clear_4xx_and_leave_nothing(
     pdf_type = {**operator, "Content-Type": "application/pdf"}
     not_multipart = await client.post("/v1/evidence", content=PDF, headers=pdf_type)
     assert not_multipart.status_code == 415
-    assert files_in(settings) == before
+    assert evidence_store.contents() == before
     assert await rows(session) == (0, 0, 0)
 
 
@@ -292,9 +289,9 @@ async def test_uploads_for_another_region_or_unknown_nodes_are_refused(
     make_key: MakeKey,
     bogor: Assessment,
     session: AsyncSession,
-    settings: Settings,
+    evidence_store: EvidenceStore,
 ) -> None:
-    before = files_in(settings)
+    before = evidence_store.contents()
     bebunge = await make_key("super-app", "32.16", name="Bebunge")
     foreign = await upload(client, bebunge, PDF, assessment_id=bogor.id, node_ids="output")
     assert foreign.status_code == 404  # another region's draft: not even its existence shows
@@ -302,7 +299,7 @@ async def test_uploads_for_another_region_or_unknown_nodes_are_refused(
     unknown = await upload(client, operator, PDF, assessment_id=bogor.id, node_ids="I11")
     assert unknown.status_code == 422
     assert unknown.json()["detail"] == "unknown node 'I11' in gmsc-2023"
-    assert files_in(settings) == before
+    assert evidence_store.contents() == before
     assert await rows(session) == (0, 0, 0)
 
 
@@ -311,15 +308,15 @@ async def test_a_published_assessment_takes_no_more_evidence(
     operator: dict[str, str],
     bogor: Assessment,
     session: AsyncSession,
-    settings: Settings,
+    evidence_store: EvidenceStore,
 ) -> None:
-    before = files_in(settings)
+    before = evidence_store.contents()
     bogor.state = AssessmentState.PUBLISHED
     await session.commit()
     late = await upload(client, operator, PDF, assessment_id=bogor.id, node_ids="output")
     assert late.status_code == 409, late.text
     assert late.json()["state"] == "published"
-    assert files_in(settings) == before
+    assert evidence_store.contents() == before
     assert await rows(session) == (0, 0, 0)
 
 
@@ -328,7 +325,7 @@ async def test_a_repeat_upload_still_answers_the_evidence_request_it_names(
     operator: dict[str, str],
     make_key: MakeKey,
     session: AsyncSession,
-    settings: Settings,
+    evidence_store: EvidenceStore,
 ) -> None:
     assessment = Assessment(
         region_code="32.71", framework_id="gmsc-2023", period=2024, state="in_review"
@@ -345,7 +342,7 @@ async def test_a_repeat_upload_still_answers_the_evidence_request_it_names(
     )
     assert asked.status_code == 201, asked.text
     assert asked.json()["node_ids"] == ["output"]
-    files = files_in(settings)
+    files = evidence_store.contents()
     made_up = await upload(
         client,
         operator,
@@ -355,7 +352,7 @@ async def test_a_repeat_upload_still_answers_the_evidence_request_it_names(
         request_id="00000000-0000-0000-0000-000000000001",
     )
     assert made_up.status_code == 404, made_up.text
-    assert files_in(settings) == files  # refused before its bytes entered the store
+    assert evidence_store.contents() == files  # refused before its bytes entered the store
     again = await upload(
         client,
         operator,
@@ -408,6 +405,7 @@ async def test_evidence_and_its_requests_are_read_only_by_who_may_see_the_assess
         assert fetched.content == PDF
 
 
+@pytest.mark.storage_backends("local")  # the S3 backend's own test is in test_s3_storage.py
 async def test_upload_file_io_runs_off_the_event_loop(
     client: httpx.AsyncClient,
     operator: dict[str, str],
@@ -422,14 +420,14 @@ async def test_upload_file_io_runs_off_the_event_loop(
 
     loop_thread = threading.current_thread()
     seen: list[tuple[str, bool]] = []
-    for name in ("write", "finish"):
-        original = getattr(storage.Upload, name)
+    for name in ("_write", "_finish"):
+        original = getattr(storage.LocalUpload, name)
 
         def spy(self: Any, *args: Any, _name: str = name, _original: Any = original) -> Any:
             seen.append((_name, threading.current_thread() is loop_thread))
             return _original(self, *args)
 
-        monkeypatch.setattr(storage.Upload, name, spy)
+        monkeypatch.setattr(storage.LocalUpload, name, spy)
     original_commit = storage.LocalStorage._commit
 
     def commit_spy(self: Any, *args: Any) -> Any:
@@ -439,5 +437,5 @@ async def test_upload_file_io_runs_off_the_event_loop(
     monkeypatch.setattr(storage.LocalStorage, "_commit", commit_spy)
     stored = await upload(client, operator, PDF * 2000, assessment_id=bogor.id, node_ids="output")
     assert stored.status_code == 201, stored.text
-    assert {name for name, _ in seen} == {"write", "finish", "commit"}
+    assert {name for name, _ in seen} == {"_write", "_finish", "commit"}
     assert not any(on_loop for _, on_loop in seen)

@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.models import Assessment, EvidenceItem, MetricPoint
+from tests.evidence_store import EvidenceStore
 
 MakeKey = Callable[..., Awaitable[dict[str, str]]]
 ClientFor = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
@@ -172,16 +173,20 @@ async def test_the_audit_trail_refuses_truncate(session: AsyncSession) -> None:
             await session.execute(text("TRUNCATE audit_event"))
 
 
+@pytest.mark.storage_backends("local", "s3")
 async def test_evidence_form_fields_are_checked_and_leave_no_file(
-    client: httpx.AsyncClient, make_key: MakeKey, session: AsyncSession, settings: Any
+    client: httpx.AsyncClient,
+    make_key: MakeKey,
+    session: AsyncSession,
+    evidence_store: EvidenceStore,
 ) -> None:
-    from tests.ingest.test_evidence import PDF, files_in, upload
+    from tests.ingest.test_evidence import PDF, upload
 
     operator = await make_key("region-operator", "32.71")
     assessment = Assessment(region_code="32.71", framework_id="gmsc-2023", period=2024)
     session.add(assessment)
     await session.commit()
-    before = files_in(settings)
+    before = evidence_store.contents()
     long_title = await upload(
         client, operator, PDF, assessment_id=assessment.id, node_ids="output", title="x" * 301
     )
@@ -198,7 +203,7 @@ async def test_evidence_form_fields_are_checked_and_leave_no_file(
         files={"file": ("a.pdf", PDF, "application/pdf")},
     )
     assert many_parts.status_code == 400, many_parts.text
-    assert files_in(settings) == before
+    assert evidence_store.contents() == before
     assert await session.scalar(select(func.count()).select_from(EvidenceItem)) == 0
 
 

@@ -117,3 +117,68 @@ def test_frameworks_validate(tmp_path: Path) -> None:
         "bad.yaml: spbe/D2/A2: weights of the children add up to 9.9 (2.4 + 2.5 + 2.5 + 2.5), "
         "declared weights_total 10"
     ) in run.stderr
+
+
+BEKASI_SPBE = {f"I{n}": 4 for n in range(1, 48)} | {
+    f"I{n}": 3 for n in (19, 20, *range(21, 29))
+}  # 3.83, tests/scoring/test_planner.py
+
+
+def test_plan_prints_the_cheapest_steps_as_json(tmp_path: Path) -> None:
+    path = write(tmp_path, {"values": BEKASI_SPBE})
+    run = cerdas("plan", "--framework", "spbe-2020", "--input", path, "--target", "Memuaskan")
+    assert run.returncode == 0, run.stderr
+    output = json.loads(run.stdout)
+    assert (output["reachable"], output["cost"], output["index"]) == (True, "13", "4.20")
+    assert output["predicate"] == "Memuaskan"
+    assert output["current"] == {"index": "3.83", "predicate": "Sangat Baik"}
+    assert {step["node"] for step in output["steps"]} >= {f"I{n}" for n in range(42, 48)}
+    # Costs in days: the A8 indicators at 3 days a step drop out of the plan.
+    costs = write(tmp_path, {f"I{n}": 3 for n in range(42, 48)}, "costs.json")
+    run = cerdas(
+        "plan", "--framework", "spbe-2020", "--input", path, "--target", "4.20", "--costs", costs
+    )
+    assert run.returncode == 0, run.stderr
+    output = json.loads(run.stdout)
+    assert output["cost"] == "14"
+    assert not {step["node"] for step in output["steps"]} & {f"I{n}" for n in range(42, 48)}
+
+
+def test_plan_with_a_decimal_increment(tmp_path: Path) -> None:
+    path = write(tmp_path, {"values": {"I20": "2.00"}})
+    run = cerdas(
+        "plan",
+        "--framework",
+        "ipd-2026",
+        "--input",
+        path,
+        "--target",
+        "1.50",
+        "--increment",
+        "0.5",
+    )
+    assert run.returncode == 0, run.stderr
+    output = json.loads(run.stdout)
+    assert output["increment"] == "0.5"
+    assert {note["node"] for note in output["excluded"]} == {"I5", "I6", "I7", "I18"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--target", "Istimewa"), "target 'Istimewa' is neither a predicate"),
+        (("--target", "6"), "target 6 is off the index scale 1–5 of spbe-2020"),
+        (("--target", "4", "--increment", "-1"), "increment -1 is not positive"),
+        (("--target", "4", "--costs", "missing.json"), "cannot read costs file"),
+    ],
+)
+def test_plan_refuses_bad_input_in_one_line(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    path = write(tmp_path, {"values": BEKASI_SPBE})
+    run = cerdas("plan", "--framework", "spbe-2020", "--input", path, *args)
+    assert run.returncode == 2
+    assert run.stderr.startswith("cerdas: ")
+    assert message in run.stderr
+    assert run.stderr.count("\n") == 1
+    assert run.stdout == ""

@@ -185,7 +185,7 @@ async def test_kota_bogor_composite_takes_spbe_in_2025_and_ipd_in_2026(live: Run
             return True
 
         # 2025: 0.4 × 86.5 + 0.4 × 68 + 0.2 × 45.26 = 70.85; 2026: IPD 2.50 → 37.5 → 58.65.
-        await wait_for(lambda: composites_are({2025: "70.85", 2026: "58.65"}))
+        await wait_for(lambda: composites_are({2025: "70.85", 2026: "58.65"}), seconds=90)
     spbe_2025 = await composite_node(live, 2025, "spbe_index")
     ipd_2026 = await composite_node(live, 2026, "spbe_index")
     assert spbe_2025 is not None

@@ -19,7 +19,8 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: str = Field(examples=["ready"])
     checks: dict[str, str] = Field(
-        description="database, migrations, redis and (in `cerdas serve`) worker: ok, or why not",
+        description="database, migrations, redis, (in `cerdas serve`) worker and (with the s3 "
+        "evidence backend) storage: ok, or why not",
         examples=[{"database": "ok", "migrations": "ok", "redis": "ok", "worker": "ok"}],
     )
 
@@ -50,6 +51,9 @@ async def readyz(request: Request) -> JSONResponse:
     worker = getattr(request.app.state, "worker", None)
     if worker is not None:  # the in-process worker of `cerdas serve`
         checks["worker"] = "ok" if worker.state == "running" else worker.state
+    storage = getattr(request.app.state, "storage", None)
+    if storage is not None and (reached := await storage.check()) is not None:
+        checks["storage"] = reached  # an object store: its bucket answers (a HEAD, 2 s at most)
     if all(value == "ok" for value in checks.values()):
         return JSONResponse(Readiness(status="ready", checks=checks).model_dump())
     failing = ", ".join(f"{name}: {value}" for name, value in checks.items() if value != "ok")

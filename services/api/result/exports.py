@@ -16,7 +16,14 @@ from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 
 from services.api.result import service
-from services.api.result.router import FrameworkQuery, PeriodQuery, ProvinceQuery
+from services.api.result.router import (
+    FrameworkQuery,
+    IncrementQuery,
+    PeriodQuery,
+    ProvinceQuery,
+    TargetQuery,
+)
+from services.api.result.schemas import Plan, PlanOption
 from services.domain.access import policy
 from services.domain.access.dependencies import MaybePrincipal
 from services.kit.db import DbSession
@@ -53,6 +60,21 @@ RESULT_COLUMNS = (
     ("catatan", "Note", "Catatan"),
     ("rekomendasi", "Recommendation", "Rekomendasi"),
 )
+PLAN_COLUMNS = (
+    # 1 is the plan, 2… the alternatives of the same cost.
+    ("option", "Option", "Opsi"),
+    ("reachable", "Target reached", "Target tercapai"),
+    ("node", "Node", "Kode"),
+    ("name", "Name", "Nama"),
+    ("from", "From", "Dari"),
+    ("to", "To", "Menjadi"),
+    ("steps", "Steps", "Jumlah langkah"),
+    ("cost", "Cost", "Biaya"),
+    ("contribution", "Contribution", "Kontribusi"),
+    ("total_cost", "Total cost", "Total biaya"),
+    ("index", "Index after", "Indeks setelahnya"),
+    ("predicate", "Predicate after", "Predikat setelahnya"),
+)
 ASSESSOR_FIELDS = ("evidence_uploaded", "interview_confirmed", "approved", "catatan", "rekomendasi")
 MEDIA = {
     "csv": "text/csv; charset=utf-8",
@@ -67,7 +89,18 @@ EXPORT_CONTENT: dict[str, Any] = {
     },
 }
 RESULT_FIELDS = {key for key, _, _ in RESULT_COLUMNS} - set(ASSESSOR_FIELDS)
-NUMERIC = {"index", "previous_index", "improvement", "value", "weight", "contribution"}
+NUMERIC = {
+    "index",
+    "previous_index",
+    "improvement",
+    "value",
+    "weight",
+    "contribution",
+    "from",
+    "to",
+    "cost",
+    "total_cost",
+}
 # Free text typed by people: always a string in a workbook, never read as a formula.
 FREE_TEXT = {"catatan", "rekomendasi"}
 
@@ -190,5 +223,46 @@ async def export_results(
         _csv(RESULT_COLUMNS, lang, rows)
         if format == "csv"
         else _xlsx(RESULT_COLUMNS, lang, name, rows)
+    )
+    return _download(body, format, name)
+
+
+@router.get(
+    "/v1/assessments/{assessment_id}/plan/export",
+    summary="A plan to a target as CSV or XLSX",
+    response_class=StreamingResponse,
+    responses={200: EXPORT_CONTENT},
+)
+async def export_plan(
+    assessment_id: uuid.UUID,
+    session: DbSession,
+    principal: MaybePrincipal,
+    target: TargetQuery,
+    increment: IncrementQuery = None,
+    format: Format = "csv",
+    lang: Language = "en",
+) -> StreamingResponse:
+    """`GET /v1/assessments/{id}/plan` as a table: one row per indicator raised, option 1 the
+    plan and 2… the alternatives of the same cost (a row with no indicator when the target is
+    met already)."""
+    assessment, plan = await service.plan(
+        session, assessment_id, principal, target=target, increment=increment
+    )
+    rows: list[dict[str, Any]] = []
+    options: list[Plan | PlanOption] = [plan, *plan.alternatives]
+    for number, option in enumerate(options, start=1):
+        totals = {
+            "option": number,
+            "reachable": plan.reachable,
+            "total_cost": option.cost,
+            "index": option.index,
+            "predicate": option.predicate,
+        }
+        empty = dict.fromkeys(("node", "name", "from", "to", "steps", "cost", "contribution"))
+        steps = [step.model_dump(by_alias=True) for step in option.steps] or [empty]
+        rows.extend(step | totals for step in steps)
+    name = f"plan-{assessment.framework_id}-{assessment.region_code}-{assessment.period}"
+    body = (
+        _csv(PLAN_COLUMNS, lang, rows) if format == "csv" else _xlsx(PLAN_COLUMNS, lang, name, rows)
     )
     return _download(body, format, name)

@@ -8,6 +8,7 @@ Answers are rendered from the models of :mod:`services.api.result.schemas` strai
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -19,12 +20,14 @@ from services.api.result.schemas import (
     AssessmentResults,
     Comparison,
     Dashboard,
+    Plan,
+    PlanIn,
     Ranking,
     Summary,
     Trend,
 )
 from services.domain.access import policy
-from services.domain.access.dependencies import MaybePrincipal
+from services.domain.access.dependencies import CurrentPrincipal, MaybePrincipal
 from services.kit.db import DbSession
 from services.kit.http import json_response
 from services.kit.results_cache import ResultsCache
@@ -113,6 +116,73 @@ async def get_summary(
     # answer never outlives the visibility it was built under.
     key = ("summary", assessment_id, principal.audit_id if principal else None)
     return await cache(request).respond(request.app.state.runtime.engine, key, build)
+
+
+TargetQuery = Annotated[
+    str,
+    Query(
+        min_length=1,
+        max_length=100,
+        description="An index value ('3.50') or a predicate of the index ('Memuaskan')",
+        examples=["Memuaskan"],
+    ),
+]
+IncrementQuery = Annotated[
+    Decimal | None,
+    Query(
+        gt=0,
+        allow_inf_nan=False,
+        description="Step of decimal-scale leaves (IPD values); default and least: one unit "
+        "of the framework's precision (0.01)",
+    ),
+]
+
+
+@router.get(
+    "/v1/assessments/{assessment_id}/plan",
+    response_model=Plan,
+    summary="The cheapest steps to a target index or predicate",
+)
+async def get_plan(
+    assessment_id: uuid.UUID,
+    session: DbSession,
+    principal: MaybePrincipal,
+    target: TargetQuery,
+    increment: IncrementQuery = None,
+) -> Response:
+    """Which of the region's own (assessed) indicators to raise, and by how much, to reach the
+    target at the fewest steps: exact, from the values that count (verified, else the region's
+    own). Each step raises one indicator by a level (or by `increment` on a decimal scale) and
+    costs 1; `POST` the same path to give each indicator's cost of a step. The target is judged
+    on the published (rounded) index; outside indices (IPD I5, I6, I7, I18), metric-driven
+    and linked leaves are not raised (`excluded`). See docs/planner.md."""
+    _, answer = await service.plan(
+        session, assessment_id, principal, target=target, increment=increment
+    )
+    return json_response(answer.model_dump(mode="json", by_alias=True))
+
+
+@router.post(
+    "/v1/assessments/{assessment_id}/plan",
+    response_model=Plan,
+    summary="The cheapest steps to a target, with a cost per indicator",
+)
+async def post_plan(
+    assessment_id: uuid.UUID, body: PlanIn, session: DbSession, principal: CurrentPrincipal
+) -> Response:
+    """As `GET`, with each leaf's cost of one step (effort in days, say; default 1) in the
+    body: a cost table for 47 indicators does not fit a query string. A read: nothing is
+    stored, so a repeat is harmless and needs no Idempotency-Key. Needs a key."""
+    _, answer = await service.plan(
+        session,
+        assessment_id,
+        principal,
+        target=body.target,
+        costs=body.costs,
+        increment=body.increment,
+        where="body",
+    )
+    return json_response(answer.model_dump(mode="json", by_alias=True))
 
 
 @router.get(

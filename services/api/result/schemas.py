@@ -9,6 +9,8 @@ gives them.
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
@@ -288,3 +290,93 @@ class Dashboard(Out):
     predicates: dict[str, int] = Field(description="Predicate → how many regions have it")
     index: Stats
     parts: dict[str, PartStats] = Field(description="Index part id → its distribution")
+
+
+class PlanStep(Out):
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    node: str = Field(description="The leaf raised, e.g. I42")
+    name: str
+    from_: str = Field(alias="from", description="Its value now (decimal text)")
+    to: str = Field(description="Its value after the steps (decimal text)")
+    steps: int = Field(description="Steps taken: levels, or increments of a decimal scale")
+    cost: str = Field(description="Their cost (decimal text)")
+    contribution: str = Field(
+        description="What they add to the unrounded index, rounded as contributions are"
+    )
+
+
+class PlanOption(Out):
+    cost: str = Field(description="Total cost of the steps (decimal text)")
+    index: str | None = Field(description="The published index after the steps")
+    predicate: str | None
+    steps: list[PlanStep]
+
+
+class PlanFigure(Out):
+    index: str | None = Field(description=DECIMAL)
+    predicate: str | None
+
+
+class PlanAssumption(Out):
+    node: str
+    value: str | None = Field(description="The value the plan counts from")
+    note: str
+
+
+class PlanExclusion(Out):
+    node: str
+    reason: str
+
+
+class Plan(Out):
+    """The cheapest steps on the region's own (assessed) leaves that bring the index to the
+    target, from the values that count (verified, else the region's own). When the target is
+    out of reach, ``reachable`` is false and the steps are those to the best reachable index."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    assessment: uuid.UUID
+    framework: str
+    target: str = Field(description="As asked: an index value or a predicate")
+    target_index: str = Field(description="The lowest published index that meets the target")
+    reachable: bool
+    current: PlanFigure = Field(description="The index now (missing leaves as assumed)")
+    cost: str = Field(description="Total cost of the steps (decimal text)")
+    index: str | None = Field(description="The published index after the steps")
+    predicate: str | None
+    steps: list[PlanStep]
+    alternatives: list[PlanOption] = Field(description="Other plans of the same cost, at most 4")
+    increment: str | None = Field(
+        description="The step of decimal-scale leaves; null when none is raised"
+    )
+    assumed: list[PlanAssumption] = Field(
+        description="Leaves without a value, counted from their scale's minimum"
+    )
+    excluded: list[PlanExclusion] = Field(
+        description="Leaves the region cannot raise: outside indices, metric-driven, linked"
+    )
+
+
+# The request body of a plan with costs (a read: nothing is stored).
+class PlanIn(BaseModel):
+    """A plan with costs: the target, and optionally each leaf's cost of one step and the
+    step of decimal-scale leaves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: str = Field(
+        min_length=1, max_length=100, description="An index value ('3.50') or a predicate"
+    )
+    costs: dict[str, Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]] = Field(
+        default_factory=dict,
+        max_length=1000,
+        description="Leaf id → cost of one step on it (default 1), e.g. effort in days",
+    )
+    increment: Decimal | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Step of decimal-scale leaves (default and least: one unit of the "
+        "framework's precision, 0.01)",
+    )

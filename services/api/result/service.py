@@ -6,6 +6,7 @@ answer holds is built here, once, as the models of :mod:`services.api.result.sch
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import uuid
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,7 @@ from services.api.result.schemas import (
     Indices,
     NodeValue,
     PartStats,
+    Plan,
     Ranking,
     RankingItem,
     Ranks,
@@ -45,8 +47,10 @@ from services.api.result.schemas import (
 )
 from services.domain.access import policy
 from services.domain.access.principal import Principal
+from services.domain.assessment import repository as assessments
+from services.domain.assessment.values import counted_values
 from services.domain.region import repository as regions
-from services.kit.errors import NotFound, invalid
+from services.kit.errors import NotFound, Unprocessable, invalid
 from services.kit.pagination import decode_cursor, encode_cursor
 from services.models import (
     Assessment,
@@ -56,7 +60,14 @@ from services.models import (
     ResultNode,
     ResultState,
 )
-from services.scoring.engine import Framework, round_exact
+from services.scoring.engine import (
+    Framework,
+    InputError,
+    Inputs,
+    PlanError,
+    round_exact,
+)
+from services.scoring.engine import plan as planner
 from services.scoring.engine.numbers import decimal_text
 from services.scoring.frameworks import families
 
@@ -540,3 +551,68 @@ async def dashboard(
             for child in framework.index.children
         },
     )
+
+
+# Plans: the cheapest steps to a target.
+
+# The most work one request may ask of the planner (leaves × budgets of its cost table): an SPBE
+# plan takes a few thousand cells, an IPD plan in steps of 0.01 a few hundred thousand.
+PLAN_CELLS = 2_000_000
+
+
+async def plan(
+    session: AsyncSession,
+    assessment_id: uuid.UUID,
+    principal: Principal | None,
+    *,
+    target: str,
+    costs: Mapping[str, Decimal] | None = None,
+    increment: Decimal | None = None,
+    where: str = "query",
+) -> tuple[Assessment, Plan]:
+    """The cheapest steps on the assessment's assessed leaves to ``target``, from the values
+    that count (each leaf's verified value, else the region's own), for a caller who may see
+    the assessment; ``where`` the part of the request the parameters came in (for a 422)."""
+    assessment = (await assessment_or_404(session, assessment_id, principal))[0]
+    framework = get_or_404(assessment.framework_id)
+    least = Decimal(1).scaleb(-framework.precision)
+    if increment is not None and increment < least:
+        raise invalid(
+            where,
+            "/increment",
+            "too fine",
+            f"{where} /increment: {increment} is finer than the precision of {framework.id} "
+            f"({least})",
+        )
+    entered = await assessments.entered_values(session, [assessment.id])
+    values, _ = counted_values(framework, entered[assessment.id])
+    try:
+        # Pure CPU, bounded by PLAN_CELLS: off the event loop.
+        result = await asyncio.to_thread(
+            planner,
+            framework,
+            Inputs(values=values),
+            target,
+            costs=costs,
+            increment=increment,
+            max_cells=PLAN_CELLS,
+        )
+    except InputError as exc:
+        raise _plan_problem(exc, where) from None
+    except PlanError as exc:
+        raise Unprocessable(f"No plan for {framework.id}: {exc}", code="no-plan") from None
+    return assessment, Plan.model_validate({"assessment": assessment.id, **result.to_dict()})
+
+
+def _plan_problem(exc: InputError, where: str) -> Unprocessable:
+    """A 422 pointing at the parameter the planner refused (target, costs, increment)."""
+    message = str(exc)
+    if message.startswith("costs"):
+        pointer = f"/costs/{exc.node}" if exc.node else "/costs"
+    elif message.startswith("increment"):
+        pointer = "/increment"
+    elif message.startswith("target"):
+        pointer = "/target"
+    else:  # a stored value the framework refuses
+        return Unprocessable(message)
+    return invalid(where, pointer, "invalid", f"{where} {pointer}: {message}")

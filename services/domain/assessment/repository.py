@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.domain.access.principal import Visibility
+from services.domain.assessment.states import Value
 from services.models import (
     Assessment,
     AssessmentAssignment,
@@ -125,6 +127,30 @@ async def inputs(
         )
     )
     return {row.node_id: row for row in rows}
+
+
+async def entered_values(
+    session: AsyncSession, assessment_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, dict[Value, Any]]]:
+    """Per assessment: node id → its entered values (self, verified, official), those given."""
+    rows = await session.execute(
+        select(
+            AssessmentInput.assessment_id,
+            AssessmentInput.node_id,
+            AssessmentInput.self_value,
+            AssessmentInput.verified_value,
+            AssessmentInput.official_value,
+        ).where(AssessmentInput.assessment_id.in_(assessment_ids))
+    )
+    found: dict[uuid.UUID, dict[str, dict[Value, Any]]] = {i: {} for i in assessment_ids}
+    for assessment_id, node_id, self_value, verified_value, official_value in rows:
+        given = {
+            Value.SELF: self_value,
+            Value.VERIFIED: verified_value,
+            Value.OFFICIAL: official_value,
+        }
+        found[assessment_id][node_id] = {kind: v for kind, v in given.items() if v is not None}
+    return found
 
 
 def add_input(session: AsyncSession, assessment_id: uuid.UUID, node_id: str) -> AssessmentInput:

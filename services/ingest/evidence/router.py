@@ -8,7 +8,7 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import RedirectResponse, StreamingResponse
 
 from services.domain.access import policy
 from services.domain.access.dependencies import RequestContext
@@ -82,7 +82,7 @@ async def upload_evidence(
     try:
         item, created = await service.store(session, context, received, storage)
     except BaseException:
-        received.discard()
+        await received.discard()
         raise
     if not created:
         response.status_code = 200
@@ -116,6 +116,12 @@ async def list_evidence(
                 for media in sorted(set(ALLOWED.values()))
             },
         },
+        307: {
+            "description": "With CERDAS_EVIDENCE_S3_PRESIGN_DOWNLOADS: fetch the file from the "
+            "object store at `Location`, a presigned URL valid for "
+            "CERDAS_EVIDENCE_S3_PRESIGN_SECONDS",
+            "headers": {"Location": {"schema": {"type": "string", "format": "uri"}}},
+        },
         404: {"description": "No such item or revision, or one the caller may not see"},
     },
 )
@@ -125,7 +131,7 @@ async def download_evidence(
     context: RequestContext,
     item_id: uuid.UUID,
     revision: Annotated[int | None, Query(ge=1, description="Default: the latest")] = None,
-) -> StreamingResponse:
+) -> Response:
     stored_revision, stored = await service.revision_to_download(
         session, context, item_id, revision
     )
@@ -134,8 +140,15 @@ async def download_evidence(
         f'attachment; filename="{ascii_name}"; '
         f"filename*=UTF-8''{quote(stored_revision.filename, safe='')}"
     )
+    storage = request.app.state.storage
+    # Asked only after the policy let the caller see the item: the URL is the permission.
+    url = await storage.download_url(
+        stored.storage_key, disposition=disposition, content_type=stored.content_type
+    )
+    if url is not None:
+        return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
     return StreamingResponse(
-        request.app.state.storage.read(stored.storage_key),
+        storage.read(stored.storage_key),
         media_type=stored.content_type,
         headers={
             "Content-Disposition": disposition,

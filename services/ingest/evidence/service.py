@@ -25,7 +25,7 @@ from services.ingest.evidence.upload import ReceivedUpload
 from services.kit.db import after_commit
 from services.kit.errors import Conflict, NotFound, Unprocessable, UnsupportedMediaType, invalid
 from services.kit.metrics import EVIDENCE_STORED_BYTES, EVIDENCE_STORED_OBJECTS
-from services.kit.storage import Storage, object_key
+from services.kit.storage import Storage, Upload, object_key
 from services.models import (
     AssessmentState,
     EvidenceItem,
@@ -128,7 +128,7 @@ async def store(
         raise _invalid("file", "missing", "form field 'file' is required")
     if upload.size == 0:
         raise _invalid("file", "empty", "The file is empty.")
-    kind = await asyncio.to_thread(sniff, upload.path)
+    kind = await asyncio.to_thread(_sniff, upload)
     if kind is None:
         raise UnsupportedMediaType(
             "The file's content is not an allowed type (PDF, PNG, JPEG, DOCX, XLSX, ODT, ODS), "
@@ -159,7 +159,7 @@ async def store(
             session, assessment.id, sha256, sorted(set(node_ids))
         )
         if same is not None:
-            upload.discard()
+            await upload.discard()
             if evidence_request is not None:
                 _answer(evidence_request, same.id)
             return same, False
@@ -172,7 +172,7 @@ async def store(
         )
         after_commit(session, _count_stored(upload.size))
     else:
-        upload.discard()  # the same bytes are already stored
+        await upload.discard()  # the same bytes are already stored
 
     if revised is not None:
         item = revised
@@ -225,6 +225,12 @@ def _count_stored(size: int) -> Callable[[], Awaitable[None]]:
         EVIDENCE_STORED_BYTES.inc(size)
 
     return count
+
+
+def _sniff(upload: Upload) -> str | None:
+    """What the uploaded bytes are (blocking: reads them back from storage)."""
+    with upload.reader() as file:
+        return sniff(file)
 
 
 def _answer(evidence_request: EvidenceRequest, item_id: uuid.UUID) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zipfile
-from pathlib import Path
+from typing import BinaryIO
 
 ALLOWED = {
     "pdf": "application/pdf",
@@ -16,10 +16,10 @@ ALLOWED = {
 }
 
 
-def sniff(path: Path) -> str | None:
-    """The allowed kind of the file at ``path`` (a key of ALLOWED), or None."""
-    with path.open("rb") as file:
-        head = file.read(64)
+def sniff(file: BinaryIO) -> str | None:
+    """The allowed kind of the seekable ``file`` (a key of ALLOWED), or None. Blocking."""
+    file.seek(0)
+    head = file.read(64)
     if head.startswith(b"%PDF-"):
         return "pdf"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -27,13 +27,13 @@ def sniff(path: Path) -> str | None:
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
     if head.startswith(b"PK\x03\x04"):
-        return _office(path)
+        return _office(file)
     return None
 
 
-def _office(path: Path) -> str | None:
+def _office(file: BinaryIO) -> str | None:
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(file) as archive:
             names = set(archive.namelist())
             if "mimetype" in names:
                 mimetype = archive.read("mimetype").decode("ascii", "replace").strip()

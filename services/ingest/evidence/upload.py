@@ -1,8 +1,9 @@
 """Receiving a multipart upload as a stream: the file goes to storage chunk by chunk.
 
-Nothing is held in memory but the current chunk and the small form fields. The SHA-256 and size
-are computed while streaming, and an upload that grows past the limit is cut off at once, its
-temporary file removed. Any failure leaves no file behind.
+Nothing is held in memory but the current chunk and the small form fields (and what the storage
+backend buffers: one part for S3). The SHA-256 and size are computed while streaming, and an
+upload that grows past the limit is cut off at once, its temporary file (or multipart upload)
+removed. Any failure leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ class ReceivedUpload:
     filename: str | None = None
     sha256: str | None = None
 
-    def discard(self) -> None:
+    async def discard(self) -> None:
         if self.upload is not None:
-            self.upload.discard()
+            await self.upload.discard()
 
 
 class _Receiver:
@@ -54,6 +55,10 @@ class _Receiver:
         self.max_bytes = max_bytes
         self.result = ReceivedUpload()
         self.hasher = hashlib.sha256()
+        # File bytes parsed from the current chunk, written to storage by receive() on the
+        # event loop (the parser's callbacks run in a worker thread).
+        self.pending: list[bytes] = []
+        self.file_bytes = 0
         self.ended = False
         self._header_field = b""
         self._header_value = b""
@@ -115,15 +120,14 @@ class _Receiver:
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         chunk = data[start:end]
         if self._is_file:
-            upload = self.result.upload
-            assert upload is not None
-            if upload.size + len(chunk) > self.max_bytes:
+            if self.file_bytes + len(chunk) > self.max_bytes:
                 raise PayloadTooLarge(
                     f"The file is larger than the limit of {self.max_bytes:,} bytes.",
                     limit=self.max_bytes,
                 )
+            self.file_bytes += len(chunk)
             self.hasher.update(chunk)
-            upload.write(chunk)
+            self.pending.append(chunk)
         else:
             self._value += chunk
             if len(self._value) > MAX_FIELD_BYTES:
@@ -143,10 +147,19 @@ class _Receiver:
     def on_end(self) -> None:
         self.ended = True
 
+    async def flush(self) -> None:
+        """Write the file bytes parsed so far to storage."""
+        if self.pending:
+            assert self.result.upload is not None
+            data = b"".join(self.pending)
+            self.pending.clear()
+            await self.result.upload.write(data)
+
 
 async def receive(request: Request, storage: Storage, max_bytes: int) -> ReceivedUpload:
-    """Parse the request's multipart body, streaming its file into ``storage``. Disk writes
-    (and the final fsync) run in a worker thread: a slow disk never stalls the event loop."""
+    """Parse the request's multipart body, streaming its file into ``storage``. Parsing runs in
+    a worker thread and storage writes never block the event loop (the local backend writes
+    and fsyncs in worker threads, the S3 backend is asyncio)."""
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or b"boundary" not in options:
         raise UnsupportedMediaType("Upload evidence as multipart/form-data with a 'file' field.")
@@ -158,20 +171,23 @@ async def receive(request: Request, storage: Storage, max_bytes: int) -> Receive
     receiver = _Receiver(storage, max_bytes)
     parser = MultipartParser(options[b"boundary"], receiver.callbacks())  # type: ignore[arg-type]
     try:
-        async for chunk in request.stream():
-            await asyncio.to_thread(parser.write, chunk)
-        parser.finalize()
-        if not receiver.ended:
-            raise BadUpload("The multipart body is truncated (no closing boundary).")
-        if receiver.result.upload is not None:
-            await asyncio.to_thread(receiver.result.upload.finish)
-    except ClientDisconnect:
-        receiver.result.discard()
-        raise BadUpload("The client disconnected before the upload finished.") from None
-    except (ProblemError, ProblemHTTPException):  # ours, or the edge's size and time limits
-        receiver.result.discard()
+        try:
+            async for chunk in request.stream():
+                await asyncio.to_thread(parser.write, chunk)
+                await receiver.flush()
+            parser.finalize()
+            if not receiver.ended:
+                raise BadUpload("The multipart body is truncated (no closing boundary).")
+            if receiver.result.upload is not None:
+                await receiver.flush()
+                await receiver.result.upload.finish()
+        except ClientDisconnect:
+            raise BadUpload("The client disconnected before the upload finished.") from None
+        except (ProblemError, ProblemHTTPException):  # ours, the edge's limits, the store's
+            raise
+        except Exception as exc:  # the parser's own errors: malformed multipart
+            raise BadUpload(f"The multipart body is malformed ({exc}).") from None
+    except BaseException:  # cancellation too: nothing of the upload stays behind
+        await receiver.result.discard()
         raise
-    except Exception as exc:  # the parser's own errors: malformed multipart
-        receiver.result.discard()
-        raise BadUpload(f"The multipart body is malformed ({exc}).") from None
     return receiver.result

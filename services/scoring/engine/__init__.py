@@ -27,6 +27,7 @@ from services.scoring.engine.model import (
     Scale,
 )
 from services.scoring.engine.numbers import exact, round_exact
+from services.scoring.engine.planner import Plan, PlanError, Target, parse_target, plan
 from services.scoring.engine.result import NodeResult, Result
 
 __all__ = [
@@ -42,8 +43,11 @@ __all__ = [
     "NodeResult",
     "OutsideRule",
     "Periods",
+    "Plan",
+    "PlanError",
     "Result",
     "Scale",
+    "Target",
     "check_families",
     "check_links",
     "compile_framework",
@@ -51,5 +55,7 @@ __all__ = [
     "exact",
     "link_order",
     "load_framework",
+    "parse_target",
+    "plan",
     "round_exact",
 ]

@@ -60,18 +60,29 @@ def evaluate(framework: Framework, inputs: Inputs, *, strict: bool = False) -> R
     ``strict``, also when a required input is missing. Without ``strict`` a missing required
     input leaves the nodes above it without a value and lists it in their ``missing``.
     """
-    known = {node.id: node for node in framework.nodes()}
+    result = _evaluated(framework, inputs).result()
+    if strict and result.missing:
+        shown = ", ".join(result.missing[:10]) + (" …" if len(result.missing) > 10 else "")
+        raise InputError(f"missing required value for {shown}", result.missing[0])
+    return result
+
+
+def exact_values(framework: Framework, inputs: Inputs) -> dict[str, Fraction | None]:
+    """Every node's unrounded value (None: no value), as :func:`evaluate` computes it before
+    rounding anything; raises :class:`InputError` as :func:`evaluate` does."""
+    computed = _evaluated(framework, inputs).computed
+    return {node_id: value.exact for node_id, value in computed.items()}
+
+
+def _evaluated(framework: Framework, inputs: Inputs) -> _Evaluation:
+    known = {node.id for node in framework.nodes()}
     for node_id in inputs.values:
         if node_id not in known:
             raise InputError(f"unknown node {node_id!r} in {framework.id}", node_id)
     evaluation = _Evaluation(framework, inputs)
     for root in framework.roots:
         evaluation.visit(root)
-    result = evaluation.result()
-    if strict and result.missing:
-        shown = ", ".join(result.missing[:10]) + (" …" if len(result.missing) > 10 else "")
-        raise InputError(f"missing required value for {shown}", result.missing[0])
-    return result
+    return evaluation
 
 
 class _Evaluation:
