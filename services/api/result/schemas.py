@@ -363,7 +363,12 @@ class PlanIn(BaseModel):
     """A plan with costs: the target, and optionally each leaf's cost of one step and the
     step of decimal-scale leaves."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"target": "Memuaskan", "costs": {"I1": "5", "I21": "20"}}]
+        },
+    )
 
     target: str = Field(
         min_length=1, max_length=100, description="An index value ('3.50') or a predicate"
