@@ -18,6 +18,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, FastAPI
 
+from services.api.agency.router import router as agencies_router
 from services.api.assessment.router import router as workflow_router
 from services.api.audit.router import router as audit_router
 from services.api.framework.router import router as frameworks_router
@@ -97,6 +98,7 @@ GATEWAY_ROUTERS: tuple[APIRouter, ...] = (
     webhooks_router,
     audit_router,
     keys_router,
+    agencies_router,
 )
 INGEST_ROUTERS: tuple[APIRouter, ...] = (metrics_router, evidence_router)
 
