@@ -431,3 +431,37 @@ async def test_internal_assessments_stay_inside_the_region_and_out_of_official_f
     # An agency with internal assessments stays.
     kept = await client.delete(f"/v1/regions/{BEKASI}/agencies/{kominfo['id']}", headers=operator)
     assert kept.status_code == 409
+
+
+async def test_evidence_names_the_agency_responsible(
+    client: httpx.AsyncClient, session: AsyncSession, make_key: MakeKey
+) -> None:
+    assessment = Assessment(region_code=BEKASI, framework_id="spbe-2020", period=2024)
+    session.add(assessment)
+    await session.commit()
+    operator = await make_key("region-operator", BEKASI)
+    kominfo = await add_agency(client, operator, "Dinas Komunikasi dan Informatika", "Diskominfo")
+
+    def upload(agency: str, content: bytes) -> Awaitable[httpx.Response]:
+        return client.post(
+            "/v1/evidence",
+            headers=operator,
+            data={"assessment_id": str(assessment.id), "node_ids": "I1", "agency_id": agency},
+            files={
+                "file": ("perwali.pdf", b"%PDF-1.4\n" + content + b"\n%%EOF\n", "application/pdf")
+            },
+        )
+
+    stored = await upload(kominfo["id"], b"1")
+    assert stored.status_code == 201, stored.text
+    assert stored.json()["agency_id"] == kominfo["id"]
+    assert (await upload(str(uuid.uuid4()), b"2")).status_code == 422  # not the region's agency
+    await upload("", b"3")  # no agency named
+    url = f"/v1/evidence?assessment_id={assessment.id}"
+    assert len((await client.get(url, headers=operator)).json()) == 2
+    mine = (await client.get(f"{url}&agency_id={kominfo['id']}", headers=operator)).json()
+    assert [item["id"] for item in mine] == [stored.json()["id"]]
+    ministry = await make_key("ministry-admin")
+    assert (
+        await client.get(f"{url}&agency_id={kominfo['id']}", headers=ministry)
+    ).status_code == 404

@@ -32,7 +32,6 @@ from services.api.agency.schemas import (
 )
 from services.api.framework.service import get_or_404
 from services.api.result import service as results
-from services.api.result.schemas import PlanStep
 from services.domain.access import policy
 from services.domain.access.policy import Action
 from services.domain.access.principal import Context, Principal
@@ -345,16 +344,6 @@ async def agency_plan(
 
 def _sum(texts: Any) -> str:
     return format(sum((Decimal(text) for text in texts), Decimal(0)), "f")
-
-
-def plan_steps(plan: AgencyPlan) -> list[tuple[AgencyShare, PlanStep]]:
-    """The plan's steps with the agency that answers for each, agency by agency."""
-    return [
-        (share, indicator.gap)
-        for share in plan.agencies
-        for indicator in share.indicators
-        if indicator.gap is not None
-    ]
 
 
 # The agencies side by side.

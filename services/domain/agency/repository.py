@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import delete, exists, func, select, tuple_
+from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -148,15 +148,3 @@ async def nodes_of(
         )
     )
     return set(rows)
-
-
-async def has_internal(session: AsyncSession, region_code: str) -> bool:
-    return bool(
-        await session.scalar(
-            select(
-                exists().where(
-                    Assessment.region_code == region_code, Assessment.agency_id.is_not(None)
-                )
-            )
-        )
-    )
