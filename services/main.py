@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from services import __version__
+from services.api.agency.router import router as agencies_router
 from services.api.assessment.router import router as workflow_router
 from services.api.audit.router import router as audit_router
 from services.api.framework.router import router as frameworks_router
@@ -120,6 +121,7 @@ GATEWAY_ROUTERS: tuple[APIRouter, ...] = (
     webhooks_router,
     audit_router,
     keys_router,
+    agencies_router,
 )
 INGEST_ROUTERS: tuple[APIRouter, ...] = (metrics_router, evidence_router)
 

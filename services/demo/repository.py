@@ -40,7 +40,10 @@ async def add_assessment(
             state=state,
             input_revision=0,
         )
-        .on_conflict_do_nothing(index_elements=["region_code", "framework_id", "period", "stage"])
+        .on_conflict_do_nothing(
+            index_elements=["region_code", "framework_id", "period", "stage"],
+            index_where=Assessment.agency_id.is_(None),  # the official one
+        )
         .returning(Assessment.id)
     )
     created: uuid.UUID | None = (await session.execute(statement)).scalar_one_or_none()

@@ -1,6 +1,7 @@
 """All tables, on one metadata and one Alembic history."""
 
 from services.models.access import ApiKey, Person, Role
+from services.models.agency import Agency, AgencyKind, NodeResponsibility
 from services.models.assessment import (
     Assessment,
     AssessmentAssignment,
@@ -20,6 +21,8 @@ from services.models.result import ResultNode, ResultState
 from services.models.webhook import WebhookDelivery, WebhookSubscription
 
 __all__ = [
+    "Agency",
+    "AgencyKind",
     "ApiKey",
     "Assessment",
     "AssessmentAssignment",
@@ -34,6 +37,7 @@ __all__ = [
     "EvidenceRevision",
     "IdempotencyRecord",
     "MetricPoint",
+    "NodeResponsibility",
     "Person",
     "RecomputeRequest",
     "RecomputeRun",

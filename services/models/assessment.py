@@ -23,6 +23,7 @@ from sqlalchemy import (
     Uuid,
     false,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -43,11 +44,32 @@ class AssessmentState(StrEnum):
 
 
 class Assessment(TimestampMixin, Base):
-    """A region's evaluation on one framework for one period (year and stage)."""
+    """A region's evaluation on one framework for one period (year and stage): the official
+    one (``agency_id`` null), or an internal evaluation of one of its agencies (OPD), seen
+    inside the region only (services.domain.access.policy) and never in official figures."""
 
     __tablename__ = "assessment"
     __table_args__ = (
-        UniqueConstraint("region_code", "framework_id", "period", "stage"),
+        # One official assessment per region, framework, period and stage; beside it, one
+        # internal assessment per agency.
+        Index(
+            "uq_assessment_official",
+            "region_code",
+            "framework_id",
+            "period",
+            "stage",
+            unique=True,
+            postgresql_where=text("agency_id IS NULL"),
+        ),
+        Index(
+            "uq_assessment_internal",
+            "agency_id",
+            "framework_id",
+            "period",
+            "stage",
+            unique=True,
+            postgresql_where=text("agency_id IS NOT NULL"),
+        ),
         one_of("state", AssessmentState, name="state"),
     )
 
@@ -63,6 +85,15 @@ class Assessment(TimestampMixin, Base):
     )
     # Bumped by every change to the assessment's inputs (values, metrics, linked results).
     input_revision: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    # The agency (OPD) evaluated internally; null for the region's official assessment.
+    agency_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("agency.id", ondelete="RESTRICT"), nullable=True
+    )
+
+    @property
+    def internal(self) -> bool:
+        """An internal evaluation of an agency, not the region's official assessment."""
+        return self.agency_id is not None
 
 
 class AssessmentInput(Base):

@@ -41,6 +41,10 @@ class EvidenceItem(TimestampMixin, Base):
     )
     node_ids: Mapped[list[str]] = mapped_column(ARRAY(String(64)), nullable=False)
     title: Mapped[str] = mapped_column(String(300), nullable=False)
+    # The agency (OPD) responsible for it, if the region named one.
+    agency_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("agency.id", ondelete="SET NULL"), index=True
+    )
     latest_revision: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
 
 

@@ -138,6 +138,8 @@ async def linked_values(
         .where(
             Assessment.framework_id == framework_id,
             Assessment.state == AssessmentState.PUBLISHED,
+            # A linked view reads the region's official figure, never an agency's internal one.
+            Assessment.agency_id.is_(None),
             Assessment.region_code.in_({region for region, _, _ in keys}),
             ResultNode.node_id == node_id,
             ResultNode.value.is_not(None),
@@ -166,6 +168,7 @@ async def source_assessments(
             Assessment.state,
         ).where(
             Assessment.framework_id == framework_id,
+            Assessment.agency_id.is_(None),
             Assessment.region_code.in_({region for region, _, _ in keys}),
         )
     )

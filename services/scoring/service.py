@@ -186,6 +186,7 @@ async def _recompute_locked(
                 "predicate": result.index.predicate,
                 "input_revision": assessment.input_revision,
             }
+            | webhooks.internal_marker(assessment)
             for assessment, result in changed
         ],
         queue,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.domain.access.service import create_key
-from services.models import Assessment, AssessmentAssignment
+from services.models import Agency, AgencyKind, Assessment, AssessmentAssignment
 
 ROLES = (
     "anonymous",
@@ -39,6 +39,23 @@ class World:
                 assessment_id=assessment.id, key_id=self.key_ids["assessor:assigned"]
             )
         )
+        await self.session.commit()
+        return assessment
+
+    async def agency(self, name: str = "Dinas Komunikasi dan Informatika") -> Agency:
+        """An agency (OPD) of Kota Bogor."""
+        agency = Agency(region_code=OWN, name=name, short_name="Diskominfo", kind=AgencyKind.DINAS)
+        self.session.add(agency)
+        await self.session.commit()
+        return agency
+
+    async def internal(self, state: str, agency: Agency | None = None) -> Assessment:
+        """An internal Kota Bogor 2024 SPBE assessment of an agency, in ``state``."""
+        agency = agency or await self.agency()
+        assessment = Assessment(
+            region_code=OWN, framework_id="spbe-2020", period=2024, state=state, agency_id=agency.id
+        )
+        self.session.add(assessment)
         await self.session.commit()
         return assessment
 

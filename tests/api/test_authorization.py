@@ -139,6 +139,33 @@ async def revoke_key(world: World, role: str) -> Request:
     return "POST", f"/v1/keys/{key.id}/revoke", {}
 
 
+async def add_agency(world: World, role: str) -> Request:
+    body = {
+        "name": "Badan Perencanaan Pembangunan Daerah",
+        "short_name": "Bappeda",
+        "kind": "badan",
+    }
+    return "POST", f"/v1/regions/{OWN}/agencies", {"json": body}
+
+
+async def rename_agency(world: World, role: str) -> Request:
+    agency = await world.agency()
+    body = {"short_name": "Diskominfostandi"}
+    return "PATCH", f"/v1/regions/{OWN}/agencies/{agency.id}", {"json": body}
+
+
+async def remove_agency(world: World, role: str) -> Request:
+    agency = await world.agency()
+    return "DELETE", f"/v1/regions/{OWN}/agencies/{agency.id}", {}
+
+
+async def responsibilities(world: World, role: str) -> Request:
+    assessment = await world.assessment("draft")
+    agency = await world.agency()
+    body = {"nodes": {"I1": str(agency.id), "I2": str(agency.id)}}
+    return "PUT", f"/v1/assessments/{assessment.id}/responsibilities", {"json": body}
+
+
 REGIONAL = ("super-app:own", "super-app:foreign", "region-operator:own", "region-operator:foreign")
 WRITERS = {"super-app:own": 200, "region-operator:own": 200, "ministry-admin": 200}
 UPLOADERS = {"super-app:own": 201, "region-operator:own": 201, "ministry-admin": 201}
@@ -197,6 +224,24 @@ MATRIX: dict[tuple[str, str], tuple[Scenario, dict[str, int]]] = {
         {"assessor:assigned": 201, "assessor:unassigned": 404, "ministry-admin": 201},
     ),
     ("POST", "/v1/keys/{key_id}/revoke"): (revoke_key, MINISTRY),
+    # A region's agencies (OPD) and who answers for what are its operators' to manage; to a
+    # key of another region they do not exist.
+    ("POST", "/v1/regions/{code}/agencies"): (
+        add_agency,
+        {"region-operator:own": 201, "region-operator:foreign": 404},
+    ),
+    ("PATCH", "/v1/regions/{code}/agencies/{agency_id}"): (
+        rename_agency,
+        {"region-operator:own": 200, "region-operator:foreign": 404},
+    ),
+    ("DELETE", "/v1/regions/{code}/agencies/{agency_id}"): (
+        remove_agency,
+        {"region-operator:own": 204, "region-operator:foreign": 404},
+    ),
+    ("PUT", "/v1/assessments/{assessment_id}/responsibilities"): (
+        responsibilities,
+        {"region-operator:own": 200, "region-operator:foreign": 404},
+    ),
     # A region's keys subscribe to their own regions' events; the ministry's subscription is
     # not theirs to stop (404: they cannot see it).
     ("POST", "/v1/webhooks"): (

@@ -46,6 +46,14 @@ METRIC_READERS = {
 }
 
 
+# The region's own keys: they alone see its agencies (OPD), who answers for what, and its
+# internal assessments.
+OWN_KEYS = {"super-app:own", "region-operator:own"}
+# An internal assessment of a Kota Bogor agency, scored higher than any official figure: it
+# must show nowhere but in the region's own views.
+INTERNAL_INDEX = "4.97"
+
+
 @dataclass
 class Scene:
     world: World
@@ -54,6 +62,7 @@ class Scene:
     item: uuid.UUID
     job: uuid.UUID
     subscription: uuid.UUID
+    internal: uuid.UUID
 
 
 @pytest.fixture(params=[False, True], ids=["unpublished", "published"])
@@ -122,6 +131,30 @@ async def scene(
         region_code=None,
         queue=None,
     )
+    agency = await world.agency()
+    internal = await world.internal("published" if request.param else "in_review", agency)
+    session.add_all(
+        [
+            ResultState(
+                assessment_id=internal.id,
+                input_revision=0,
+                framework_hash="test",
+                index_value=Decimal(INTERNAL_INDEX),
+                predicate="Memuaskan",
+                complete=False,
+                computed_at=now,
+            ),
+            ResultNode(
+                assessment_id=internal.id,
+                node_id="spbe",
+                value=Decimal(INTERNAL_INDEX),
+                source="computed",
+                detail={},
+                input_revision=0,
+                computed_at=now,
+            ),
+        ]
+    )
     if request.param:
         assessment.state = AssessmentState.PUBLISHED
     await session.commit()
@@ -132,6 +165,7 @@ async def scene(
         uuid.UUID(uploaded.json()["id"]),
         run.id,
         subscription.id,
+        internal.id,
     )
 
 
@@ -182,6 +216,14 @@ def ministry_subscription(scene: Scene, role: str) -> int:
 def job(scene: Scene, role: str) -> int:
     """A job is followed by the key that started it (here the ministry's)."""
     return {"anonymous": 401, "ministry-admin": 200}.get(role, 404)
+
+
+def inside(scene: Scene, role: str) -> int:
+    """The region's own views (agencies, PJ, per-agency plans): its keys; to anyone else
+    they do not exist."""
+    if role == "anonymous":
+        return 401
+    return 200 if role in OWN_KEYS else 404
 
 
 Expect = Callable[[Scene, str], int]
@@ -243,6 +285,33 @@ READS: dict[str, tuple[Callable[[Scene], str], Expect]] = {
     "/v1/keys": (lambda s: "/v1/keys", ministry),
     "/v1/me": (lambda s: "/v1/me", any_key),
     "/v1/me/assignments": (lambda s: "/v1/me/assignments", any_key),
+    "/v1/regions/{code}/agencies": (lambda s: f"/v1/regions/{OWN}/agencies", inside),
+    "/v1/regions/{code}/agencies/comparison": (
+        lambda s: f"/v1/regions/{OWN}/agencies/comparison?{RANKING}",
+        inside,
+    ),
+    "/v1/regions/{code}/agencies/comparison/export": (
+        lambda s: f"/v1/regions/{OWN}/agencies/comparison/export?{RANKING}",
+        inside,
+    ),
+    "/v1/assessments/{assessment_id}/responsibilities": (
+        lambda s: f"/v1/assessments/{s.assessment}/responsibilities",
+        inside,
+    ),
+    "/v1/assessments/{assessment_id}/agencies": (
+        lambda s: f"/v1/assessments/{s.assessment}/agencies?target=Baik",
+        inside,
+    ),
+    "/v1/assessments/{assessment_id}/agencies/export": (
+        lambda s: f"/v1/assessments/{s.assessment}/agencies/export?target=Baik",
+        inside,
+    ),
+}
+# The reads that show an internal assessment's figures, to the region's own keys only.
+INTERNAL_SHOWN = {
+    "/v1/assessments",
+    "/v1/regions/{code}/agencies/comparison",
+    "/v1/regions/{code}/agencies/comparison/export",
 }
 
 
@@ -317,5 +386,24 @@ async def test_read_authorization(client: httpx.AsyncClient, scene: Scene) -> No
                 leaked = leaks_in_file(scene, path, response.content)
                 if leaked is not None:
                     assert leaked == shown(scene, role, path), (role, path)
+            if expected == 200 and not path.startswith("/v1/frameworks"):
+                # The internal assessment's index: only in the region's own views.
+                leaked = INTERNAL_INDEX.encode() in response.content
+                assert leaked == (role in OWN_KEYS and path in INTERNAL_SHOWN), (role, path)
             cells += 1
     assert cells == len(ROLES) * len(READS)
+    # The internal assessment itself, and everything attached to it: the region's keys only,
+    # whatever its state (published included).
+    for role in ROLES:
+        for url in (
+            f"/v1/assessments/{scene.internal}",
+            f"/v1/assessments/{scene.internal}/results",
+            f"/v1/assessments/{scene.internal}/summary",
+            f"/v1/assessments/{scene.internal}/results/export",
+            f"/v1/evidence?assessment_id={scene.internal}",
+        ):
+            response = await client.get(url, headers=scene.world.headers[role])
+            expected = 200 if role in OWN_KEYS else 404
+            if role == "anonymous" and url.startswith("/v1/evidence"):
+                expected = 401
+            assert response.status_code == expected, (role, url, response.text)

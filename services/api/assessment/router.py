@@ -84,6 +84,7 @@ async def open_assessment(
         framework_id=body.framework,
         period=body.period,
         stage=body.stage,
+        agency_id=body.agency,
     )
     response.headers["Location"] = _at(assessment.id)
     return await _answer(session, request, context, 201, assessment.id)
@@ -285,9 +286,15 @@ async def list_evidence_requests(
     session: DbSession,
     context: RequestContext,
     status: Annotated[Literal["open", "answered", "all"], Query()] = "open",
+    agency: Annotated[
+        uuid.UUID | None,
+        Query(description="Only requests naming an indicator this agency answers for (PJ)"),
+    ] = None,
 ) -> EvidenceRequestPage:
     answered = {"open": False, "answered": True, "all": None}[status]
-    rows = await service.evidence_requests(session, context, assessment_id, answered=answered)
+    rows = await service.evidence_requests(
+        session, context, assessment_id, answered=answered, agency=agency
+    )
     named = await service.requesters(session, rows)
     return EvidenceRequestPage(
         items=[

@@ -40,6 +40,11 @@ class AssessmentIn(BaseModel):
     )
     period: int = Field(ge=2000, le=2100, examples=[2024])
     stage: str = Field(default="final", max_length=16)
+    agency: uuid.UUID | None = Field(
+        default=None,
+        description="An agency (OPD) of the region: open an internal assessment of it beside "
+        "the official one, seen inside the region only and never in official figures",
+    )
 
     @model_validator(mode="after")
     def _names_an_instrument(self) -> AssessmentIn:

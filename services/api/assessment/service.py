@@ -22,11 +22,11 @@ from services.domain.access import repository as keys
 from services.domain.access import service as access
 from services.domain.access.policy import Action
 from services.domain.access.principal import Context
+from services.domain.agency import repository as agencies
 from services.domain.assessment import repository
 from services.domain.assessment.states import (
     ASSESSOR_OUTPUT_STATES,
     TRANSITIONS,
-    VALUE_OF_ROLE,
     VALUE_STATES,
     Value,
     initial_state,
@@ -95,14 +95,39 @@ async def create(
     framework_id: str | None,
     period: int,
     stage: str,
+    agency_id: uuid.UUID | None = None,
 ) -> Assessment:
-    policy.require(context.principal, Action.OPEN_ASSESSMENT)
+    """Open the region's official assessment, or with ``agency_id`` an internal assessment of
+    one of its agencies (OPD) beside it: seen inside the region only, never in official
+    figures."""
+    principal = context.principal
+    if agency_id is None:
+        policy.require(principal, Action.OPEN_ASSESSMENT)
+    else:
+        policy.require_ever(principal, Action.OPEN_ASSESSMENT)
     framework = version_for(family, framework_id, period)
     framework_id = framework.id
     if await regions.get(session, region) is None:
         raise NotFound(f"No region with Kemendagri code {region!r}.")
-    policy.require_region(context.principal, region, "act")
-    existing = await repository.find_same(session, region, framework_id, period, stage)
+    agency = None
+    if agency_id is not None:
+        # Outside the region the agency does not exist; inside it, its team opens.
+        agency = await agencies.get(session, agency_id)
+        if agency is None or agency.region_code != region:
+            raise NotFound(f"No agency {agency_id} in region {region!r}.")
+        policy.require_inside_region(
+            principal, region, f"No agency {agency_id} in region {region!r}."
+        )
+        if not framework.has_assessed_inputs:
+            raise invalid(
+                "body",
+                "/agency",
+                "computed view",
+                f"{framework.id} is a computed view with no entered values: an agency is "
+                "evaluated internally on an instrument the region fills in",
+            )
+    policy.require_region(principal, region, "act")
+    existing = await repository.find_same(session, region, framework_id, period, stage, agency_id)
     if existing is None:
         assessment = Assessment(
             region_code=region,
@@ -110,6 +135,7 @@ async def create(
             period=period,
             stage=stage,
             state=initial_state(framework),
+            agency_id=agency_id,
         )
         try:
             # A concurrent request may create the same assessment between the check and here:
@@ -117,12 +143,15 @@ async def create(
             async with session.begin_nested():
                 await repository.add(session, assessment)
         except IntegrityError:
-            existing = await repository.find_same(session, region, framework_id, period, stage)
+            existing = await repository.find_same(
+                session, region, framework_id, period, stage, agency_id
+            )
             if existing is None:
                 raise
     if existing is not None:
+        whose = f"{region}" if agency is None else f"{agency.name} ({region}, internal)"
         raise Conflict(
-            f"Assessment {existing} already covers {region} {framework_id} {period}.",
+            f"Assessment {existing} already covers {whose} {framework_id} {period}.",
             assessment_id=str(existing),
         )
     audit.record(
@@ -137,7 +166,8 @@ async def create(
             "period": period,
             "stage": stage,
             "state": assessment.state,
-        },
+        }
+        | ({} if agency_id is None else {"agency": str(agency_id), "internal": True}),
     )
     return assessment
 
@@ -206,11 +236,10 @@ async def set_inputs(
     assessment and which value was written."""
     sources = sources or {}
     principal = context.principal
-    policy.require(principal, Action.ENTER_VALUES)
+    policy.require_ever(principal, Action.ENTER_VALUES)
     assessment = await _locked(session, assessment_id)
-    await policy.require_visible(session, principal, assessment)
-    await policy.require_scope(session, principal, assessment)
-    value = VALUE_OF_ROLE[principal.role]
+    await policy.require_on(session, principal, Action.ENTER_VALUES, assessment)
+    value = policy.value_entered(principal, assessment)
     allowed = VALUE_STATES[value]
     if assessment.state == AssessmentState.PUBLISHED:
         raise Conflict(
@@ -326,6 +355,7 @@ async def set_official_results(
     the official values of inner nodes: they stand in until verified leaf values exist."""
     policy.require(context.principal, Action.IMPORT_OFFICIAL_RESULTS)
     assessment = await _locked(session, assessment_id)
+    await policy.require_on(session, context.principal, Action.IMPORT_OFFICIAL_RESULTS, assessment)
     if assessment.state == AssessmentState.PUBLISHED:
         raise Conflict(
             "The assessment is published and its inputs are locked; a correction "
@@ -391,10 +421,9 @@ async def set_assessor_output(
     keeps its value, None clears it). Every node is checked before anything is written.
     Returns the rows written, as now stored. No figure depends on it: nothing is recomputed."""
     principal = context.principal
-    policy.require(principal, Action.RECORD_ASSESSOR_OUTPUT)
+    policy.require_ever(principal, Action.RECORD_ASSESSOR_OUTPUT)
     assessment = await _locked(session, assessment_id)
-    await policy.require_visible(session, principal, assessment)
-    await policy.require_scope(session, principal, assessment)
+    await policy.require_on(session, principal, Action.RECORD_ASSESSOR_OUTPUT, assessment)
     if assessment.state not in ASSESSOR_OUTPUT_STATES:
         raise Conflict(
             f"The assessor's output is recorded in {', '.join(sorted(ASSESSOR_OUTPUT_STATES))}; "
@@ -479,7 +508,7 @@ async def transition(
     move = TRANSITIONS.get((source, to))
     if move is None or move.by_evidence_request_only:
         raise Conflict(f"An assessment in {source} cannot move to {to}.", state=source)
-    policy.require_move(context.principal, move.roles, source, to)
+    policy.require_move(context.principal, policy.move_roles(move.roles, assessment), source, to)
     await policy.require_scope(session, context.principal, assessment)
     if move.needs_reason and not (reason and reason.strip()):
         message = "Reopening a published assessment is a correction: give a reason."
@@ -505,7 +534,8 @@ async def transition(
                 "region": assessment.region_code,
                 "framework": assessment.framework_id,
                 "period": assessment.period,
-            },
+            }
+            | webhooks.internal_marker(assessment),
             queue,
         )
     return assessment
@@ -517,6 +547,7 @@ async def assign(
     """Assign an assessor's key to the assessment (once: assigning again changes nothing)."""
     policy.require(context.principal, Action.ASSIGN_ASSESSORS)
     assessment = await _locked(session, assessment_id)
+    await policy.require_on(session, context.principal, Action.ASSIGN_ASSESSORS, assessment)
     key = await keys.get(session, key_id)
     if key is None or key.role != Role.ASSESSOR or key.revoked_at is not None:
         raise invalid("body", "/key_id", "not an assessor", f"{key_id} is not an assessor key")
@@ -576,17 +607,21 @@ async def request_evidence(
 ) -> EvidenceRequest:
     """Ask the region for more evidence: the move into evidence_requested, made by request."""
     principal = context.principal
-    policy.require(principal, Action.REQUEST_EVIDENCE)
+    policy.require_ever(principal, Action.REQUEST_EVIDENCE)
     assessment = await _locked(session, assessment_id)
-    await policy.require_visible(session, principal, assessment)
-    await policy.require_scope(session, principal, assessment)
+    await policy.require_on(session, principal, Action.REQUEST_EVIDENCE, assessment)
     source = assessment.state
     move = TRANSITIONS.get((source, AssessmentState.EVIDENCE_REQUESTED))
     if move is None:
         raise Conflict(
             f"Evidence is requested during review; the assessment is {source}.", state=source
         )
-    policy.require_move(principal, move.roles, source, AssessmentState.EVIDENCE_REQUESTED)
+    policy.require_move(
+        principal,
+        policy.move_roles(move.roles, assessment),
+        source,
+        AssessmentState.EVIDENCE_REQUESTED,
+    )
     known = {node.id for node in registry()[assessment.framework_id].nodes()}
     for node_id in node_ids:
         if node_id not in known:
@@ -623,7 +658,8 @@ async def request_evidence(
             "node_ids": node_ids,
             "message": message,
             "due_date": due_date.isoformat() if due_date else None,
-        },
+        }
+        | webhooks.internal_marker(assessment),
         queue,
     )
     return evidence_request
@@ -651,8 +687,23 @@ async def requesters(
 
 
 async def evidence_requests(
-    session: AsyncSession, context: Context, assessment_id: uuid.UUID, *, answered: bool | None
+    session: AsyncSession,
+    context: Context,
+    assessment_id: uuid.UUID,
+    *,
+    answered: bool | None,
+    agency: uuid.UUID | None = None,
 ) -> list[EvidenceRequest]:
-    """The assessment's evidence requests, for whoever may see the assessment (else 404)."""
-    await policy.visible_assessment(session, context.principal, assessment_id)
-    return list(await repository.evidence_requests(session, assessment_id, answered=answered))
+    """The assessment's evidence requests, for whoever may see the assessment (else 404);
+    with ``agency``, those naming an indicator it answers for (the region's keys only: who
+    answers for what is the region's own)."""
+    assessment = await policy.visible_assessment(session, context.principal, assessment_id)
+    found = list(await repository.evidence_requests(session, assessment_id, answered=answered))
+    if agency is None:
+        return found
+    owned = await agencies.get(session, agency)
+    if owned is None or owned.region_code != assessment.region_code:
+        raise NotFound(f"No agency {agency} in region {assessment.region_code!r}.")
+    policy.require_inside_region(context.principal, assessment.region_code, f"No agency {agency}.")
+    nodes = await agencies.nodes_of(session, assessment.id, agency)
+    return [request for request in found if nodes & set(request.node_ids)]

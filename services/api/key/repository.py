@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.result.repository import AssessmentRow
-from services.models import Assessment, AssessmentAssignment, Region, ResultState
+from services.models import Agency, Assessment, AssessmentAssignment, Region, ResultState
 
 
 async def assigned(
@@ -18,14 +18,17 @@ async def assigned(
     """The assessments assigned to ``key_id`` (or the person ``person_id``), as rows of the shape
     :func:`services.api.result.service.assessment_out` renders: newest period first."""
     query = (
-        select(Assessment, ResultState, Region.name, Region.province_code)
+        select(Assessment, ResultState, Region.name, Region.province_code, Agency)
         .join(Region, Region.code == Assessment.region_code)
         .outerjoin(ResultState, ResultState.assessment_id == Assessment.id)
+        .outerjoin(Agency, Agency.id == Assessment.agency_id)
         .join(AssessmentAssignment, AssessmentAssignment.assessment_id == Assessment.id)
+        # Assessors are assigned to official assessments only (the policy).
         .where(
             AssessmentAssignment.key_id == key_id
             if key_id is not None
-            else AssessmentAssignment.person_id == person_id
+            else AssessmentAssignment.person_id == person_id,
+            Assessment.agency_id.is_(None),
         )
         .order_by(
             Assessment.period.desc(),

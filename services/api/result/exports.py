@@ -10,11 +10,13 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 
+from services.api.agency import service as agency_service
+from services.api.region.router import REGION_CODE
 from services.api.result import service
 from services.api.result.router import (
     FrameworkQuery,
@@ -25,7 +27,7 @@ from services.api.result.router import (
 )
 from services.api.result.schemas import Plan, PlanOption
 from services.domain.access import policy
-from services.domain.access.dependencies import MaybePrincipal
+from services.domain.access.dependencies import CurrentPrincipal, MaybePrincipal
 from services.kit.db import DbSession
 
 router = APIRouter(tags=["exports"])
@@ -44,6 +46,9 @@ RANKING_COLUMNS = (
     ("previous_index", "Previous index", "Indeks sebelumnya"),
     ("improvement", "Improvement", "Tingkat improvement"),
 )
+# Whose assessment a results export is: empty for the region's official one, else the agency
+# (OPD) evaluated internally.
+INTERNAL_COLUMN = ("agency", "Internal evaluation of (OPD)", "Evaluasi internal perangkat daerah")
 RESULT_COLUMNS = (
     ("id", "Node", "Kode"),
     ("name", "Name", "Nama"),
@@ -53,6 +58,7 @@ RESULT_COLUMNS = (
     ("weight", "Weight", "Bobot"),
     ("contribution", "Contribution", "Kontribusi"),
     ("source", "Source", "Sumber"),
+    INTERNAL_COLUMN,
     # The assessor's output, where the caller may read it (services.domain.access.policy).
     ("evidence_uploaded", "Evidence uploaded", "Bukti diunggah"),
     ("interview_confirmed", "Confirmed in interview", "Terkonfirmasi wawancara"),
@@ -75,6 +81,23 @@ PLAN_COLUMNS = (
     ("index", "Index after", "Indeks setelahnya"),
     ("predicate", "Predicate after", "Predikat setelahnya"),
 )
+# The agencies side by side: these, then one column per agency (its short name, else name).
+COMPARISON_COLUMNS = (
+    ("id", "Node", "Kode"),
+    ("name", "Name", "Nama"),
+    ("parent", "Parent", "Induk"),
+)
+AGENCY_PLAN_COLUMNS = (
+    ("agency", "Agency (PJ)", "Perangkat daerah (PJ)"),
+    ("node", "Node", "Kode"),
+    ("name", "Name", "Nama"),
+    ("value", "Value now", "Nilai saat ini"),
+    ("from", "From", "Dari"),
+    ("to", "To", "Menjadi"),
+    ("steps", "Steps", "Jumlah langkah"),
+    ("cost", "Cost", "Biaya"),
+    ("contribution", "Contribution", "Kontribusi"),
+)
 ASSESSOR_FIELDS = ("evidence_uploaded", "interview_confirmed", "approved", "catatan", "rekomendasi")
 MEDIA = {
     "csv": "text/csv; charset=utf-8",
@@ -88,7 +111,7 @@ EXPORT_CONTENT: dict[str, Any] = {
         MEDIA["xlsx"]: {"schema": {"type": "string", "format": "binary"}},
     },
 }
-RESULT_FIELDS = {key for key, _, _ in RESULT_COLUMNS} - set(ASSESSOR_FIELDS)
+RESULT_FIELDS = {key for key, _, _ in RESULT_COLUMNS} - set(ASSESSOR_FIELDS) - {"agency"}
 NUMERIC = {
     "index",
     "previous_index",
@@ -101,6 +124,8 @@ NUMERIC = {
     "cost",
     "total_cost",
 }
+# The key of an agency's value column in the comparison export.
+AGENCY_VALUE = "agency:"
 # Free text typed by people: always a string in a workbook, never read as a formula.
 FREE_TEXT = {"catatan", "rekomendasi"}
 
@@ -135,7 +160,7 @@ def _csv_cell(value: Any) -> Any:
 def _xlsx_cell(sheet: Any, key: str, value: Any) -> Any:
     if value is None:
         return None
-    if key in NUMERIC:
+    if key in NUMERIC or key.startswith(AGENCY_VALUE):
         # Numbers as numbers (Excel computes with them), written from the same decimal text.
         return Decimal(value)
     if key in FREE_TEXT:
@@ -208,7 +233,9 @@ async def export_results(
     format: Format = "csv",
     lang: Language = "en",
 ) -> StreamingResponse:
-    assessment, nodes = await service.export_rows(session, assessment_id, principal)
+    assessment, agency, nodes = await service.export_rows(session, assessment_id, principal)
+    # An internal assessment says whose it is on every row; the official one leaves it empty.
+    whose = None if agency is None else agency.short_name or agency.name
     rows = [
         node.model_dump(include=RESULT_FIELDS)
         | (
@@ -216,9 +243,12 @@ async def export_results(
             if node.assessor
             else dict.fromkeys(ASSESSOR_FIELDS)
         )
+        | {"agency": whose}
         for node in nodes
     ]
     name = f"results-{assessment.framework_id}-{assessment.region_code}-{assessment.period}"
+    if agency is not None:
+        name += f"-internal-{agency.id}"
     body = (
         _csv(RESULT_COLUMNS, lang, rows)
         if format == "csv"
@@ -264,5 +294,82 @@ async def export_plan(
     name = f"plan-{assessment.framework_id}-{assessment.region_code}-{assessment.period}"
     body = (
         _csv(PLAN_COLUMNS, lang, rows) if format == "csv" else _xlsx(PLAN_COLUMNS, lang, name, rows)
+    )
+    return _download(body, format, name)
+
+
+@router.get(
+    "/v1/regions/{code}/agencies/comparison/export",
+    summary="The region's agencies side by side, as CSV or XLSX",
+    response_class=StreamingResponse,
+    responses={200: EXPORT_CONTENT},
+)
+async def export_agency_comparison(
+    code: Annotated[str, Path(pattern=REGION_CODE, examples=["32.75"])],
+    session: DbSession,
+    principal: CurrentPrincipal,
+    framework: FrameworkQuery,
+    period: PeriodQuery,
+    format: Format = "csv",
+    lang: Language = "en",
+) -> StreamingResponse:
+    """`GET /v1/regions/{code}/agencies/comparison` as a table: one row per node, one column
+    per agency (its short name) with the node's value in its internal assessment. Inside the
+    region only."""
+    comparison = await agency_service.comparison(session, principal, code, framework, period)
+    columns = list(COMPARISON_COLUMNS) + [
+        (f"{AGENCY_VALUE}{column.agency.id}",)
+        + (column.agency.short_name or column.agency.name,) * 2
+        for column in comparison.agencies
+    ]
+    rows = [
+        {"id": node.id, "name": node.name, "parent": node.parent}
+        | {f"{AGENCY_VALUE}{agency}": value for agency, value in node.values.items()}
+        for node in comparison.nodes
+    ]
+    name = f"agencies-{framework}-{code}-{period}"
+    body = _csv(columns, lang, rows) if format == "csv" else _xlsx(columns, lang, name, rows)
+    return _download(body, format, name)
+
+
+@router.get(
+    "/v1/assessments/{assessment_id}/agencies/export",
+    summary="A plan to a target shared out by agency (PJ), as CSV or XLSX",
+    response_class=StreamingResponse,
+    responses={200: EXPORT_CONTENT},
+)
+async def export_agency_plan(
+    assessment_id: uuid.UUID,
+    session: DbSession,
+    principal: CurrentPrincipal,
+    target: TargetQuery,
+    increment: IncrementQuery = None,
+    format: Format = "csv",
+    lang: Language = "en",
+) -> StreamingResponse:
+    """`GET /v1/assessments/{id}/agencies?target=…` as a table: one row per indicator the
+    plan raises, with the agency responsible for it (empty: none yet). Inside the region only."""
+    plan = await agency_service.agency_plan(
+        session, principal, assessment_id, target=target, increment=increment
+    )
+    rows = [
+        {
+            "agency": None
+            if share.agency is None
+            else share.agency.short_name or share.agency.name,
+            "value": indicator.value,
+        }
+        | indicator.gap.model_dump(
+            by_alias=True, include={"node", "name", "from_", "to", "steps", "cost", "contribution"}
+        )
+        for share in plan.agencies
+        for indicator in share.indicators
+        if indicator.gap is not None
+    ]
+    name = f"agency-plan-{plan.framework}-{assessment_id}"
+    body = (
+        _csv(AGENCY_PLAN_COLUMNS, lang, rows)
+        if format == "csv"
+        else _xlsx(AGENCY_PLAN_COLUMNS, lang, name, rows)
     )
     return _download(body, format, name)

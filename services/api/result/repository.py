@@ -1,6 +1,9 @@
 """SQL for reads of computed results: served from the rows the worker wrote, never scored on the
 fly. Visibility comes as the access policy's :class:`Visibility`; figures across regions take
-``published_only`` (the policy's ``not sees_unpublished_figures``)."""
+``published_only`` (the policy's ``not sees_unpublished_figures``).
+
+Rankings, trends, comparisons and dashboards read official assessments only (``OFFICIAL``):
+an agency's internal assessment is never in them, whoever asks."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.domain.access.principal import Visibility
 from services.domain.assessment.repository import visible
 from services.models import (
+    Agency,
     Assessment,
     AssessmentState,
     AssessorOutput,
@@ -27,15 +31,18 @@ from services.models import (
 )
 
 # An assessment as the API shows it: the assessment, its result state (None before the first
-# computation), its region's name and province.
-AssessmentRow = Row[Assessment, ResultState | None, str, str | None]
+# computation), its region's name and province, and the agency of an internal assessment.
+AssessmentRow = Row[Assessment, ResultState | None, str, str | None, Agency | None]
+# The region's official assessments: the only ones figures across regions (and periods) count.
+OFFICIAL = Assessment.agency_id.is_(None)
 
 
-def _joined() -> Select[Assessment, ResultState | None, str, str | None]:
+def _joined() -> Select[Assessment, ResultState | None, str, str | None, Agency | None]:
     return (
-        select(Assessment, ResultState, Region.name, Region.province_code)
+        select(Assessment, ResultState, Region.name, Region.province_code, Agency)
         .join(Region, Region.code == Assessment.region_code)
         .outerjoin(ResultState, ResultState.assessment_id == Assessment.id)
+        .outerjoin(Agency, Agency.id == Assessment.agency_id)
     )
 
 
@@ -55,9 +62,16 @@ async def assessments_page(
     after: str | None,
     limit: int,
     visibility: Visibility,
+    internal: bool | None = None,
+    agency: uuid.UUID | None = None,
 ) -> Sequence[AssessmentRow]:
-    """A page of the assessments ``visibility`` shows, in id order, after ``after``."""
+    """A page of the assessments ``visibility`` shows, in id order, after ``after``; official
+    or internal ones only (``internal``), or one agency's."""
     query = _joined().order_by(Assessment.id).limit(limit)
+    if internal is not None:
+        query = query.where(Assessment.agency_id.is_not(None) if internal else OFFICIAL)
+    if agency is not None:
+        query = query.where(Assessment.agency_id == agency)
     if framework:
         query = query.where(Assessment.framework_id == framework)
     if period:
@@ -70,9 +84,7 @@ async def assessments_page(
         query = query.where(Assessment.state == state)
     if after:
         query = query.where(Assessment.id > uuid.UUID(after))
-    condition = visible(visibility)
-    if condition is not None:
-        query = query.where(condition)
+    query = query.where(visible(visibility))
     return (await session.execute(query)).all()
 
 
@@ -82,9 +94,8 @@ async def assessment(
     """The assessment's row, or None when it does not exist or ``visibility`` hides it
     (``visibility`` None: no filter, for callers that checked access already)."""
     query = _joined().where(Assessment.id == assessment_id)
-    condition = None if visibility is None else visible(visibility)
-    if condition is not None:
-        query = query.where(condition)
+    if visibility is not None:
+        query = query.where(visible(visibility))
     return (await session.execute(query)).first()
 
 
@@ -124,6 +135,7 @@ RANKING = text(
         JOIN result_state s ON s.assessment_id = a.id
         JOIN region r ON r.code = a.region_code
         WHERE a.framework_id = :framework AND a.period = :period AND a.stage = 'final'
+          AND a.agency_id IS NULL  -- official assessments only, never an agency's internal one
           AND s.index_value IS NOT NULL AND (a.state = :published OR NOT :published_only)
           AND (CAST(:province AS text) IS NULL OR r.province_code = :province)
     ), previous AS (
@@ -133,6 +145,7 @@ RANKING = text(
         JOIN result_state s ON s.assessment_id = a.id
         JOIN region r ON r.code = a.region_code
         WHERE a.framework_id = :framework AND a.period = :period - 1 AND a.stage = 'final'
+          AND a.agency_id IS NULL  -- official assessments only, never an agency's internal one
           AND s.index_value IS NOT NULL AND (a.state = :published OR NOT :published_only)
           AND (CAST(:province AS text) IS NULL OR r.province_code = :province)
     )
@@ -163,9 +176,14 @@ async def ranking(
 
 
 async def trend(
-    session: AsyncSession, frameworks: Sequence[str], region: str, published_only: bool
+    session: AsyncSession,
+    frameworks: Sequence[str],
+    region: str,
+    published_only: bool,
+    agency: uuid.UUID | None = None,
 ) -> Sequence[Row[int, str, Decimal | None, str | None, datetime]]:
-    """A region's final results on any of ``frameworks`` per period, oldest first."""
+    """A region's official final results on any of ``frameworks`` per period, oldest first;
+    with ``agency``, that agency's internal ones instead."""
     return (
         await session.execute(
             select(
@@ -180,6 +198,7 @@ async def trend(
                 Assessment.framework_id.in_(frameworks),
                 Assessment.region_code == region,
                 Assessment.stage == "final",
+                OFFICIAL if agency is None else Assessment.agency_id == agency,
                 _published(published_only),
             )
             .order_by(Assessment.period, Assessment.framework_id)
@@ -205,6 +224,7 @@ async def node_values(
                 Assessment.framework_id == framework,
                 Assessment.period == period,
                 Assessment.stage == "final",
+                OFFICIAL,
                 Assessment.region_code.in_(regions),
                 _published(published_only),
             )
@@ -229,6 +249,7 @@ async def child_values(
             Assessment.framework_id == framework,
             Assessment.period == period,
             Assessment.stage == "final",
+            OFFICIAL,
             ResultNode.parent_id == parent,
             ResultNode.value.is_not(None),
         )

@@ -57,6 +57,15 @@ async def list_assessments(
     region: Annotated[str | None, Query(examples=["32.71"])] = None,
     province: ProvinceQuery = None,
     state: Annotated[str | None, Query(description=", ".join(AssessmentState))] = None,
+    internal: Annotated[
+        bool | None,
+        Query(
+            description="true: internal assessments of agencies (OPD) only, false: official "
+            "ones only; left out: both, as the caller may see them (internal ones: the "
+            "region's own keys)"
+        ),
+    ] = None,
+    agency: Annotated[uuid.UUID | None, Query(description="One agency's internal ones")] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
@@ -68,6 +77,8 @@ async def list_assessments(
         region=region,
         province=province,
         state=state,
+        internal=internal,
+        agency=agency,
         cursor=cursor,
         limit=limit,
     )

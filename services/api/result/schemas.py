@@ -15,7 +15,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
-from services.models import AssessmentState
+from services.models import AgencyKind, AssessmentState
 from services.scoring.engine.result import Source
 
 DECIMAL = "Decimal text, e.g. '3.72'; null when not computed"
@@ -32,6 +32,15 @@ class RegionRef(Out):
     code: str = Field(description="Kemendagri code, e.g. 32.71")
     name: str
     province_code: str | None = Field(description="Parent province; null for a province")
+
+
+class AgencyRef(Out):
+    """An agency (perangkat daerah, OPD) of a region."""
+
+    id: uuid.UUID
+    name: str = Field(examples=["Dinas Komunikasi dan Informatika"])
+    short_name: str | None = Field(examples=["Diskominfo"])
+    kind: AgencyKind
 
 
 class IndexFigure(Out):
@@ -90,6 +99,8 @@ class AssessmentOut(Out):
                     "computed_at": "2024-11-02T08:15:00.123456+00:00",
                     "error": None,
                 },
+                "internal": False,
+                "agency": None,
             }
         }
     )
@@ -102,6 +113,13 @@ class AssessmentOut(Out):
     state: AssessmentState = Field(description="Where the assessment is in the workflow")
     input_revision: int = Field(description="Bumped by every change to the inputs")
     result: ResultSummary | None = Field(description="Null until the first computation")
+    internal: bool = Field(
+        description="An internal evaluation of one of the region's agencies (OPD): seen "
+        "inside the region only, never in rankings, trends, comparisons, dashboards or exports"
+    )
+    agency: AgencyRef | None = Field(
+        description="The agency evaluated internally; null for the official assessment"
+    )
 
 
 class AssessmentPage(Out):
@@ -195,6 +213,11 @@ class Summary(Out):
     rank: Ranks
     previous_index: str | None = Field(description="The previous period's index, if any")
     improvement: str | None = Field(description="index − previous_index, decimal text")
+    internal: bool = Field(
+        description="An internal evaluation of an agency: unranked (its rank counts are "
+        "those of the official ranking), previous_index the agency's own"
+    )
+    agency: AgencyRef | None
 
 
 class RankingItem(Out):

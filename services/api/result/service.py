@@ -20,6 +20,7 @@ from services.api.framework.service import get_or_404
 from services.api.result import repository
 from services.api.result.repository import AssessmentRow
 from services.api.result.schemas import (
+    AgencyRef,
     AssessmentOut,
     AssessmentPage,
     AssessmentResults,
@@ -53,6 +54,7 @@ from services.domain.region import repository as regions
 from services.kit.errors import NotFound, Unprocessable, invalid
 from services.kit.pagination import decode_cursor, encode_cursor
 from services.models import (
+    Agency,
     Assessment,
     AssessmentState,
     AssessorOutput,
@@ -107,8 +109,14 @@ def indices(state: ResultState | None) -> Indices:
     )
 
 
+def agency_ref(agency: Agency | None) -> AgencyRef | None:
+    if agency is None:
+        return None
+    return AgencyRef(id=agency.id, name=agency.name, short_name=agency.short_name, kind=agency.kind)
+
+
 def _assessment_fields(row: AssessmentRow) -> dict[str, Any]:
-    assessment, state, name, province_code = row
+    assessment, state, name, province_code, agency = row
     return {
         "id": assessment.id,
         "region": RegionRef(code=assessment.region_code, name=name, province_code=province_code),
@@ -128,6 +136,8 @@ def _assessment_fields(row: AssessmentRow) -> dict[str, Any]:
             computed_at=state.computed_at.isoformat(),
             error=state.error,
         ),
+        "internal": assessment.internal,
+        "agency": agency_ref(agency),
     }
 
 
@@ -168,6 +178,8 @@ async def assessment_page(
     state: str | None,
     cursor: str | None,
     limit: int,
+    internal: bool | None = None,
+    agency: uuid.UUID | None = None,
 ) -> AssessmentPage:
     if framework is not None:
         get_or_404(framework)
@@ -186,6 +198,8 @@ async def assessment_page(
         after=after,
         limit=limit + 1,
         visibility=policy.visibility(principal),
+        internal=internal,
+        agency=agency,
     )
     items = [assessment_out(row) for row in rows[:limit]]
     next_cursor = encode_cursor(str(items[-1].id)) if len(rows) > limit else None
@@ -305,14 +319,15 @@ async def results(
 
 async def export_rows(
     session: AsyncSession, assessment_id: uuid.UUID, principal: Principal | None
-) -> tuple[Assessment, list[ResultNodeOut]]:
-    """The assessment and its tree's rows with the assessor's output the caller may read, for
-    an export (evidence counts are not exported)."""
-    assessment = (await assessment_or_404(session, assessment_id, principal))[0]
+) -> tuple[Assessment, Agency | None, list[ResultNodeOut]]:
+    """The assessment, the agency of an internal one, and its tree's rows with the assessor's
+    output the caller may read, for an export (evidence counts are not exported)."""
+    row = await assessment_or_404(session, assessment_id, principal)
+    assessment, agency = row[0], row[4]
     framework = get_or_404(assessment.framework_id)
     stored = await stored_nodes(session, assessment_id)
     assessor = await readable_assessor_output(session, assessment, principal)
-    return assessment, node_rows(framework, stored, assessor=assessor)
+    return assessment, agency, node_rows(framework, stored, assessor=assessor)
 
 
 # Summary, rankings, trends, comparisons, dashboards.
@@ -325,11 +340,15 @@ async def _ranks(
     region: str,
     province: str | None,
     published_only: bool,
+    *,
+    ranked: bool = True,
 ) -> Ranks:
+    """The region's place in the official rankings; ``ranked`` False (an internal
+    assessment): no place, beside how many are ranked."""
     national = await repository.ranking(session, framework, period, None, published_only)
     provincial = await repository.ranking(session, framework, period, province, published_only)
-    mine = {r.region_code: r for r in national}.get(region)
-    mine_province = {r.region_code: r for r in provincial}.get(region)
+    mine = {r.region_code: r for r in national}.get(region) if ranked else None
+    mine_province = {r.region_code: r for r in provincial}.get(region) if ranked else None
     return Ranks(
         national=mine.rank if mine else None,
         of_national=len(national),
@@ -342,7 +361,7 @@ async def summary(
     session: AsyncSession, assessment_id: uuid.UUID, principal: Principal | None
 ) -> Summary:
     row = await assessment_or_404(session, assessment_id, principal)
-    assessment, state, _, province_code = row
+    assessment, state, _, province_code, agency = row
     framework = get_or_404(assessment.framework_id)
     stored = await stored_nodes(session, assessment_id)
     parts = [
@@ -357,7 +376,12 @@ async def summary(
     ]
     published_only = not policy.sees_unpublished_figures(principal)
     trend = await repository.trend(  # the same version: a change of instrument is no change
-        session, [assessment.framework_id], assessment.region_code, published_only
+        session,
+        [assessment.framework_id],
+        assessment.region_code,
+        # An internal assessment's history is its agency's, seen by the region's own keys.
+        published_only and not assessment.internal,
+        agency=assessment.agency_id,
     )
     history = {point.period: point.index_value for point in trend}
     previous = history.get(assessment.period - 1)
@@ -378,9 +402,12 @@ async def summary(
             assessment.region_code,
             province_code,
             published_only,
+            ranked=not assessment.internal,
         ),
         previous_index=decimal_text(previous),
         improvement=None if index is None or previous is None else decimal_text(index - previous),
+        internal=assessment.internal,
+        agency=agency_ref(agency),
     )
 
 

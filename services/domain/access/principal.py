@@ -52,14 +52,16 @@ class Context:
 
 @dataclass(frozen=True, slots=True)
 class Visibility:
-    """Which assessments a caller may read (services.domain.access.policy decides): all of
-    them, or the published ones plus those of ``regions`` and those assigned to a key
-    (``assigned_to``) or a person (``assigned_person``)."""
+    """Which assessments a caller may read (services.domain.access.policy decides): all
+    official ones, or the published ones plus those of ``regions`` and those assigned to a key
+    (``assigned_to``) or a person (``assigned_person``); and the internal (OPD) assessments of
+    the regions in ``internal`` only."""
 
     everything: bool = False
     regions: frozenset[str] = frozenset()
     assigned_to: uuid.UUID | None = None
     assigned_person: uuid.UUID | None = None
+    internal: frozenset[str] = frozenset()
 
 
 def operator_context(name: str, *, request_prefix: str = "cli") -> Context:

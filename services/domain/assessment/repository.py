@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.domain.access.principal import Visibility
@@ -22,19 +22,26 @@ from services.models import (
 )
 
 
-def visible(visibility: Visibility) -> ColumnElement[bool] | None:
-    """The policy's visibility as a condition on ``assessment`` (None: no condition)."""
-    if visibility.everything:
-        return None
-    condition: ColumnElement[bool] = Assessment.state == AssessmentState.PUBLISHED
-    if visibility.regions:
-        condition = or_(condition, Assessment.region_code.in_(sorted(visibility.regions)))
-    if visibility.assigned_to is not None or visibility.assigned_person is not None:
-        assigned = select(AssessmentAssignment.assessment_id).where(
-            _assignee(visibility.assigned_to, visibility.assigned_person)
-        )
-        condition = or_(condition, Assessment.id.in_(assigned))
-    return condition
+def visible(visibility: Visibility) -> ColumnElement[bool]:
+    """The policy's visibility as a condition on ``assessment``."""
+    official: ColumnElement[bool] = Assessment.agency_id.is_(None)
+    if not visibility.everything:
+        seen: ColumnElement[bool] = Assessment.state == AssessmentState.PUBLISHED
+        if visibility.regions:
+            seen = or_(seen, Assessment.region_code.in_(sorted(visibility.regions)))
+        if visibility.assigned_to is not None or visibility.assigned_person is not None:
+            assigned = select(AssessmentAssignment.assessment_id).where(
+                _assignee(visibility.assigned_to, visibility.assigned_person)
+            )
+            seen = or_(seen, Assessment.id.in_(assigned))
+        official = and_(official, seen)
+    if not visibility.internal:
+        return official
+    internal = and_(
+        Assessment.agency_id.is_not(None),
+        Assessment.region_code.in_(sorted(visibility.internal)),
+    )
+    return or_(official, internal)
 
 
 def _assignee(key_id: uuid.UUID | None, person_id: uuid.UUID | None) -> ColumnElement[bool]:
@@ -49,9 +56,8 @@ async def get(
 ) -> Assessment | None:
     """The assessment, or None when it does not exist or ``visibility`` hides it."""
     query = select(Assessment).where(Assessment.id == assessment_id)
-    condition = None if visibility is None else visible(visibility)
-    if condition is not None:
-        query = query.where(condition)
+    if visibility is not None:
+        query = query.where(visible(visibility))
     found: Assessment | None = await session.scalar(query)
     return found
 
@@ -68,14 +74,25 @@ async def lock_shared(session: AsyncSession, assessment_id: uuid.UUID) -> Assess
 
 
 async def find_same(
-    session: AsyncSession, region: str, framework_id: str, period: int, stage: str
+    session: AsyncSession,
+    region: str,
+    framework_id: str,
+    period: int,
+    stage: str,
+    agency_id: uuid.UUID | None = None,
 ) -> uuid.UUID | None:
+    """The official assessment (``agency_id`` None) or the agency's internal one covering
+    these, if any."""
+    agency = (
+        Assessment.agency_id.is_(None) if agency_id is None else Assessment.agency_id == agency_id
+    )
     found: uuid.UUID | None = await session.scalar(
         select(Assessment.id).where(
             Assessment.region_code == region,
             Assessment.framework_id == framework_id,
             Assessment.period == period,
             Assessment.stage == stage,
+            agency,
         )
     )
     return found

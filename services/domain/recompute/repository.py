@@ -32,7 +32,7 @@ _ENSURE = text(
                             input_revision, created_at)
     SELECT gen_random_uuid(), r, :framework_id, y, 'final', :state, 0, now()
     FROM unnest(CAST(:regions AS text[]), CAST(:years AS int[])) AS t(r, y)
-    ON CONFLICT (region_code, framework_id, period, stage) DO NOTHING
+    ON CONFLICT (region_code, framework_id, period, stage) WHERE agency_id IS NULL DO NOTHING
     """
 )
 
@@ -49,8 +49,8 @@ async def bump_revisions(
 async def ensure_final_assessments(
     session: AsyncSession, framework_id: str, region_years: set[tuple[str, int]], state: str
 ) -> list[uuid.UUID]:
-    """The final-stage assessments of ``framework_id`` for these regions and years, created in
-    ``state`` where missing."""
+    """The official final-stage assessments of ``framework_id`` for these regions and years,
+    created in ``state`` where missing (an agency's internal assessment is never one)."""
     regions = [region for region, _ in region_years]
     years = [year for _, year in region_years]
     await session.execute(
@@ -60,6 +60,7 @@ async def ensure_final_assessments(
         select(Assessment.id, Assessment.region_code, Assessment.period).where(
             Assessment.framework_id == framework_id,
             Assessment.stage == "final",
+            Assessment.agency_id.is_(None),
             Assessment.region_code.in_(set(regions)),
             Assessment.period.in_(set(years)),
         )

@@ -96,7 +96,9 @@ async def mark_followers_dirty(
 ) -> int:
     """Views linking to these assessments' frameworks, for the same region and period, must
     follow them: when a result changes, and when a publication or a correction changes
-    whether a view may read it."""
+    whether a view may read it. An agency's internal assessment has no followers: no view
+    reads it."""
+    changed = [assessment for assessment in changed if not assessment.internal]
     if not changed:
         return 0
 

@@ -53,7 +53,7 @@ from services.kit.errors import Forbidden, NotFound, Unprocessable, invalid
 from services.kit.metrics import WEBHOOK_DELIVERIES
 from services.kit.queue import Queue
 from services.kit.settings import Settings
-from services.models import WebhookDelivery, WebhookSubscription
+from services.models import Assessment, WebhookDelivery, WebhookSubscription
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +71,21 @@ def scope_of(subscription: WebhookSubscription) -> Visibility:
 
 
 def hears(scope: Visibility, data: dict[str, Any]) -> bool:
-    """Whether a subscriber of ``scope`` may get an event about ``data``'s assessment."""
-    if scope.everything:
-        return True
+    """Whether a subscriber of ``scope`` may get an event about ``data``'s assessment. An
+    internal assessment's events (an agency's evaluation inside its region) go to that
+    region's own subscriptions only, never to a national one (the ministry's systems)."""
     region = data.get("region")
+    if scope.everything and not data.get("internal"):
+        return True
     return isinstance(region, str) and region in scope.regions
+
+
+def internal_marker(assessment: Assessment) -> dict[str, Any]:
+    """What an event about an internal assessment adds to its data (nothing for an official
+    one): ``internal`` true and the agency, so only the region's subscribers hear it."""
+    if assessment.agency_id is None:
+        return {}
+    return {"internal": True, "agency_id": str(assessment.agency_id)}
 
 
 async def emit(session: AsyncSession, event: str, data: dict[str, Any], queue: Queue | None) -> int:

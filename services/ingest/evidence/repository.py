@@ -24,12 +24,18 @@ async def lock_item(session: AsyncSession, item_id: uuid.UUID) -> EvidenceItem |
 
 
 async def items(
-    session: AsyncSession, assessment_id: uuid.UUID, node_id: str | None
+    session: AsyncSession,
+    assessment_id: uuid.UUID,
+    node_id: str | None,
+    agency_id: uuid.UUID | None = None,
 ) -> Sequence[EvidenceItem]:
-    """The assessment's items, oldest first; with ``node_id`` only those supporting it."""
+    """The assessment's items, oldest first; with ``node_id`` only those supporting it, with
+    ``agency_id`` only those the agency is responsible for."""
     query = select(EvidenceItem).where(EvidenceItem.assessment_id == assessment_id)
     if node_id:
         query = query.where(EvidenceItem.node_ids.contains([node_id]))
+    if agency_id is not None:
+        query = query.where(EvidenceItem.agency_id == agency_id)
     return (await session.scalars(query.order_by(EvidenceItem.created_at))).all()
 
 

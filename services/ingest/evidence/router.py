@@ -47,6 +47,12 @@ router = APIRouter(prefix="/v1/evidence", tags=["evidence"])
                                 "format": "uuid",
                                 "description": "Upload a new revision of this evidence item",
                             },
+                            "agency_id": {
+                                "type": "string",
+                                "format": "uuid",
+                                "description": "The agency (OPD) of the region responsible "
+                                "for it (PJ); on a new revision, changes it",
+                            },
                             "request_id": {
                                 "type": "string",
                                 "format": "uuid",
@@ -100,8 +106,14 @@ async def list_evidence(
     context: RequestContext,
     assessment_id: Annotated[uuid.UUID, Query()],
     node_id: Annotated[str | None, Query(description="Only evidence for this node")] = None,
+    agency_id: Annotated[
+        uuid.UUID | None,
+        Query(description="Only evidence this agency (OPD) is responsible for (region's keys)"),
+    ] = None,
 ) -> EvidencePage:
-    return EvidencePage(items=await service.evidence_of(session, context, assessment_id, node_id))
+    return EvidencePage(
+        items=await service.evidence_of(session, context, assessment_id, node_id, agency_id)
+    )
 
 
 @router.get(

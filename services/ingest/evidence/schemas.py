@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.kit.schemas import Page
 
@@ -23,6 +23,9 @@ class EvidenceOut(BaseModel):
     assessment_id: uuid.UUID
     node_ids: list[str]
     title: str
+    agency_id: uuid.UUID | None = Field(
+        description="The agency (OPD) of the region responsible for it, if one was named"
+    )
     latest_revision: int
     revisions: list[RevisionOut]
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.domain.access import policy
 from services.domain.access.policy import Action
 from services.domain.access.principal import Context
+from services.domain.agency import repository as agencies
 from services.domain.assessment import repository as assessments
 from services.domain.audit import service as audit
 from services.ingest.evidence import repository
@@ -140,6 +141,15 @@ async def store(
         raise _invalid("title", "too long", f"form field 'title' is longer than {MAX_TITLE}")
 
     # Everything the upload refers to is checked before its bytes enter the store.
+    agency_id = _uuid(received, "agency_id", required=False)
+    if agency_id is not None:
+        agency = await agencies.get(session, agency_id)
+        if agency is None or agency.region_code != assessment.region_code:
+            raise _invalid(
+                "agency_id",
+                "unknown agency",
+                f"no agency {agency_id} in region {assessment.region_code}",
+            )
     request_id = _uuid(received, "request_id", required=False)
     evidence_request = None
     if request_id is not None:
@@ -158,6 +168,8 @@ async def store(
         same = await repository.identical_item(
             session, assessment.id, sha256, sorted(set(node_ids))
         )
+        if same is not None and agency_id not in (None, same.agency_id):
+            same = None  # the same file for another agency: an item of its own
         if same is not None:
             await upload.discard()
             if evidence_request is not None:
@@ -179,12 +191,15 @@ async def store(
         item.latest_revision += 1
         if node_ids:
             item.node_ids = sorted(set(item.node_ids) | set(node_ids))
+        if agency_id is not None:  # a revision may name another agency responsible
+            item.agency_id = agency_id
     else:
         item = EvidenceItem(
             assessment_id=assessment.id,
             node_ids=sorted(set(node_ids)),
             title=title or filename,
             latest_revision=1,
+            agency_id=agency_id,
         )
         await repository.add_item(session, item)
     if evidence_request is not None:
@@ -200,6 +215,7 @@ async def store(
             "sha256": sha256,
             "filename": filename,
             "node_ids": item.node_ids,
+            "agency_id": None if item.agency_id is None else str(item.agency_id),
             "assessment_id": str(assessment.id),
             "answers_request": None if evidence_request is None else str(evidence_request.id),
         },
@@ -249,6 +265,7 @@ async def describe(session: AsyncSession, items: Sequence[EvidenceItem]) -> list
             assessment_id=item.assessment_id,
             node_ids=item.node_ids,
             title=item.title,
+            agency_id=item.agency_id,
             latest_revision=item.latest_revision,
             revisions=[
                 RevisionOut(
@@ -267,11 +284,21 @@ async def describe(session: AsyncSession, items: Sequence[EvidenceItem]) -> list
 
 
 async def evidence_of(
-    session: AsyncSession, context: Context, assessment_id: uuid.UUID, node_id: str | None
+    session: AsyncSession,
+    context: Context,
+    assessment_id: uuid.UUID,
+    node_id: str | None,
+    agency_id: uuid.UUID | None = None,
 ) -> list[EvidenceOut]:
-    """The evidence of an assessment the caller may see (404 otherwise), oldest first."""
-    await policy.visible_assessment(session, context.principal, assessment_id)
-    return await describe(session, await repository.items(session, assessment_id, node_id))
+    """The evidence of an assessment the caller may see (404 otherwise), oldest first; with
+    ``agency_id`` the items that agency is responsible for (the region's keys only)."""
+    assessment = await policy.visible_assessment(session, context.principal, assessment_id)
+    if agency_id is not None:
+        policy.require_inside_region(
+            context.principal, assessment.region_code, f"No agency {agency_id}."
+        )
+    items = await repository.items(session, assessment_id, node_id, agency_id)
+    return await describe(session, items)
 
 
 async def revision_to_download(
