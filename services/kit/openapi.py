@@ -233,7 +233,7 @@ def _is_fastapi_validation(content: dict[str, Any]) -> bool:
 
 
 def _problem_response(status: int, declared: dict[str, Any] | None) -> dict[str, Any]:
-    default, headers = ERRORS[status]
+    default, headers = ERRORS.get(status, ("The request failed", {}))
     response = dict(declared or {})
     if response.get("description", "") in _GENERIC_DESCRIPTIONS:
         response["description"] = default
@@ -268,7 +268,10 @@ def with_problems(
                 continue
             responses: dict[str, Any] = operation.setdefault("responses", {})
             route = routes.get((path, method))
-            for status in _statuses(method, operation, route, callers):
+            # The errors every such operation can give, and any other a route declares itself
+            # (a DELETE's 409): each as a problem.
+            declared = {int(status) for status in responses if int(status) >= 400}
+            for status in sorted(set(_statuses(method, operation, route, callers)) | declared):
                 responses[str(status)] = _problem_response(status, responses.get(str(status)))
             operation["security"] = _security(route, callers)
             for created in ("201", "202"):

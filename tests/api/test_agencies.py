@@ -191,7 +191,7 @@ async def test_pj_per_indicator_and_the_plan_shared_out_by_agency(
         f"/v1/assessments/{assessment.id}/evidence-requests?agency={kominfo['id']}",
         headers=operator,
     )
-    assert [r["message"] for r in by_agency.json()] == ["Perwali SPBE"]
+    assert [r["message"] for r in by_agency.json()["items"]] == ["Perwali SPBE"]
     view = (await client.get(f"/v1/assessments/{assessment.id}/agencies", headers=operator)).json()
     counts = {
         (s["agency"] or {}).get("short_name"): s["open_evidence_requests"] for s in view["agencies"]
@@ -458,8 +458,8 @@ async def test_evidence_names_the_agency_responsible(
     assert (await upload(str(uuid.uuid4()), b"2")).status_code == 422  # not the region's agency
     await upload("", b"3")  # no agency named
     url = f"/v1/evidence?assessment_id={assessment.id}"
-    assert len((await client.get(url, headers=operator)).json()) == 2
-    mine = (await client.get(f"{url}&agency_id={kominfo['id']}", headers=operator)).json()
+    assert len((await client.get(url, headers=operator)).json()["items"]) == 2
+    mine = (await client.get(f"{url}&agency_id={kominfo['id']}", headers=operator)).json()["items"]
     assert [item["id"] for item in mine] == [stored.json()["id"]]
     ministry = await make_key("ministry-admin")
     assert (

@@ -13,7 +13,18 @@ from services.models import AgencyKind, AssessmentState
 
 
 class AgencyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Dinas Komunikasi dan Informatika",
+                    "short_name": "Diskominfo",
+                    "kind": "dinas",
+                }
+            ]
+        },
+    )
 
     name: str = Field(min_length=1, max_length=200, examples=["Dinas Komunikasi dan Informatika"])
     short_name: str | None = Field(
@@ -25,7 +36,10 @@ class AgencyIn(BaseModel):
 class AgencyPatch(BaseModel):
     """The fields to change; a field left out keeps its value (``short_name`` null clears it)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"short_name": "Diskominfosatik"}]},
+    )
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     short_name: str | None = Field(default=None, min_length=1, max_length=60)
@@ -52,7 +66,12 @@ class AgencyPage(BaseModel):
 
 
 class ResponsibilitiesIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"nodes": {"I1": "5b0c8f9e-6d1a-4b43-8e7a-1f0f3c9d2a10", "I2": None}}]
+        },
+    )
 
     nodes: dict[str, uuid.UUID | None] = Field(
         min_length=1,
