@@ -23,6 +23,7 @@ from services import __version__
 from services.api.agency.router import router as agencies_router
 from services.api.assessment.router import router as workflow_router
 from services.api.audit.router import router as audit_router
+from services.api.dashboard.pages import install_dashboard
 from services.api.framework.router import router as frameworks_router
 from services.api.health.router import router as health_router
 from services.api.key.router import router as keys_router
@@ -220,6 +221,8 @@ def create_app(
     app.include_router(health_router)  # probes are never rate limited
     for router in routers_of(service):
         app.include_router(router, dependencies=[Depends(limit_anonymous)])
+    if service != "ingest":
+        install_dashboard(app)  # the public pages belong to the gateway, beside the reads they use
     app.state.service = service
     # One per app: its cache of the issuers' keys is shared by the app's requests.
     app.state.token_verifier = TokenVerifier(

@@ -1,0 +1,317 @@
+// Cerdas public dashboard: reads only the public JSON API (/v1/...) of the host that served it.
+"use strict";
+
+const TEXT = {
+  id: {
+    skip: "Langsung ke isi", title: "Dasbor Cerdas", language: "Bahasa",
+    nationalHeading: "Peringkat nasional", provincialHeading: "Peringkat provinsi",
+    instrument: "Instrumen", period: "Periode", province: "Provinsi",
+    allProvinces: "Semua provinsi", show: "Tampilkan", rankingHeading: "Peringkat",
+    rank: "Peringkat", region: "Daerah", index: "Indeks", predicate: "Predikat",
+    movement: "Perubahan peringkat", countsHeading: "Jumlah daerah per predikat",
+    regions: "Daerah", mapLater: "Peta sebaran menyusul: data batas wilayah belum tersedia tanpa internet.",
+    back: "← Kembali ke peringkat", trendHeading: "Indeks dari tahun ke tahun",
+    improvement: "Kenaikan", treeHeading: "Rincian indeks", node: "Komponen", value: "Nilai",
+    weight: "Bobot", contribution: "Kontribusi", evidence: "Bukti",
+    footer: "Hanya hasil yang telah dipublikasikan, dibaca dari API publik Cerdas.",
+    loading: "Memuat…", empty: "Belum ada hasil yang dipublikasikan untuk pilihan ini.",
+    failed: "Data tidak dapat dimuat", coverage: (w, n, p) => `${w} dari ${n} kabupaten/kota memiliki hasil (${p}%).`,
+    nationalRank: "Peringkat nasional", provinceRank: "Peringkat provinsi", of: "dari",
+    previous: "Indeks periode sebelumnya", changed: "instrumen berganti", noAssessment: "Tidak ada penilaian yang dipublikasikan untuk periode ini.",
+    chartLabel: "Grafik indeks per periode; garis putus-putus menandai pergantian instrumen.",
+    switchTo: "English", switchLang: "en",
+  },
+  en: {
+    skip: "Skip to content", title: "Cerdas dashboard", language: "Language",
+    nationalHeading: "National ranking", provincialHeading: "Provincial ranking",
+    instrument: "Instrument", period: "Period", province: "Province",
+    allProvinces: "All provinces", show: "Show", rankingHeading: "Ranking",
+    rank: "Rank", region: "Region", index: "Index", predicate: "Predicate",
+    movement: "Rank movement", countsHeading: "Regions per predicate",
+    regions: "Regions", mapLater: "A map is to come: boundary data is not yet available offline.",
+    back: "← Back to the ranking", trendHeading: "The index over the years",
+    improvement: "Change", treeHeading: "How the index is made up", node: "Component", value: "Value",
+    weight: "Weight", contribution: "Contribution", evidence: "Evidence",
+    footer: "Published results only, read from Cerdas's public API.",
+    loading: "Loading…", empty: "No published results for this choice yet.",
+    failed: "Could not load the data", coverage: (w, n, p) => `${w} of ${n} kabupaten/kota have results (${p}%).`,
+    nationalRank: "National rank", provinceRank: "Provincial rank", of: "of",
+    previous: "Previous period's index", changed: "instrument changed", noAssessment: "No published assessment for this period.",
+    chartLabel: "Chart of the index per period; a dashed line marks a change of instrument.",
+    switchTo: "Bahasa Indonesia", switchLang: "id",
+  },
+};
+
+let lang = localStorage.getItem("cerdas-lang") === "en" ? "en" : "id";
+let frameworks = [];
+let provinces = [];
+const t = (key) => TEXT[lang][key];
+const $ = (selector) => document.querySelector(selector);
+
+async function api(path, params = {}) {
+  const query = new URLSearchParams(Object.entries(params).filter(([, v]) => v !== "" && v != null));
+  const response = await fetch(`../v1/${path}${query.size ? "?" + query : ""}`, {
+    headers: { Accept: "application/json" },
+  });
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { detail = (await response.json()).detail || detail; } catch { /* not JSON */ }
+    const error = new Error(detail);
+    error.status = response.status;
+    throw error;
+  }
+  return response.json();
+}
+
+function cell(row, text, className) {
+  const td = row.insertCell();
+  td.textContent = text ?? "—";
+  if (className) td.className = className;
+  return td;
+}
+
+function signed(value) {
+  if (value == null) return "—";
+  const number = Number(value);
+  return number > 0 ? `+${value}` : String(value);
+}
+
+function applyLanguage() {
+  document.documentElement.lang = lang;
+  for (const element of document.querySelectorAll("[data-i18n]")) {
+    element.textContent = t(element.dataset.i18n);
+  }
+  for (const element of document.querySelectorAll("[data-i18n-label]")) {
+    element.setAttribute("aria-label", t(element.dataset.i18nLabel));
+  }
+  const button = $("#lang");
+  button.textContent = t("switchTo");
+  button.lang = t("switchLang");
+  button.setAttribute("aria-pressed", String(lang === "en"));
+  document.title = t("title");
+}
+
+function parseHash() {
+  const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
+  return { parts: path.split("/").filter(Boolean), params: new URLSearchParams(query) };
+}
+
+function frameworkName(id) {
+  const framework = frameworks.find((f) => f.id === id);
+  return framework ? framework.name : id;
+}
+
+function periodsOf(framework) {
+  const now = new Date().getFullYear();
+  const from = framework.in_force.from ?? now - 5;
+  const to = Math.min(framework.in_force.to ?? now, now);
+  const years = [];
+  for (let year = to; year >= from; year -= 1) years.push(year);
+  return years;
+}
+
+function fillFilters(state) {
+  const select = $("#f-framework");
+  select.replaceChildren(...frameworks.map((f) => new Option(f.name, f.id)));
+  select.value = state.framework;
+  const framework = frameworks.find((f) => f.id === state.framework) || frameworks[0];
+  $("#f-period").replaceChildren(...periodsOf(framework).map((y) => new Option(String(y), String(y))));
+  $("#f-period").value = String(state.period);
+  const province = $("#f-province");
+  province.replaceChildren(province.options[0], ...provinces.map((p) => new Option(p.name, p.code)));
+  province.value = state.province || "";
+}
+
+function defaults(params) {
+  const framework = frameworks.find((f) => f.id === params.get("framework"))
+    || frameworks.find((f) => f.id === "spbe-2020") || frameworks[0];
+  const period = Number(params.get("period")) || periodsOf(framework)[0];
+  return { framework: framework.id, period, province: params.get("province") || "" };
+}
+
+async function showNational(params) {
+  const state = defaults(params);
+  fillFilters(state);
+  const heading = $("#national-heading");
+  heading.dataset.i18n = state.province ? "provincialHeading" : "nationalHeading";
+  heading.textContent = t(heading.dataset.i18n);
+  const status = $("#national-status");
+  status.textContent = t("loading");
+  const body = $("#ranking tbody");
+  const counts = $("#counts tbody");
+  body.replaceChildren();
+  counts.replaceChildren();
+  $("#coverage").textContent = "";
+  try {
+    const query = { framework: state.framework, period: state.period, province: state.province };
+    const [ranking, dashboard] = await Promise.all([api("rankings", query), api("dashboard", query)]);
+    for (const item of ranking.items) {
+      const row = body.insertRow();
+      cell(row, String(item.rank), "num");
+      const link = document.createElement("a");
+      link.href = `#/region/${item.region}?framework=${state.framework}&period=${state.period}`;
+      link.textContent = item.name;
+      row.insertCell().append(link);
+      cell(row, item.index, "num");
+      cell(row, item.predicate);
+      cell(row, signed(item.movement), "num");
+    }
+    for (const [predicate, count] of Object.entries(dashboard.predicates)) {
+      const row = counts.insertRow();
+      cell(row, predicate);
+      cell(row, String(count), "num");
+    }
+    const c = dashboard.coverage;
+    $("#coverage").textContent = t("coverage")(c.with_results, c.regions, c.percent);
+    status.textContent = ranking.items.length ? "" : t("empty");
+  } catch (error) {
+    status.textContent = `${t("failed")}: ${error.message}`;
+  }
+}
+
+function drawTrend(trend) {
+  const chart = $("#trend-chart");
+  chart.replaceChildren();
+  const points = trend.items.filter((p) => p.index != null).map((p) => ({ ...p, value: Number(p.index) }));
+  if (!points.length || !window.Plot) return;
+  const changes = trend.items.filter((p) => p.instrument_changed).map((p) => p.period - 0.5);
+  const svg = Plot.plot({
+    width: Math.min(chart.clientWidth || 640, 720),
+    height: 240,
+    marginLeft: 40,
+    x: { label: t("period"), tickFormat: "d", ticks: points.map((p) => p.period) },
+    y: { label: t("index"), grid: true, zero: true },
+    marks: [
+      Plot.ruleX(changes, { strokeDasharray: "4,3", stroke: "#8a5a00" }),
+      Plot.text(changes, { x: (d) => d, frameAnchor: "top", text: () => t("changed"), dy: 4, fill: "#8a5a00" }),
+      Plot.lineY(points, { x: "period", y: "value", z: "framework", stroke: "#0b5394" }),
+      Plot.dot(points, { x: "period", y: "value", fill: "#0b5394", title: (p) => `${p.period}: ${p.index}` }),
+      Plot.text(points, { x: "period", y: "value", text: "index", dy: -10 }),
+    ],
+  });
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", t("chartLabel"));
+  chart.append(svg);
+}
+
+function depthOf(node, byId) {
+  let depth = 0;
+  for (let parent = node.parent; parent && byId.has(parent); parent = byId.get(parent).parent) depth += 1;
+  return depth;
+}
+
+async function showRegion(code, params) {
+  const status = $("#region-status");
+  status.textContent = t("loading");
+  const state = defaults(params);
+  const framework = frameworks.find((f) => f.id === state.framework);
+  $("#back").href = `#/national?framework=${state.framework}&period=${state.period}`;
+  for (const id of ["#figures", "#trend tbody", "#tree tbody", "#trend-chart"]) $(id).replaceChildren();
+  try {
+    const [region, trend, assessments] = await Promise.all([
+      api(`regions/${code}`),
+      api("trends", { family: framework.family, region: code }),
+      api("assessments", { framework: state.framework, region: code, period: state.period }),
+    ]);
+    $("#region-heading").textContent = `${region.name} — ${framework.name} ${state.period}`;
+    for (const point of trend.items) {
+      const row = $("#trend tbody").insertRow();
+      cell(row, String(point.period));
+      cell(row, frameworkName(point.framework) + (point.instrument_changed ? ` (${t("changed")})` : ""));
+      cell(row, point.index, "num");
+      cell(row, point.predicate);
+      cell(row, signed(point.improvement), "num");
+    }
+    drawTrend(trend);
+    const [assessment] = assessments.items;
+    if (!assessment) {
+      status.textContent = t("noAssessment");
+      return;
+    }
+    const [summary, results] = await Promise.all([
+      api(`assessments/${assessment.id}/summary`),
+      api(`assessments/${assessment.id}/results`),
+    ]);
+    const figures = [
+      [t("index"), summary.index, "figure-index"],
+      [t("predicate"), summary.predicate],
+      [t("nationalRank"), summary.rank.national && `${summary.rank.national} ${t("of")} ${summary.rank.of_national}`],
+      [t("provinceRank"), summary.rank.province && `${summary.rank.province} ${t("of")} ${summary.rank.of_province}`],
+      [t("previous"), summary.previous_index],
+      [t("improvement"), signed(summary.improvement)],
+    ];
+    for (const [label, value, id] of figures) {
+      const wrapper = document.createElement("div");
+      const dt = document.createElement("dt");
+      const dd = document.createElement("dd");
+      dt.textContent = label;
+      dd.textContent = value ?? "—";
+      if (id) dd.id = id;
+      wrapper.append(dt, dd);
+      $("#figures").append(wrapper);
+    }
+    const byId = new Map(results.nodes.map((n) => [n.id, n]));
+    for (const node of results.nodes) {
+      const row = $("#tree tbody").insertRow();
+      const name = cell(row, `${node.id} ${node.name}`);
+      name.style.paddingInlineStart = `${0.5 + depthOf(node, byId) * 1.25}rem`;
+      cell(row, node.value, "num");
+      cell(row, node.weight, "num");
+      cell(row, node.contribution, "num");
+      cell(row, String(node.evidence_count), "num");
+    }
+    status.textContent = "";
+  } catch (error) {
+    status.textContent = `${t("failed")}: ${error.message}`;
+  }
+}
+
+async function route() {
+  const { parts, params } = parseHash();
+  const region = parts[0] === "region" && parts[1];
+  $("#national").hidden = Boolean(region);
+  $("#region").hidden = !region;
+  if (region) await showRegion(region, params);
+  else await showNational(params);
+}
+
+async function start() {
+  applyLanguage();
+  $("#lang").addEventListener("click", () => {
+    lang = lang === "id" ? "en" : "id";
+    localStorage.setItem("cerdas-lang", lang);
+    applyLanguage();
+    route();
+  });
+  $("#f-framework").addEventListener("change", (event) => {
+    const framework = frameworks.find((f) => f.id === event.target.value);
+    const periods = periodsOf(framework);
+    $("#f-period").replaceChildren(...periods.map((y) => new Option(String(y), String(y))));
+  });
+  $("#filters").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const form = new FormData(event.target);
+    const query = new URLSearchParams([...form].filter(([, v]) => v !== ""));
+    location.hash = `#/national?${query}`;
+  });
+  window.addEventListener("hashchange", () => {
+    route();
+    $("#main").focus();
+  });
+  try {
+    const [frameworkPage, provincePage] = await Promise.all([
+      api("frameworks"),
+      api("regions", { kind: "provinsi", limit: 100 }),
+    ]);
+    frameworks = frameworkPage.items;
+    provinces = provincePage.items;
+  } catch (error) {
+    $("#national-status").textContent = `${t("failed")}: ${error.message}`;
+    $("#national").hidden = false;
+    return;
+  }
+  await route();
+  document.body.dataset.ready = "true";
+}
+
+start();
