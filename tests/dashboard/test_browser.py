@@ -107,9 +107,27 @@ async def test_the_dashboard_shows_rankings_a_region_and_speaks_english(
     await expect(page.locator("#tree tbody tr").first).to_be_visible()
     await expect(page.locator("#trend-chart svg")).to_have_count(1)
 
+    # The demo publishes no region on two versions of an instrument, so the trend of one that
+    # changed (SPBE 2020 to IPD 2026) is given to the page as the API would answer it.
+    changed = {
+        "family": "e-government",
+        "framework": None,
+        "region": "32.71",
+        "instruments": ["spbe-2020", "ipd-2026"],
+        "items": [
+            {"period": 2024, "framework": "spbe-2020", "index": "3.72",
+             "predicate": "Sangat Baik", "improvement": None, "instrument_changed": False},
+            {"period": 2026, "framework": "ipd-2026", "index": "3.10",
+             "predicate": None, "improvement": None, "instrument_changed": True},
+        ],
+    }  # fmt: skip
+    await page.route("**/v1/trends?*", lambda route: route.fulfill(json=changed))
+
     await page.get_by_role("button", name="English").click()
     await expect(page.locator("#trend-heading")).to_have_text("The index over the years")
     assert await page.evaluate("document.documentElement.lang") == "en"
+    await expect(page.locator("#trend tbody tr").nth(1)).to_contain_text("instrument changed")
+    await expect(page.locator("#trend-chart svg [stroke-dasharray]")).to_have_count(1)
 
     hosts = {urlsplit(url).hostname for url in requested if not url.startswith("data:")}
     assert hosts == {"127.0.0.1"}, requested
