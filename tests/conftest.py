@@ -149,6 +149,9 @@ async def queue(runtime: Runtime) -> Queue:
     """The queue, emptied first: jobs enqueued by an earlier test's rolled-back writes would
     otherwise wait for the next worker that starts."""
     await runtime.queue.redis.flushdb()
+    # Redis just answered: a breaker left open by an earlier test's outage is closed, so this
+    # test sees the queue as a fresh process would.
+    runtime.queue.succeeded()
     return runtime.queue
 
 
