@@ -252,7 +252,7 @@ class Scale(Bench):
 
     # -- S1 -----------------------------------------------------------------------------------
 
-    async def s1_recompute(self, runtime: Runtime) -> None:
+    async def s1_recompute(self, runtime: Runtime, profile: bool) -> None:
         frameworks = [f for f in FRAMEWORKS if in_force(f, LATEST)]
 
         async def recompute() -> float:
@@ -272,7 +272,9 @@ class Scale(Bench):
             return time.perf_counter() - started
 
         first = await recompute()  # creates the result rows; the timed run replaces them
+        spy = Spy(self.folder / "s1.txt", os.getpid()) if profile else None
         timed = await recompute()
+        profiled = spy.stop() if spy else None
         shares = []
         for framework_id in frameworks:
             framework = get_framework(framework_id)
@@ -348,6 +350,8 @@ class Scale(Bench):
             "result_node_avg_bytes": width,
             "gmsc_differing_from_sql": differing,
         }
+        if profiled:
+            self.results["S1"]["profile"] = profiled
 
     # -- S4 -----------------------------------------------------------------------------------
 
@@ -522,27 +526,40 @@ class Scale(Bench):
             self.results["S5"]["profile"] = self.s5_profile(url, path)
 
     def s5_profile(self, url: str, path: Path) -> dict[str, Any]:
-        """py-spy on the server while the same batches are pushed again (if py-spy is here)."""
-        spy = Path(PYTHON).with_name("py-spy")
-        if not spy.exists():
-            return {"skipped": "py-spy is not installed in the venv"}
-        out = self.folder / "s5.txt"
-        server_pid = self.server_pid
-        recorder = subprocess.Popen(
-            [str(spy), "record", "--pid", str(server_pid), "--format", "raw", "-o", str(out)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        time.sleep(1)
+        """py-spy on the server while the same batches are pushed again."""
+        spy = Spy(self.folder / "s5.txt", self.server_pid)
         subprocess.run(
             [PYTHON, "-m", "bench.client", "ingest", url, self.key, str(path), "1"],
             capture_output=True,
             check=True,
             env=self.env,
         )
-        recorder.send_signal(2)
-        recorder.wait(timeout=60)
-        return summarise_profile(out)
+        return spy.stop()
+
+
+class Spy:
+    """py-spy recording a process (if py-spy is installed beside this Python)."""
+
+    def __init__(self, out: Path, pid: int) -> None:
+        self.out = out
+        spy = Path(PYTHON).with_name("py-spy")
+        self.process = (
+            subprocess.Popen(
+                [str(spy), "record", "--pid", str(pid), "--format", "raw", "-o", str(out)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            if spy.exists()
+            else None
+        )
+        time.sleep(1)  # attached before the work starts
+
+    def stop(self) -> dict[str, Any]:
+        if self.process is None:
+            return {"skipped": "py-spy is not installed in the venv"}
+        self.process.send_signal(2)
+        self.process.wait(timeout=60)
+        return summarise_profile(self.out)
 
 
 def summarise_profile(path: Path, top: int = 15) -> dict[str, Any]:
@@ -593,7 +610,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--scale", type=float, default=0.1, help="1 = 10 million metric points")
     parser.add_argument("--quick", action="store_true", help="the same as --scale 0.01")
-    parser.add_argument("--profile", action="store_true", help="py-spy the server during S5")
+    parser.add_argument("--profile", action="store_true", help="py-spy S1 and S5 (a second run)")
     args = parser.parse_args()
     scale = 0.01 if args.quick else args.scale
     started = time.perf_counter()
@@ -601,7 +618,7 @@ async def main() -> None:
     runtime = await Runtime.open(bench.settings)
     try:
         await bench.load(runtime)
-        await bench.s1_recompute(runtime)
+        await bench.s1_recompute(runtime, args.profile)
         await bench.s4_series(runtime)
         server, url = bench.serve()
         bench.server_pid = server.pid
