@@ -545,7 +545,18 @@ class Spy:
         spy = Path(PYTHON).with_name("py-spy")
         self.process = (
             subprocess.Popen(
-                [str(spy), "record", "--pid", str(pid), "--format", "raw", "-o", str(out)],
+                [
+                    str(spy),
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--rate",
+                    "250",
+                    "--format",
+                    "raw",
+                    "-o",
+                    str(out),
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -566,6 +577,7 @@ def summarise_profile(path: Path, top: int = 15) -> dict[str, Any]:
     """Self and inclusive sample shares of the hottest functions in a py-spy raw profile."""
     own: dict[str, int] = {}
     inclusive: dict[str, int] = {}
+    project: dict[str, int] = {}  # inclusive, Cerdas's own functions only
     total = 0
     if not path.exists():
         return {"skipped": "py-spy wrote no profile"}
@@ -580,12 +592,24 @@ def summarise_profile(path: Path, top: int = 15) -> dict[str, Any]:
         own[names[-1]] = own.get(names[-1], 0) + samples
         for name in set(names):
             inclusive[name] = inclusive.get(name, 0) + samples
+        ours = {
+            name
+            for name, frame in zip(names, frames, strict=True)
+            if "services/" in frame and "site-packages" not in frame
+        }
+        for name in ours:
+            project[name] = project.get(name, 0) + samples
 
-    def ranked(table: dict[str, int]) -> list[tuple[str, float]]:
+    def ranked(table: dict[str, int], top: int = top) -> list[tuple[str, float]]:
         best = sorted(table.items(), key=lambda item: -item[1])[:top]
         return [(name, round(count / total, 3)) for name, count in best]
 
-    return {"samples": total, "self": ranked(own), "inclusive": ranked(inclusive)}
+    return {
+        "samples": total,
+        "self": ranked(own),
+        "inclusive": ranked(inclusive),
+        "inclusive_cerdas": ranked(project, 25),
+    }
 
 
 def short(frame: str) -> str:
