@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8000
 
-.PHONY: venv run test lint typecheck migrate bench deploy-check clean
+.PHONY: venv run test lint typecheck migrate bench bench-scale deploy-check clean
 
 # The venv is rebuilt only when pyproject.toml changes, so later targets work offline.
 $(VENV)/.installed: pyproject.toml
@@ -51,6 +51,13 @@ deploy-check: venv
 # Ratios against baselines measured in the same run; writes bench-report.json (docs/benchmarks.md).
 bench: venv
 	$(BIN)/python -m bench.run
+
+# National scale, ten years on (issue 19): a seeded load by COPY, then S1, S4, S5; writes
+# bench-scale-report.json (docs/benchmarks.md). SCALE=1 is 10 million metric points; the default
+# 0.1 is one million. `make bench-scale SCALE=0.01` is the quick run (~1 min).
+SCALE ?= 0.1
+bench-scale: venv
+	$(BIN)/python -m bench.scale --scale $(SCALE) $(BENCH_SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

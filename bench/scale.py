@@ -1,0 +1,696 @@
+"""`make bench-scale`: Cerdas at national scale, ten years on (issue 19, first slice).
+
+A deterministic (seeded) load of 38 provinces + 514 kab/kota over ten periods, 2017–2026:
+every assessment of a framework *in force* that year (gmsc-2023 from 2021, spbe-2020 2020–2025,
+ipd-2026 from 2026; nothing is in force 2017–2019, and the linked smartcity-spbe view and
+internal OPD assessments are not generated), and ten years of monthly metric points (10 million
+at ``--scale 1``). Everything is loaded with COPY, not the ORM. Then, each against a baseline
+measured in the same run:
+
+    S1 recompute  national recompute of the latest period ÷ SQL alone computing the weighted
+                  sums and replacing the same result rows (DELETE + INSERT)            ≤ 2
+    S4 series     one region's ten-year series of one metric: p50/p99 over 200 queries, with
+                  EXPLAIN (ANALYZE) of the query                                       (figures)
+    S5 ingest     POST /v1/metrics:batch points/s ÷ the same import statement run directly
+                  in Postgres over the same rows                                        ≥ 0.6
+
+    python -m bench.scale [--scale 0.1] [--quick]      (--quick is --scale 0.01)
+
+Writes bench-scale-report.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from sqlalchemy import select
+
+from bench.run import PYTHON, Bench, leaf_share, quantile
+from services.domain.access.principal import operator_context
+from services.domain.access.service import create_key
+from services.domain.recompute.service import create_run
+from services.ingest.metric.repository import _IMPORT_ARRAYS, list_points
+from services.kit.runtime import Runtime
+from services.main import prepare_database
+from services.models import Region
+from services.scoring.frameworks import get_framework
+from services.scoring.service import run_step
+
+REPORT = Path("bench-scale-report.json")
+FULL_POINTS = 10_000_000
+YEARS = list(range(2017, 2027))
+LATEST = YEARS[-1]
+# Official frameworks and the years they are in force (services/scoring/frameworks/*.yaml).
+FRAMEWORKS = ("gmsc-2023", "spbe-2020", "ipd-2026")
+TARGETS = {"S1": ("<=", 2.0), "S5": (">=", 0.6)}
+SERIES_METRIC = "active_users"
+
+
+def in_force(framework_id: str, year: int) -> bool:
+    return get_framework(framework_id).in_force.covers(year)
+
+
+def series_plan(target_points: int, regions: int) -> list[tuple[str, str]]:
+    """The monthly series (metric, service dimension or "") each region carries, enough to reach
+    ``target_points`` over ten years: four plain metrics, transactions for the catalogue's eight
+    services, then response times for as many services as it takes (a super-app integrating
+    ~140 services, as Bogor's does, reaches 10 million)."""
+    wanted = max(1, round(target_points / (regions * 12 * len(YEARS))))
+    plain = [
+        "active_users",
+        "integrated_apps",
+        "integrated_apps_target",
+        "complaints_resolved_ratio",
+    ]
+    services = [
+        "adminduk",
+        "kartu-kuning",
+        "ppdb-online",
+        "ambulans",
+        "perizinan",
+        "pengaduan",
+        "pajak-daerah",
+        "kesehatan",
+    ]
+    plan = [(metric, "") for metric in plain] + [("service_transactions", s) for s in services]
+    plan += [("service_response_time", f"layanan-{n:03d}") for n in range(max(0, wanted - 12))]
+    return plan[:wanted]
+
+
+def metric_records(
+    regions: list[str], plan: list[tuple[str, str]], seed: int
+) -> Iterator[tuple[Any, ...]]:
+    """Rows for COPY into metric_point, in the staged column order, deterministic by seed."""
+    rng = random.Random(seed)
+    months = [(year, month) for year in YEARS for month in range(1, 13)]
+    for region in regions:
+        for metric, service in plan:
+            dimensions = json.dumps({"service": service}) if service else "{}"
+            key = f"service={service}" if service else ""
+            level = rng.randint(10, 5000)
+            for year, month in months:
+                if metric == "complaints_resolved_ratio":
+                    value = Decimal(rng.randint(0, 100)) / 100
+                else:
+                    value = Decimal(level + rng.randint(0, level))
+                yield (
+                    region,
+                    metric,
+                    f"{year}-{month:02d}",
+                    date(year, month, 1),
+                    year,
+                    dimensions,
+                    key,
+                    value,
+                )
+
+
+def chunks(rows: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
+    batch: list[tuple[Any, ...]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class Scale(Bench):
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+        self.server_pid = 0
+
+    # -- load ---------------------------------------------------------------------------------
+
+    async def load(self, runtime: Runtime) -> None:
+        await prepare_database(runtime)
+        async with runtime.sessionmaker() as session, session.begin():
+            everyone = (await session.execute(select(Region.code, Region.kind))).all()
+            key, self.key = await create_key(
+                session, name="bench-scale", role="ministry-admin", regions=[]
+            )
+            self.key_id = key.id
+        self.all_regions = sorted(code for code, _ in everyone)
+        self.regions = sorted(code for code, kind in everyone if kind != "provinsi")
+        rng = random.Random(19)
+        assessments, inputs = [], []
+        per_framework: dict[str, list[int]] = {}
+        for framework_id in FRAMEWORKS:
+            framework = get_framework(framework_id)
+            years = [y for y in YEARS if in_force(framework_id, y)]
+            per_framework[framework_id] = years
+            if framework_id == "gmsc-2023":  # scored on its six components (as `make bench`)
+                nodes = [(node.id, "score") for node in framework.index.children]
+            else:
+                nodes = [
+                    (node.id, framework_id)
+                    for node in framework.nodes()
+                    if node.is_leaf and node.input == "assessed"
+                ]
+            for year in years:
+                for region in self.all_regions:
+                    identifier = uuid.uuid4()
+                    assessments.append(
+                        (identifier, region, framework_id, year, "final", "published", 1)
+                    )
+                    for node, kind in nodes:
+                        if kind == "score":
+                            value = str(Decimal(rng.randint(100, 400)) / 100)
+                        elif kind == "spbe-2020":
+                            value = str(rng.randint(1, 5))
+                        else:  # ipd-2026: decimals from 1.00 to 5.00
+                            value = str(Decimal(rng.randint(100, 500)) / 100)
+                        inputs.append((identifier, node, json.dumps(value)))
+        plan = series_plan(round(FULL_POINTS * self.scale), len(self.all_regions))
+        connection = await asyncpg.connect(self.dsn)
+        try:
+            started = time.perf_counter()
+            await connection.copy_records_to_table(
+                "assessment",
+                records=assessments,
+                columns=[
+                    "id",
+                    "region_code",
+                    "framework_id",
+                    "period",
+                    "stage",
+                    "state",
+                    "input_revision",
+                ],
+            )
+            await connection.copy_records_to_table(
+                "assessment_input",
+                records=inputs,
+                columns=["assessment_id", "node_id", "self_value"],
+            )
+            assessments_s = time.perf_counter() - started
+            started = time.perf_counter()
+            points = 0
+            columns = [
+                "region_code",
+                "metric",
+                "period",
+                "period_start",
+                "year",
+                "dimensions",
+                "dimension_key",
+                "value",
+            ]
+            for batch in chunks(metric_records(self.all_regions, plan, seed=2026), 200_000):
+                await connection.copy_records_to_table(
+                    "metric_point", records=batch, columns=columns
+                )
+                points += len(batch)
+            points_s = time.perf_counter() - started
+            started = time.perf_counter()
+            await connection.execute("VACUUM ANALYZE")
+            vacuum_s = time.perf_counter() - started
+            size = await connection.fetchval(
+                "SELECT pg_size_pretty(pg_total_relation_size('metric_point'))"
+            )
+        finally:
+            await connection.close()
+        self.results["load"] = {
+            "scale": self.scale,
+            "regions": len(self.all_regions),
+            "kab_kota": len(self.regions),
+            "years": f"{YEARS[0]}-{YEARS[-1]}",
+            "assessments_by_framework": {
+                f: {"years": ys, "assessments": len(ys) * len(self.all_regions)}
+                for f, ys in per_framework.items()
+            },
+            "assessments": len(assessments),
+            "inputs": len(inputs),
+            "assessments_copy_s": assessments_s,
+            "series_per_region": len(plan),
+            "metric_points": points,
+            "metric_points_copy_s": points_s,
+            "metric_points_per_s": points / points_s,
+            "vacuum_analyze_s": vacuum_s,
+            "metric_point_size": size,
+            "not_generated": "internal OPD assessments; the linked smartcity-spbe view",
+        }
+
+    # -- S1 -----------------------------------------------------------------------------------
+
+    async def s1_recompute(self, runtime: Runtime, profile: bool) -> None:
+        frameworks = [f for f in FRAMEWORKS if in_force(f, LATEST)]
+
+        async def recompute() -> float:
+            started = time.perf_counter()
+            for framework in frameworks:
+                async with runtime.sessionmaker() as session, session.begin():
+                    run = await create_run(
+                        session,
+                        operator_context("bench"),
+                        framework_id=framework,
+                        period=LATEST,
+                        region_code=None,
+                        queue=None,
+                    )
+                while await run_step(runtime.sessionmaker, run.id, None) is not None:
+                    pass
+            return time.perf_counter() - started
+
+        first = await recompute()  # creates the result rows; the timed run replaces them
+        spy = Spy(self.folder / "s1.txt", os.getpid()) if profile else None
+        timed = await recompute()
+        profiled = spy.stop() if spy else None
+        shares = []
+        for framework_id in frameworks:
+            framework = get_framework(framework_id)
+            if framework_id == "gmsc-2023":
+                weighted = list(framework.index.children)
+                total = sum(c.weight for c in weighted)
+                pairs = [(c.id, Fraction(c.weight) / total) for c in weighted]
+            else:
+                pairs = [
+                    (leaf.id, leaf_share(framework, leaf))
+                    for leaf in framework.index.walk()
+                    if leaf.is_leaf
+                ]
+            for node, share in pairs:
+                exact = Decimal(share.numerator) / Decimal(share.denominator)
+                shares.append(f"('{framework_id}', '{node}', {exact})")
+        scope = f"a.period = {LATEST} AND a.framework_id IN ({', '.join(map(repr, frameworks))})"
+        aggregate = f"""
+            WITH w(framework, node, share) AS (VALUES {", ".join(shares)})
+            SELECT a.id, round(sum(w.share * (i.self_value #>> '{{}}')::numeric), 2)
+            FROM assessment a
+            JOIN assessment_input i ON i.assessment_id = a.id
+            JOIN w ON w.framework = a.framework_id AND w.node = i.node_id
+            WHERE {scope} GROUP BY a.id
+        """
+        connection = await asyncpg.connect(self.dsn)
+        try:
+            await connection.fetch(aggregate)  # warm
+            started = time.perf_counter()
+            rows = await connection.fetch(aggregate)
+            aggregate_s = time.perf_counter() - started
+            differing = await connection.fetchval(f"""
+                WITH flat AS ({aggregate})
+                SELECT count(*) FROM flat JOIN result_state s ON s.assessment_id = flat.id
+                JOIN assessment a ON a.id = flat.id AND a.framework_id = 'gmsc-2023'
+                WHERE s.index_value IS DISTINCT FROM flat.round""")
+            for table in ("result_node", "result_state"):
+                await connection.execute(f"""
+                    CREATE TEMP TABLE saved_{table} AS SELECT n.* FROM {table} n
+                    JOIN assessment a ON a.id = n.assessment_id WHERE {scope}""")
+            node_rows = await connection.fetchval("SELECT count(*) FROM saved_result_node")
+            state_rows = await connection.fetchval("SELECT count(*) FROM saved_result_state")
+            width = await connection.fetchval(
+                "SELECT avg(pg_column_size(s.*))::int FROM saved_result_node s"
+            )
+            rewrites = []
+            for _ in range(2):
+                transaction = connection.transaction()
+                await transaction.start()
+                started = time.perf_counter()
+                for table in ("result_node", "result_state"):
+                    await connection.execute(f"""
+                        DELETE FROM {table} n USING assessment a
+                        WHERE a.id = n.assessment_id AND {scope}""")
+                    await connection.execute(f"INSERT INTO {table} SELECT * FROM saved_{table}")
+                rewrites.append(time.perf_counter() - started)
+                await transaction.rollback()
+        finally:
+            await connection.close()
+        rewrite_s = min(rewrites)
+        floor = aggregate_s + rewrite_s
+        self.results["S1"] = {
+            "ratio": timed / floor,
+            "recompute_s": timed,
+            "first_recompute_s": first,
+            "floor_s": floor,
+            "sql_aggregate_s": aggregate_s,
+            "sql_rewrite_s": rewrite_s,
+            "frameworks": frameworks,
+            "assessments": len(rows),
+            "result_node_rows": node_rows,
+            "result_state_rows": state_rows,
+            "result_node_avg_bytes": width,
+            "gmsc_differing_from_sql": differing,
+        }
+        if profiled:
+            self.results["S1"]["profile"] = profiled
+
+    # -- S4 -----------------------------------------------------------------------------------
+
+    async def s4_series(self, runtime: Runtime, samples: int = 200) -> None:
+        rng = random.Random(4)
+        picks = [rng.choice(self.all_regions) for _ in range(samples)]
+        timings, points = [], 0
+        async with runtime.sessionmaker() as session:
+            for region in picks[:10]:  # warm the pool and the plan cache
+                await list_points(
+                    session,
+                    regions=None,
+                    region=region,
+                    metric=SERIES_METRIC,
+                    year=None,
+                    after_id=None,
+                    limit=1000,
+                )
+            for region in picks:
+                started = time.perf_counter()
+                found = await list_points(
+                    session,
+                    regions=None,
+                    region=region,
+                    metric=SERIES_METRIC,
+                    year=None,
+                    after_id=None,
+                    limit=1000,
+                )
+                timings.append(time.perf_counter() - started)
+                points += len(found)
+            await session.rollback()
+        connection = await asyncpg.connect(self.dsn)
+        try:
+            plan = await connection.fetch(
+                """EXPLAIN (ANALYZE, BUFFERS)
+                SELECT * FROM metric_point WHERE region_code = $1 AND metric = $2
+                ORDER BY id LIMIT 1000""",
+                picks[0],
+                SERIES_METRIC,
+            )
+        finally:
+            await connection.close()
+        self.results["S4"] = {
+            "p50_ms": quantile(timings, 0.5) * 1000,
+            "p99_ms": quantile(timings, 0.99) * 1000,
+            "max_ms": max(timings) * 1000,
+            "queries": samples,
+            "points_per_series": points / samples,
+            "query": "services.ingest.metric.repository.list_points(region, metric, limit=1000)",
+            "explain": [row[0] for row in plan],
+        }
+
+    async def s4_http(self, url: str, samples: int = 200) -> None:
+        rng = random.Random(4)
+        headers = {"Authorization": f"Bearer {self.key}"}
+        timings = []
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+            for n in range(samples + 10):
+                region = rng.choice(self.all_regions)
+                started = time.perf_counter()
+                response = await client.get(
+                    "/v1/metrics", params={"region": region, "metric": SERIES_METRIC, "limit": 1000}
+                )
+                assert response.status_code == 200, response.text
+                if n >= 10:
+                    timings.append(time.perf_counter() - started)
+        self.results["S4"]["http_p50_ms"] = quantile(timings, 0.5) * 1000
+        self.results["S4"]["http_p99_ms"] = quantile(timings, 0.99) * 1000
+
+    # -- S5 -----------------------------------------------------------------------------------
+
+    def s5_rows(self) -> list[tuple[str, str]]:
+        months = [f"{2019 + n // 12}-{n % 12 + 1:02d}" for n in range(40)]
+        rows = [(region, month) for month in months for region in self.regions]
+        return rows[:20_000]
+
+    async def s5_reset(self, rows: list[tuple[str, str]]) -> None:
+        """Both sides create every point into the loaded table: remove the same rows first."""
+        connection = await asyncpg.connect(self.dsn)
+        try:
+            await connection.execute(
+                """DELETE FROM metric_point p USING unnest($1::text[], $2::text[]) AS d(r, m)
+                WHERE p.region_code = d.r AND p.metric = $3 AND p.period = d.m
+                  AND p.dimension_key = ''""",
+                [r for r, _ in rows],
+                [m for _, m in rows],
+                SERIES_METRIC,
+            )
+            await connection.execute("VACUUM ANALYZE metric_point")
+        finally:
+            await connection.close()
+
+    async def s5_ingest(self, url: str, profile: bool) -> None:
+        rows = self.s5_rows()
+        batches = [rows[i : i + 1000] for i in range(0, len(rows), 1000)]
+        path = self.folder / "scale-batches.jsonl"
+        with path.open("w") as file:
+            for batch in batches:
+                points = [
+                    {"region": r, "metric": SERIES_METRIC, "period": m, "value": n}
+                    for n, (r, m) in enumerate(batch)
+                ]
+                file.write(json.dumps({"points": points}) + "\n")
+        await self.s5_reset(rows)
+        run = subprocess.run(
+            [PYTHON, "-m", "bench.client", "ingest", url, self.key, str(path), "1"],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=self.env,
+        )
+        http = json.loads(run.stdout)
+        # The baseline: the endpoint's own import statement (as the endpoint runs it, with
+        # sequential scans off for its plan), one transaction per batch, straight on asyncpg.
+        names: list[str] = []
+
+        def positional(match: re.Match[str]) -> str:
+            if match.group(1) not in names:
+                names.append(match.group(1))
+            return f"${names.index(match.group(1)) + 1}"
+
+        statement = re.sub(r"(?<![:\w]):([a-z_]+)", positional, _IMPORT_ARRAYS.text)
+        await self.s5_reset(rows)
+        connection = await asyncpg.connect(self.dsn)
+        try:
+            prepared = await connection.prepare(statement)
+            created = 0
+            started = time.perf_counter()
+            for batch in batches:
+                params: dict[str, Any] = {
+                    "ord": list(range(len(batch))),
+                    "region_code": [r for r, _ in batch],
+                    "metric": [SERIES_METRIC] * len(batch),
+                    "period": [m for _, m in batch],
+                    "period_start": [date(int(m[:4]), int(m[5:]), 1) for _, m in batch],
+                    "year": [int(m[:4]) for _, m in batch],
+                    "dimensions": ["{}"] * len(batch),
+                    "dimension_key": [""] * len(batch),
+                    "value": [str(n) for n in range(len(batch))],
+                    "store": True,
+                    "atomic": True,
+                    "source_key_id": self.key_id,
+                    "audit_actor_id": self.key_id,
+                    "audit_actor_person_id": None,
+                    "audit_actor_subject": None,
+                    "audit_actor_nip": None,
+                    "audit_actor_name": "bench-scale",
+                    "audit_role": "ministry-admin",
+                    "audit_request_id": uuid.uuid4().hex,
+                }
+                async with connection.transaction():
+                    await connection.execute("SET LOCAL enable_seqscan = off")
+                    result = await prepared.fetchrow(*(params[name] for name in names))
+                    assert result is not None
+                    created += result["created"]
+            direct = time.perf_counter() - started
+        finally:
+            await connection.close()
+        assert created == len(rows), created
+        http_rate, direct_rate = http["points"] / http["seconds"], len(rows) / direct
+        self.results["S5"] = {
+            "ratio": http_rate / direct_rate,
+            "http_points_per_s": http_rate,
+            "direct_statement_rows_per_s": direct_rate,
+            "points": len(rows),
+            "batch": 1000,
+            "into_table_of": self.results["load"]["metric_points"],
+        }
+        if profile:
+            await self.s5_reset(rows)
+            self.results["S5"]["profile"] = self.s5_profile(url, path)
+
+    def s5_profile(self, url: str, path: Path) -> dict[str, Any]:
+        """py-spy on the server while the same batches are pushed again."""
+        spy = Spy(self.folder / "s5.txt", self.server_pid)
+        subprocess.run(
+            [PYTHON, "-m", "bench.client", "ingest", url, self.key, str(path), "1"],
+            capture_output=True,
+            check=True,
+            env=self.env,
+        )
+        return spy.stop()
+
+
+class Spy:
+    """py-spy recording a process (if py-spy is installed beside this Python)."""
+
+    def __init__(self, out: Path, pid: int) -> None:
+        self.out = out
+        spy = Path(PYTHON).with_name("py-spy")
+        self.process = (
+            subprocess.Popen(
+                [
+                    str(spy),
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--rate",
+                    "250",
+                    "--format",
+                    "raw",
+                    "-o",
+                    str(out),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            if spy.exists()
+            else None
+        )
+        time.sleep(1)  # attached before the work starts
+
+    def stop(self) -> dict[str, Any]:
+        if self.process is None:
+            return {"skipped": "py-spy is not installed in the venv"}
+        self.process.send_signal(2)
+        self.process.wait(timeout=60)
+        return summarise_profile(self.out)
+
+
+def summarise_profile(path: Path, top: int = 15) -> dict[str, Any]:
+    """Self and inclusive sample shares of the hottest functions in a py-spy raw profile."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    project: dict[str, int] = {}  # inclusive, Cerdas's own functions only
+    total = 0
+    if not path.exists():
+        return {"skipped": "py-spy wrote no profile"}
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        samples = int(count)
+        total += samples
+        frames = stack.split(";")
+        names = [re.sub(r" \(.*?:\d+\)$", "", f).strip() + short(f) for f in frames]
+        own[names[-1]] = own.get(names[-1], 0) + samples
+        for name in set(names):
+            inclusive[name] = inclusive.get(name, 0) + samples
+        ours = {
+            name
+            for name, frame in zip(names, frames, strict=True)
+            if "services/" in frame and "site-packages" not in frame
+        }
+        for name in ours:
+            project[name] = project.get(name, 0) + samples
+
+    def ranked(table: dict[str, int], top: int = top) -> list[tuple[str, float]]:
+        best = sorted(table.items(), key=lambda item: -item[1])[:top]
+        return [(name, round(count / total, 3)) for name, count in best]
+
+    return {
+        "samples": total,
+        "self": ranked(own),
+        "inclusive": ranked(inclusive),
+        "inclusive_cerdas": ranked(project, 25),
+    }
+
+
+def short(frame: str) -> str:
+    """' (module)' for a frame 'function (path/to/module.py:123)'."""
+    found = re.search(r"\(([^()]*?)(?::\d+)?\)$", frame)
+    if not found:
+        return ""
+    module = found.group(1)
+    for marker in ("site-packages/", "services/", "bench/"):
+        if marker in module:
+            module = module.split(marker, 1)[1]
+            break
+    return f" ({module})"
+
+
+def verdict(name: str, ratio: float) -> str:
+    kind, bound = TARGETS[name]
+    return "met" if (ratio <= bound if kind == "<=" else ratio >= bound) else "MISSED"
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--scale", type=float, default=0.1, help="1 = 10 million metric points")
+    parser.add_argument("--quick", action="store_true", help="the same as --scale 0.01")
+    parser.add_argument("--profile", action="store_true", help="py-spy S1 and S5 (a second run)")
+    args = parser.parse_args()
+    scale = 0.01 if args.quick else args.scale
+    started = time.perf_counter()
+    bench = Scale(scale)
+    runtime = await Runtime.open(bench.settings)
+    try:
+        await bench.load(runtime)
+        await bench.s1_recompute(runtime, args.profile)
+        await bench.s4_series(runtime)
+        server, url = bench.serve()
+        bench.server_pid = server.pid
+        try:
+            await bench.s4_http(url)
+            await bench.s5_ingest(url, args.profile)
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    finally:
+        await runtime.close()
+        bench.close()
+    report: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "command": "python -m bench.scale " + " ".join(sys.argv[1:]),
+        "seconds": time.perf_counter() - started,
+        **bench.results,
+    }
+    for name in TARGETS:
+        report[name]["target"] = " ".join(map(str, TARGETS[name]))
+        report[name]["verdict"] = verdict(name, report[name]["ratio"])
+    REPORT.write_text(json.dumps(report, indent=2, default=str))
+    load = report["load"]
+    print(
+        f"load: {load['assessments']:,} assessments, {load['inputs']:,} inputs "
+        f"({load['assessments_copy_s']:.1f} s); {load['metric_points']:,} metric points in "
+        f"{load['metric_points_copy_s']:.1f} s ({load['metric_points_per_s']:,.0f}/s), "
+        f"VACUUM ANALYZE {load['vacuum_analyze_s']:.1f} s, metric_point {load['metric_point_size']}"
+    )
+    s1, s4, s5 = report["S1"], report["S4"], report["S5"]
+    print(
+        f"S1 {s1['ratio']:8.2f}  target {s1['target']:<7} {s1['verdict']:<7} recompute "
+        f"{s1['recompute_s']:.2f} s vs floor {s1['floor_s']:.3f} s (aggregate "
+        f"{s1['sql_aggregate_s']:.3f} + rewrite {s1['sql_rewrite_s']:.3f}) for "
+        f"{s1['assessments']:,} assessments, {s1['result_node_rows']:,} result rows"
+    )
+    print(
+        f"S4 p50 {s4['p50_ms']:.2f} ms, p99 {s4['p99_ms']:.2f} ms over {s4['queries']} queries "
+        f"({s4['points_per_series']:.0f} points each); HTTP p50 {s4['http_p50_ms']:.1f} ms, "
+        f"p99 {s4['http_p99_ms']:.1f} ms"
+    )
+    print(
+        f"S5 {s5['ratio']:8.3f}  target {s5['target']:<7} {s5['verdict']:<7} "
+        f"{s5['http_points_per_s']:,.0f} points/s vs statement "
+        f"{s5['direct_statement_rows_per_s']:,.0f} rows/s"
+    )
+    print(f"report: {REPORT} ({report['seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
