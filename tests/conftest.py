@@ -289,7 +289,14 @@ async def running_worker(runtime: Runtime) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await worker.close()
+        try:
+            await worker.close()
+        except asyncio.CancelledError:
+            # arq's close gathers its job tasks; one it cancelled mid-job (a cron sweep saving
+            # its result) ends the gather with CancelledError. Only our own cancellation counts.
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
