@@ -9,7 +9,7 @@ const TEXT = {
     allProvinces: "Semua provinsi", show: "Tampilkan", rankingHeading: "Peringkat",
     rank: "Peringkat", region: "Daerah", index: "Indeks", predicate: "Predikat",
     movement: "Perubahan peringkat", countsHeading: "Jumlah daerah per predikat",
-    regions: "Daerah", mapLater: "Peta sebaran menyusul: data batas wilayah belum tersedia tanpa internet.",
+    regions: "Daerah",
     back: "← Kembali ke peringkat", trendHeading: "Indeks dari tahun ke tahun",
     improvement: "Kenaikan", treeHeading: "Rincian indeks", node: "Komponen", value: "Nilai",
     weight: "Bobot", contribution: "Kontribusi", evidence: "Bukti",
@@ -28,7 +28,7 @@ const TEXT = {
     allProvinces: "All provinces", show: "Show", rankingHeading: "Ranking",
     rank: "Rank", region: "Region", index: "Index", predicate: "Predicate",
     movement: "Rank movement", countsHeading: "Regions per predicate",
-    regions: "Regions", mapLater: "A map is to come: boundary data is not yet available offline.",
+    regions: "Regions",
     back: "← Back to the ranking", trendHeading: "The index over the years",
     improvement: "Change", treeHeading: "How the index is made up", node: "Component", value: "Value",
     weight: "Weight", contribution: "Contribution", evidence: "Evidence",
@@ -45,7 +45,7 @@ const TEXT = {
 let lang = localStorage.getItem("cerdas-lang") === "en" ? "en" : "id";
 let frameworks = [];
 let provinces = [];
-const t = (key) => TEXT[lang][key];
+const t = (key) => TEXT[lang][key] ?? MAP_TEXT[lang][key]; // MAP_TEXT: map.js
 const $ = (selector) => document.querySelector(selector);
 
 async function api(path, params = {}) {
@@ -164,6 +164,7 @@ async function showNational(params) {
     const c = dashboard.coverage;
     $("#coverage").textContent = t("coverage")(c.with_results, c.regions, c.percent);
     status.textContent = ranking.items.length ? "" : t("empty");
+    await drawNationalMap(state, ranking.items, params); // map.js
   } catch (error) {
     status.textContent = `${t("failed")}: ${error.message}`;
   }
