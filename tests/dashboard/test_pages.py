@@ -41,3 +41,17 @@ async def test_the_all_in_one_app_serves_them_and_ingest_does_not(runtime: Runti
         assert (await client.get("/dashboard/app.js")).status_code == 200
     async with client_of(runtime, "ingest") as client:
         assert (await client.get("/dashboard/")).status_code == 404
+
+
+async def test_the_map_and_its_boundaries_are_served_with_the_pages(runtime: Runtime) -> None:
+    async with client_of(runtime, "gateway") as client:
+        assert (await client.get("/dashboard/map.js")).status_code == 200
+        shapes = await client.get("/dashboard/data/kabkota.json")
+        assert shapes.status_code == 200
+        assert "default-src 'none'" in shapes.headers["content-security-policy"]
+        body = shapes.json()
+        assert body["type"] == "FeatureCollection"
+        properties = [feature["properties"] for feature in body["features"]]
+        assert {"code": "32.71", "name": "Kota Bogor"} in properties
+        licence = await client.get("/dashboard/data/LICENSE")
+        assert "Copyright (c) 2024 Ardian Saputra Hasibuan" in licence.text
