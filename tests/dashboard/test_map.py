@@ -126,6 +126,28 @@ async def test_the_map_colours_regions_by_predicate_and_follows_the_filters(
     await page.locator('#map path[data-code="32.75"]').click()
     await expect(page.locator("#region-heading")).to_contain_text("Kota Bekasi")
 
+    # Provinces coloured by their own results when provinces are assessed (the demo assesses
+    # none, so the national ranking is given to the page as the API would answer it).
+    ranking = {
+        "framework": "spbe-2020", "period": 2024, "province": None,
+        "items": [
+            {"rank": 1, "region": "32", "name": "Jawa Barat", "province_code": None,
+             "index": "3.10", "predicate": "Baik", "previous_rank": None, "movement": None,
+             "previous_index": None, "improvement": None},
+        ],
+    }  # fmt: skip
+    await page.route("**/v1/rankings?*", lambda route: route.fulfill(json=ranking))
+    await page.goto(f"{cerdas}/dashboard/#/national?framework=spbe-2020&period=2024&map=provinsi")
+    await expect(page.locator('#map path[data-code="32"]')).to_have_attribute(
+        "fill", await legend_fill(page, "Baik")
+    )
+    await expect(page.locator(f'#map path[fill="{NONE}"]')).to_have_count(37)
+    await page.unroute("**/v1/rankings?*")
+    await page.emulate_media(media="print")
+    await expect(page.locator(".map-controls")).to_be_hidden()
+    await page.screenshot(path=ARTIFACTS / "dashboard-map-print.png", full_page=True)
+    await page.emulate_media(media="screen")
+
     # English.
     await page.goto(f"{cerdas}/dashboard/#/national?framework=spbe-2020&period=2024")
     await page.get_by_role("button", name="English").click()
