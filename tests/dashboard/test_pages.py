@@ -49,6 +49,8 @@ async def test_the_map_and_its_boundaries_are_served_with_the_pages(runtime: Run
         shapes = await client.get("/dashboard/data/kabkota.json")
         assert shapes.status_code == 200
         assert "default-src 'none'" in shapes.headers["content-security-policy"]
+        assert shapes.headers["content-encoding"] == "gzip"  # httpx asks for it
+        assert shapes.num_bytes_downloaded < 100_000
         body = shapes.json()
         assert body["type"] == "FeatureCollection"
         properties = [feature["properties"] for feature in body["features"]]
