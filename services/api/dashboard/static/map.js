@@ -42,6 +42,9 @@ function mapData(level) {
   mapBoundaries[level] ??= fetch(`data/${level}.json`).then((response) => {
     if (!response.ok) throw new Error(response.statusText);
     return response.json();
+  }).catch((error) => {
+    delete mapBoundaries[level]; // tried again on the next choice
+    throw error;
   });
   return mapBoundaries[level];
 }
@@ -56,6 +59,9 @@ function mapFramework(id) {
       max: Number(root.scale?.max ?? 5),
       bands: root.predicates.filter((band) => band.predicate),
     };
+  }).catch((error) => {
+    delete mapFrameworks[id];
+    throw error;
   });
   return mapFrameworks[id];
 }
@@ -269,6 +275,14 @@ document.addEventListener("DOMContentLoaded", () => {
     mapLast.view = { ...mapLast.view, colour: event.target.value === "index" ? "index" : "predicate" };
     renderMap();
   });
+});
+
+// A new choice clears the map at once, as app.js clears the ranking: a choice whose data cannot
+// be loaded must not leave the previous one's colours on screen.
+window.addEventListener("hashchange", () => {
+  mapDraws += 1;
+  mapLast = null;
+  for (const id of ["#map", "#map-legend", "#map-missing"]) $(id).replaceChildren();
 });
 
 // Start loading the shapes with the page, alongside the API calls, when the national view opens.
