@@ -125,6 +125,7 @@ async def test_the_map_colours_regions_by_predicate_and_follows_the_filters(
     await page.unroute("**/v1/rankings?*period=2022*")
     await page.locator("#f-period").select_option("2023")
     await page.get_by_role("button", name="Tampilkan").click()
+    # Switched while the period's ranking may still be loading: the level change is not lost.
 
     # The province view: the 38 provinces; none assessed in the demo, so all shown as such.
     await page.locator("#map-level").select_option("provinsi")
@@ -160,6 +161,14 @@ async def test_the_map_colours_regions_by_predicate_and_follows_the_filters(
     await expect(page.locator(".map-controls")).to_be_hidden()
     await page.screenshot(path=ARTIFACTS / "dashboard-map-print.png", full_page=True)
     await page.emulate_media(media="screen")
+
+    # An instrument without predicate bands (GMSC 2023) is coloured by index.
+    await page.goto(f"{cerdas}/dashboard/#/national?framework=gmsc-2023&period=2024")
+    await expect(page.locator("#map-legend .ramp svg")).to_have_count(1)
+    await expect(page.locator("#map-colour")).to_have_value("index")
+    gmsc_bogor = page.locator('#map path[data-code="32.71"]')
+    await expect(gmsc_bogor).to_have_attribute("data-index", "3.46")
+    assert (await gmsc_bogor.get_attribute("fill") or "").startswith("#")
 
     # English.
     await page.goto(f"{cerdas}/dashboard/#/national?framework=spbe-2020&period=2024")

@@ -164,7 +164,7 @@ async function showNational(params) {
     const c = dashboard.coverage;
     $("#coverage").textContent = t("coverage")(c.with_results, c.regions, c.percent);
     status.textContent = ranking.items.length ? "" : t("empty");
-    await drawNationalMap(state, ranking.items, params); // map.js
+    await drawNationalMap(state, ranking.items); // map.js
   } catch (error) {
     status.textContent = `${t("failed")}: ${error.message}`;
   }

@@ -37,6 +37,7 @@ const mapBoundaries = {};
 const mapFrameworks = {};
 let mapDraws = 0;
 let mapLast = null;
+let mapPending = null; // the choice being drawn, so a change of level meanwhile is not lost
 
 function mapData(level) {
   mapBoundaries[level] ??= fetch(`data/${level}.json`).then((response) => {
@@ -80,7 +81,9 @@ function mapScales(framework) {
   return { bands, index: (value) => d3.color(index(value)).formatHex() };
 }
 
-function mapState(params) {
+// The map's choices, read from the URL hash when drawing (the hash is where they live).
+function mapState() {
+  const params = new URLSearchParams(location.hash.split("?")[1] ?? "");
   return {
     level: params.get("map") === "provinsi" ? "provinsi" : "kabkota",
     colour: params.get("colour") === "index" ? "index" : "predicate",
@@ -88,9 +91,10 @@ function mapState(params) {
 }
 
 // Called by app.js once the ranking of the national view is in: draw, or redraw, the map.
-async function drawNationalMap(state, items, params) {
+async function drawNationalMap(state, items) {
   const draw = ++mapDraws;
-  const view = mapState(params);
+  const view = mapState();
+  mapPending = { state, items };
   const status = $("#map-status");
   status.textContent = "";
   $("#map-level").value = view.level === "provinsi" ? "provinsi" : "";
@@ -261,13 +265,13 @@ function setMapChoice(name, value) {
   if (value) params.set(name, value);
   else params.delete(name);
   history.replaceState(null, "", `#${path || "/national"}?${params}`);
-  return params;
 }
 
 document.addEventListener("DOMContentLoaded", () => {
   $("#map-level").addEventListener("change", (event) => {
-    const params = setMapChoice("map", event.target.value);
-    if (mapLast) drawNationalMap(mapLast.state, mapLast.items, params);
+    setMapChoice("map", event.target.value);
+    const basis = mapLast ?? mapPending;
+    if (basis) drawNationalMap(basis.state, basis.items);
   });
   $("#map-colour").addEventListener("change", (event) => {
     setMapChoice("colour", event.target.value);
@@ -282,6 +286,7 @@ document.addEventListener("DOMContentLoaded", () => {
 window.addEventListener("hashchange", () => {
   mapDraws += 1;
   mapLast = null;
+  mapPending = null;
   for (const id of ["#map", "#map-legend", "#map-missing"]) $(id).replaceChildren();
 });
 
