@@ -249,8 +249,8 @@ async function showRegion(code, params) {
       [t("predicate"), summary.predicate],
       [t("nationalRank"), summary.rank.national && `${summary.rank.national} ${t("of")} ${summary.rank.of_national}`],
       [t("provinceRank"), summary.rank.province && `${summary.rank.province} ${t("of")} ${summary.rank.of_province}`],
-      [t("previous"), summary.previous_index],
-      [t("improvement"), signed(summary.improvement)],
+      [t("previous"), summary.previous_index, "figure-previous"],
+      [t("improvement"), signed(summary.improvement), "figure-improvement"],
       [t("selfAssessed"), summary.indices.self_assessed.value, "figure-self", summary.indices.self_assessed.predicate],
       [t("verified"), summary.indices.verified.value, "figure-verified", summary.indices.verified.predicate],
     ];
