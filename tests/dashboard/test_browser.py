@@ -19,6 +19,8 @@ from tests.test_cli import CERDAS, _free_port, clean_env, run_cli
 pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
+# axe-core, installed by `make venv` (npm ci in tests/dashboard, from its lock file).
+AXE_CORE = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
 # Screenshots for a person to look at (build/ is not committed).
 SCREENSHOTS = Path(__file__).parents[2] / "build" / "dashboard"
 
@@ -244,3 +246,48 @@ async def test_the_region_view_explains_kota_bekasi_across_the_change_of_instrum
     hosts = {urlsplit(url).hostname for url in requested if not url.startswith("data:")}
     assert hosts == {"127.0.0.1"}, requested
     assert errors == []
+
+
+@pytest.fixture
+def axe_core() -> Path:
+    if not AXE_CORE.exists():
+        pytest.fail(
+            f"The dashboard's accessibility test needs axe-core at {AXE_CORE}: run `make venv` "
+            "(or `npm ci` in tests/dashboard) with npm installed."
+        )
+    return AXE_CORE
+
+
+async def test_axe_finds_no_accessibility_violations(
+    cerdas: str, browser: Browser, axe_core: Path
+) -> None:
+    # axe is injected as an inline script, which the pages' policy refuses: this context alone
+    # ignores the policy (the tests above run under it).
+    context = await browser.new_context(bypass_csp=True, viewport={"width": 1280, "height": 900})
+    try:
+        views = {
+            "ranking": "#/national?framework=spbe-2020&period=2024&province=32",
+            "plan and change of instrument": "#/region/32.75?framework=ipd-2026&period=2026",
+            "metrics, no plan": "#/region/32.71?framework=spbe-2020&period=2024",
+            "no assessment": "#/region/32.71?framework=ipd-2026&period=2026",
+        }
+        found = {}
+        for view, fragment in views.items():
+            page = await context.new_page()  # data-ready: every part of the view is drawn
+            await page.goto(f"{cerdas}/dashboard/{fragment}")
+            await expect(page.locator("body[data-ready=true]")).to_have_count(1)
+            await page.add_script_tag(path=axe_core)
+            answer = await page.evaluate(AXE_RUN)
+            found[view] = [
+                (v["id"], v["impact"], [node["target"] for node in v["nodes"]])
+                for v in answer["violations"]
+            ]
+            await page.close()
+        assert found == {view: [] for view in views}
+    finally:
+        await context.close()
+
+
+# WCAG 2.1 A and AA, and axe's best practices (landmarks, one h1, heading order, …).
+AXE_RUN = """() => axe.run(document, {runOnly: {type: "tag",
+    values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]}})"""

@@ -191,8 +191,7 @@ function drawTrend(trend) {
       Plot.text(points, { x: "period", y: "value", text: "index", dy: -10 }),
     ],
   });
-  svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", t("chartLabel"));
+  labelChart(svg, t("chartLabel"));
   chart.append(svg);
 }
 
