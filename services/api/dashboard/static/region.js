@@ -21,7 +21,9 @@ const REGION_TEXT = {
     unreachable: "Target tidak tercapai walau semua indikator bernilai maksimum; langkah di bawah menuju indeks tertinggi yang dapat dicapai.",
     atTarget: "Indeks sudah mencapai target ini.",
     noPlan: "Rencana tidak tersedia: indeks ini berasal dari nilai resmi komponen atau indeks, bukan dari nilai indikator.",
+    noPlanComputed: "Rencana tidak tersedia: indeks ini dihitung dari indeks lain dan metrik, tanpa indikator yang dinilai.",
     topPredicate: "Indeks sudah pada predikat tertinggi; masukkan nilai indeks sebagai target.",
+    noBands: "Instrumen ini tidak memberi predikat; masukkan nilai indeks sebagai target.",
     metricsHeading: "Metrik super-app yang masuk indeks", feeds: "Masuk ke indeks",
     metricsCaption: "Nilai indikator berbasis metrik per periode dan indeks yang memakainya",
     noMetrics: "Belum ada metrik super-app yang dipublikasikan untuk daerah ini.",
@@ -47,7 +49,9 @@ const REGION_TEXT = {
     unreachable: "The target is out of reach even with every indicator at its maximum; the steps below lead to the best index reachable.",
     atTarget: "The index already reaches this target.",
     noPlan: "No plan: this index comes from official component or index values, not from indicator values.",
+    noPlanComputed: "No plan: this index is computed from other indices and metrics, with no assessed indicators.",
     topPredicate: "The index is at the top predicate already; enter an index value as the target.",
+    noBands: "This instrument gives no predicates; enter an index value as the target.",
     metricsHeading: "Super-app metrics that feed the index", feeds: "Feeds the index",
     metricsCaption: "Metric-driven indicators' values per period and the index that uses them",
     noMetrics: "No published super-app metrics for this region yet.",
@@ -168,8 +172,8 @@ async function showPlan(assessment, results) {
   const status = $("#plan-status");
   const entered = results.nodes.some((n) => n.value_from === "verified" || n.value_from === "self");
   const official = results.nodes.some((n) => n.value_from === "official");
-  if (!entered || official || !results.result || results.result.index == null) {
-    status.textContent = t("noPlan");
+  if (official || !entered || !results.result || results.result.index == null) {
+    status.textContent = official || entered ? t("noPlan") : t("noPlanComputed");
     return;
   }
   const bands = indexNode(await frameworkDetail(assessment.framework)).predicates;
@@ -179,7 +183,7 @@ async function showPlan(assessment, results) {
   $("#plan-form").hidden = false;
   $("#plan-target").value = above.length ? above[0].predicate : "";
   if (!above.length) {
-    status.textContent = t("topPredicate");
+    status.textContent = bands.length ? t("topPredicate") : t("noBands");
     return;
   }
   await runPlan(assessment.id, above[0].predicate);
