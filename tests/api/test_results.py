@@ -256,6 +256,12 @@ async def test_kota_bogor_2024_linked_view_and_explained_tree(seeded: httpx.Asyn
         "metric:integrated_apps",
         "metric:integrated_apps_target",
     ]
+    # Read anonymously, as the published value they make: Bogor Single Window's 148 of 327.
+    assert nodes["app_integration"]["metrics"] == {
+        "integrated_apps": "148",
+        "integrated_apps_target": "327",
+    }
+    assert nodes["smart_city_index"]["metrics"] == {}
     assert nodes["smart_city_index"]["inputs"] == ["linked:gmsc-2023/final"]
     assert nodes["spbe_index"]["value"] == "68.00"
     assert nodes["spbe_index"]["contribution"] == "27.2000"

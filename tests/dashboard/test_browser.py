@@ -222,12 +222,13 @@ async def test_the_region_view_explains_kota_bekasi_across_the_change_of_instrum
     await expect(page.locator("#plan-summary")).to_contain_text("From 3.20 (Baik) to 3.50")
 
     # Kota Bogor: Bogor Single Window's integrated apps against their target, as the published
-    # composite index read them (148 of 327), whatever the period shown.
+    # composite index read them, whatever the period shown.
     await page.get_by_label("Find a region (name or code)").fill("kota bogor")
     await page.keyboard.press("Enter")
     await expect(page.locator("#region-heading")).to_contain_text("Kota Bogor")
     await expect(page.locator("#metric-latest")).to_have_text(
-        "Integrasi aplikasi pemerintah (terintegrasi ÷ target): 45.26% of target in 2024"
+        "Integrasi aplikasi pemerintah (terintegrasi ÷ target): 148 of 327 (45.26% of target) "
+        "in 2024"
     )
     await expect(page.locator("#metrics-latest meter")).to_have_attribute("value", "45.26")
     await expect(page.locator("#metrics tbody tr")).to_contain_text(

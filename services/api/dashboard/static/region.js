@@ -27,7 +27,7 @@ const REGION_TEXT = {
     metricsHeading: "Metrik super-app yang masuk indeks", feeds: "Masuk ke indeks",
     metricsCaption: "Nilai indikator berbasis metrik per periode dan indeks yang memakainya",
     noMetrics: "Belum ada metrik super-app yang dipublikasikan untuk daerah ini.",
-    ofTarget: "% dari target",
+    ofTarget: "% dari target", countOf: (a, b) => `${a} dari ${b}`,
     metricLatest: (name, value, period) => `${name}: ${value} pada ${period}`,
     metricSources: (keys) => `Dihitung dari metrik ${keys.join(" ÷ ")} yang dikirim super-app daerah.`,
     metricsChart: "Grafik nilai indikator berbasis metrik per periode.",
@@ -55,7 +55,7 @@ const REGION_TEXT = {
     metricsHeading: "Super-app metrics that feed the index", feeds: "Feeds the index",
     metricsCaption: "Metric-driven indicators' values per period and the index that uses them",
     noMetrics: "No published super-app metrics for this region yet.",
-    ofTarget: "% of target",
+    ofTarget: "% of target", countOf: (a, b) => `${a} of ${b}`,
     metricLatest: (name, value, period) => `${name}: ${value} in ${period}`,
     metricSources: (keys) => `Computed from the metrics ${keys.join(" ÷ ")} pushed by the region's super-app.`,
     metricsChart: "Chart of the metric-driven indicators' values per period.",
@@ -285,11 +285,15 @@ async function showMetrics(code) {
   }
 }
 
-// A ratio of two metrics times 100 is a share of the target.
+// A ratio of two metrics times 100 is a share of the target: "148 of 327 (45.26% of target)"
+// with the metric values the published result was computed from (results of older versions
+// may not carry them: the share alone then).
 function metricValue(point) {
   const rule = point.leaf.metric;
-  const share = rule && rule.keys.length === 2 && Number(rule.multiplier) === 100;
-  return share ? `${point.node.value}${t("ofTarget")}` : point.node.value;
+  if (!rule || rule.keys.length !== 2 || Number(rule.multiplier) !== 100) return point.node.value;
+  const share = `${point.node.value}${t("ofTarget")}`;
+  const [count, target] = rule.keys.map((key) => (point.node.metrics || {})[key]);
+  return count != null && target != null ? `${t("countOf")(count, target)} (${share})` : share;
 }
 
 function drawMetrics(points) {
