@@ -208,6 +208,7 @@ async function showRegion(code, params) {
   const framework = frameworks.find((f) => f.id === state.framework);
   $("#back").href = `#/national?framework=${state.framework}&period=${state.period}`;
   for (const id of ["#figures", "#trend tbody", "#tree tbody", "#trend-chart"]) $(id).replaceChildren();
+  resetRegionParts();
   try {
     const [region, trend, assessments] = await Promise.all([
       api(`regions/${code}`),

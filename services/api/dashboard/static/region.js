@@ -22,6 +22,7 @@ const REGION_TEXT = {
     atTarget: "Indeks sudah mencapai target ini.",
     noPlan: "Rencana tidak tersedia: indeks ini berasal dari nilai resmi komponen atau indeks, bukan dari nilai indikator.",
     noPlanComputed: "Rencana tidak tersedia: indeks ini dihitung dari indeks lain dan metrik, tanpa indikator yang dinilai.",
+    noIndex: "Rencana tidak tersedia: indeks belum dapat dihitung karena ada nilai yang belum diisi.",
     topPredicate: "Indeks sudah pada predikat tertinggi; masukkan nilai indeks sebagai target.",
     noBands: "Instrumen ini tidak memberi predikat; masukkan nilai indeks sebagai target.",
     metricsHeading: "Metrik super-app yang masuk indeks", feeds: "Masuk ke indeks",
@@ -50,6 +51,7 @@ const REGION_TEXT = {
     atTarget: "The index already reaches this target.",
     noPlan: "No plan: this index comes from official component or index values, not from indicator values.",
     noPlanComputed: "No plan: this index is computed from other indices and metrics, with no assessed indicators.",
+    noIndex: "No plan: the index cannot be computed yet, as values are missing.",
     topPredicate: "The index is at the top predicate already; enter an index value as the target.",
     noBands: "This instrument gives no predicates; enter an index value as the target.",
     metricsHeading: "Super-app metrics that feed the index", feeds: "Feeds the index",
@@ -65,6 +67,7 @@ const REGION_TEXT = {
 const frameworkDetails = new Map();
 let regionOptions = null;
 let planFor = null;
+let viewRun = 0; // bumped by each region view: answers for an older one are dropped
 
 function frameworkDetail(id) {
   if (!frameworkDetails.has(id)) {
@@ -162,21 +165,23 @@ async function pickRegion(event) {
 }
 
 // Gap to target: the next predicate up by default, or a target the reader types.
-async function showPlan(assessment, results) {
-  planFor = null;
-  $("#plan-form").hidden = true;
-  $("#plan tbody").replaceChildren();
-  $("#plan").hidden = true;
-  $("#plan-export").hidden = true;
-  $("#plan-summary").textContent = "";
+async function showPlan(assessment, results, run) {
   const status = $("#plan-status");
   const entered = results.nodes.some((n) => n.value_from === "verified" || n.value_from === "self");
   const official = results.nodes.some((n) => n.value_from === "official");
-  if (official || !entered || !results.result || results.result.index == null) {
-    status.textContent = official || entered ? t("noPlan") : t("noPlanComputed");
+  const scored = results.result && results.result.index != null;
+  if (official || !entered || !scored) {
+    status.textContent = t(official ? "noPlan" : entered ? "noIndex" : "noPlanComputed");
     return;
   }
-  const bands = indexNode(await frameworkDetail(assessment.framework)).predicates;
+  let bands;
+  try {
+    bands = indexNode(await frameworkDetail(assessment.framework)).predicates;
+  } catch (error) {
+    if (run === viewRun) status.textContent = `${t("failed")}: ${error.message}`;
+    return;
+  }
+  if (run !== viewRun) return;
   const above = bands.filter((band) => Number(band.from) > Number(results.result.index));
   $("#plan-targets").replaceChildren(...above.map((band) => new Option(band.predicate, band.predicate)));
   planFor = assessment.id;
@@ -219,7 +224,7 @@ async function runPlan(assessmentId, target) {
 
 // Metric-driven leaves (e.g. app integration: integrated apps ÷ target) of every instrument that
 // has one, as published for the region, period by period.
-async function showMetrics(code) {
+async function showMetrics(code, run) {
   const status = $("#metrics-status");
   const body = $("#metrics tbody");
   body.replaceChildren();
@@ -239,6 +244,7 @@ async function showMetrics(code) {
     );
     const scored = pages.flatMap((page) => page.items).filter((a) => a.result && !a.internal);
     const trees = await Promise.all(scored.map((a) => api(`assessments/${a.id}/results`)));
+    if (run !== viewRun) return;
     const points = [];
     for (const tree of trees) {
       const byId = new Map(tree.nodes.map((node) => [node.id, node]));
@@ -281,7 +287,7 @@ async function showMetrics(code) {
     drawMetrics(points);
     status.textContent = "";
   } catch (error) {
-    status.textContent = `${t("failed")}: ${error.message}`;
+    if (run === viewRun) status.textContent = `${t("failed")}: ${error.message}`;
   }
 }
 
@@ -316,20 +322,25 @@ function drawMetrics(points) {
   chart.append(svg);
 }
 
+// Called by app.js when a region view starts loading: nothing of the previous one stays.
+function resetRegionParts() {
+  planFor = null;
+  viewRun += 1;
+  $("#tree-export").hidden = true;
+  $("#plan-form").hidden = true;
+  $("#plan").hidden = true;
+  $("#plan-export").hidden = true;
+  for (const id of ["#plan tbody", "#metrics tbody", "#metrics-latest", "#metrics-chart"]) $(id).replaceChildren();
+  $("#metrics").hidden = true;
+  for (const id of ["#plan-summary", "#plan-status", "#metrics-status"]) $(id).textContent = "";
+}
+
 // Called by app.js once the assessment shown is known (or not: assessment null).
 async function showRegionParts(code, assessment, results) {
-  $("#tree-export").hidden = true;
-  const parts = [showMetrics(code)];
+  const parts = [showMetrics(code, viewRun)];
   if (assessment) {
     showLink("#tree-export", v1(`assessments/${assessment.id}/results/export`, { format: "csv", lang }));
-    parts.push(showPlan(assessment, results));
-  } else {
-    planFor = null;
-    $("#plan-form").hidden = true;
-    $("#plan").hidden = true;
-    $("#plan-export").hidden = true;
-    $("#plan-summary").textContent = "";
-    $("#plan-status").textContent = "";
+    parts.push(showPlan(assessment, results, viewRun));
   }
   await Promise.all(parts);
 }
