@@ -20,7 +20,14 @@ $(OIDC_PROVIDER): tests/oidc/package-lock.json
 	@if command -v npm >/dev/null; then cd tests/oidc && npm ci --silent --no-audit --no-fund; \
 	else echo "make: npm not found: the OIDC tests need Node.js 20+ and npm (tests/oidc)"; fi
 
-venv: $(VENV)/.installed $(OIDC_PROVIDER)
+# axe-core for the dashboard's accessibility test (tests/dashboard), injected into the pages by
+# Playwright. Without npm that test fails, saying what to install.
+AXE_CORE := tests/dashboard/node_modules/.package-lock.json
+$(AXE_CORE): tests/dashboard/package-lock.json
+	@if command -v npm >/dev/null; then cd tests/dashboard && npm ci --silent --no-audit --no-fund; \
+	else echo "make: npm not found: the dashboard's accessibility test needs npm (tests/dashboard)"; fi
+
+venv: $(VENV)/.installed $(OIDC_PROVIDER) $(AXE_CORE)
 
 run: venv
 	PORT=$(PORT) $(BIN)/cerdas serve

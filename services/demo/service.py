@@ -101,15 +101,19 @@ def _input_rows(
 ) -> list[dict[str, Any]]:
     """A case's values as input rows: a leaf's as verified (and self-assessed) values, or as
     the region's own only in a self-assessment; an inner node's as the official result its
-    results letter published."""
+    results letter published. ``self_values`` holds the region's own values where they differ
+    from the verified ones."""
     leaves = {node.id for node in framework.nodes() if node.is_leaf}
+    own = {node_id: str(value) for node_id, value in case.get("self_values", {}).items()}
+    if unknown := sorted(set(own) - (leaves & set(case["values"]))):
+        raise ValueError(f"{case['note']}: self_values for {', '.join(unknown)} without a value")
     rows = []
     for node_id, value in case["values"].items():
         text = str(value)
         if node_id in leaves and case.get("self_assessment"):
             given = {"self_value": text}
         elif node_id in leaves:
-            given = {"self_value": text, "verified_value": text}
+            given = {"self_value": own.get(node_id, text), "verified_value": text}
         else:
             given = {"official_value": text, "official_source": f"seed case: {case['note']}"}
         rows.append({"assessment_id": assessment_id, "node_id": node_id, **given})

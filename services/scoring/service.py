@@ -383,17 +383,18 @@ def result_rows(
     repeats from one assessment to the next (the same inputs, nothing missing)."""
     rows: list[repository.ResultRow] = []
     for node in result.nodes.values():
-        key = (node.inputs, node.missing, node.note, origins.get(node.id))
+        key = (node.inputs, node.missing, node.note, origins.get(node.id), node.metrics)
         detail = details.get(key)
         if detail is None:
-            detail = details[key] = json.dumps(
-                {
-                    "inputs": list(key[0]),
-                    "missing": list(key[1]),
-                    "note": key[2],
-                    "value_from": key[3],
-                }
-            )
+            fields: dict[str, object] = {
+                "inputs": list(key[0]),
+                "missing": list(key[1]),
+                "note": key[2],
+                "value_from": key[3],
+            }
+            if node.metrics:  # the metric values a metric-driven leaf was computed from
+                fields["metrics"] = dict(node.metrics)
+            detail = details[key] = json.dumps(fields)
         rows.append(
             (
                 assessment_id,

@@ -27,9 +27,10 @@ pytestmark = pytest.mark.slow
 async def seeded(live: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     await demo.load(live)
     async with app_client(live) as client:
-        # Six published seed cases and their five linked views; an IPD 2026 self-assessment in
-        # review (not listed to the public) and the composite view of Bogor 2026 that follows it.
-        assert len((await client.get("/v1/assessments")).json()["items"]) == 12
+        # Seven published seed cases and their six linked views (Kota Bekasi's IPD 2026 with
+        # its 2026 view); an IPD 2026 self-assessment in review (not listed to the public) and
+        # the composite view of Bogor 2026 that follows it.
+        assert len((await client.get("/v1/assessments")).json()["items"]) == 14
         yield client
 
 
@@ -61,7 +62,7 @@ async def test_demo_loads_idempotently(live: Runtime) -> None:
     await demo.load(live)
     await demo.load(live)
     async with app_client(live) as client:
-        assert len((await client.get("/v1/assessments")).json()["items"]) == 12
+        assert len((await client.get("/v1/assessments")).json()["items"]) == 14
 
 
 async def test_demo_never_overwrites_live_data_and_is_audited(live: Runtime) -> None:
@@ -87,9 +88,9 @@ async def test_demo_never_overwrites_live_data_and_is_audited(live: Runtime) -> 
     await demo.load(live)
     async with live.sessionmaker() as session:
         frameworks = (await session.scalars(select(Assessment.framework_id))).all()
-    # Bogor's own SPBE 2024, the other six cases, their five linked views and Bogor's 2026 one.
+    # Bogor's own SPBE 2024, the other seven cases, their six linked views and Bogor's 2026 one.
     assert sorted(frameworks) == sorted(
-        ["spbe-2020"] * 3 + ["gmsc-2023"] * 3 + ["ipd-2026"] + ["smartcity-spbe-linked"] * 6
+        ["spbe-2020"] * 3 + ["gmsc-2023"] * 3 + ["ipd-2026"] * 2 + ["smartcity-spbe-linked"] * 7
     )
     async with live.sessionmaker() as session:
         kept = await session.get(Assessment, bogor.id)
@@ -110,10 +111,43 @@ async def test_demo_never_overwrites_live_data_and_is_audited(live: Runtime) -> 
         loaded = (
             await session.scalars(select(AuditEvent).where(AuditEvent.action == "demo.load"))
         ).all()
-        assert len(loaded) == 6
+        assert len(loaded) == 7
         assert {(e.actor_name, e.role) for e in loaded} == {("cerdas demo", "ministry-admin")}
         assert len({e.request_id for e in loaded}) == 1
         assert loaded[0].request_id
+
+
+async def test_kota_bekasi_crosses_the_change_of_instrument_in_the_demo(
+    seeded: httpx.AsyncClient,
+) -> None:
+    trend = (
+        await seeded.get("/v1/trends", params={"family": "e-government", "region": "32.75"})
+    ).json()
+    assert trend["instruments"] == ["spbe-2020", "ipd-2026"]
+    points = [
+        (i["period"], i["framework"], i["index"], i["instrument_changed"]) for i in trend["items"]
+    ]
+    assert points == [
+        (2023, "spbe-2020", "3.01", False),
+        (2024, "spbe-2020", "3.83", False),
+        (2026, "ipd-2026", "3.20", True),
+    ]  # fmt: skip
+    ipd = await assessment_id(seeded, "ipd-2026", "32.75", 2026)
+    summary = (await seeded.get(f"/v1/assessments/{ipd}/summary")).json()
+    # The region rated I9, I12 and I20 higher than its assessor did: 3.27 on its own values.
+    assert summary["indices"] == {
+        "self_assessed": {"value": "3.27", "predicate": "Baik"},
+        "verified": {"value": "3.20", "predicate": "Baik"},
+    }
+    # Published from the indicators' own values, so it has a gap-to-target plan.
+    plan = (
+        await seeded.get(f"/v1/assessments/{ipd}/plan", params={"target": "Sangat Baik"})
+    ).json()
+    assert (plan["reachable"], plan["index"], plan["predicate"]) == (True, "3.50", "Sangat Baik")
+    assert [(s["node"], s["from"], s["to"]) for s in plan["steps"]] == [
+        ("I19", "3.70", "4.62"),
+        ("I20", "3.62", "5.00"),
+    ]
 
 
 async def test_kota_bekasi_spbe_trend_and_improvement(seeded: httpx.AsyncClient) -> None:
@@ -222,6 +256,12 @@ async def test_kota_bogor_2024_linked_view_and_explained_tree(seeded: httpx.Asyn
         "metric:integrated_apps",
         "metric:integrated_apps_target",
     ]
+    # Read anonymously, as the published value they make: Bogor Single Window's 148 of 327.
+    assert nodes["app_integration"]["metrics"] == {
+        "integrated_apps": "148",
+        "integrated_apps_target": "327",
+    }
+    assert nodes["smart_city_index"]["metrics"] == {}
     assert nodes["smart_city_index"]["inputs"] == ["linked:gmsc-2023/final"]
     assert nodes["spbe_index"]["value"] == "68.00"
     assert nodes["spbe_index"]["contribution"] == "27.2000"

@@ -39,6 +39,7 @@ async def test_the_gateway_serves_the_pages_under_a_same_origin_policy(runtime: 
 async def test_the_all_in_one_app_serves_them_and_ingest_does_not(runtime: Runtime) -> None:
     async with client_of(runtime, "all") as client:
         assert (await client.get("/dashboard/app.js")).status_code == 200
+        assert (await client.get("/dashboard/region.js")).status_code == 200
     async with client_of(runtime, "ingest") as client:
         assert (await client.get("/dashboard/")).status_code == 404
 

@@ -140,6 +140,16 @@ def test_kota_bogor_2024_linked_composite() -> None:
         "metric:integrated_apps",
         "metric:integrated_apps_target",
     )
+    # The figures it was computed from, for a reader to see: 148 of 327 apps integrated.
+    assert result.nodes["app_integration"].metrics == (
+        ("integrated_apps", "148"),
+        ("integrated_apps_target", "327"),
+    )
+    assert result.to_dict()["nodes"]["app_integration"]["metrics"] == {
+        "integrated_apps": "148",
+        "integrated_apps_target": "327",
+    }
+    assert result.to_dict()["nodes"]["smart_city_index"]["metrics"] == {}
 
 
 def test_integration_beyond_target_is_capped_at_100_percent() -> None:

@@ -162,6 +162,11 @@ class ResultNodeOut(Out):
     )
     missing: list[str] = Field(description="Required inputs below it that were not given")
     note: str | None
+    metrics: dict[str, str] = Field(
+        description="For a metric-driven leaf, the metric values it was computed from (each "
+        "metric's latest region-wide value in the period's year, decimal text), e.g. "
+        "{'integrated_apps': '148', 'integrated_apps_target': '327'}; empty for other nodes",
+    )
     value_from: str | None = Field(
         description="For an entered value: 'verified' (the assessor's) or 'self' (the region's)"
     )

@@ -51,6 +51,7 @@ class _Computed:
     items: tuple[Fraction, ...] = ()
     note: str | None = None
     contribution: Fraction | None = None
+    metrics: tuple[tuple[str, str], ...] = ()
 
 
 def evaluate(framework: Framework, inputs: Inputs, *, strict: bool = False) -> Result:
@@ -165,7 +166,10 @@ class _Evaluation:
                 f"{node.scale.describe()} (metrics {', '.join(rule.metric_keys)})",
                 node.id,
             )
-        return _Computed(value, "metric", inputs=sources)
+        read = tuple(
+            (key, plain(number)) for key, number in zip(rule.metric_keys, values, strict=True)
+        )
+        return _Computed(value, "metric", inputs=sources, metrics=read)
 
     def _linked(self, node: Node) -> _Computed:
         """The value of the one source given (the version in force for the period, when the
@@ -308,6 +312,7 @@ class _Evaluation:
                 inputs=computed.inputs,
                 missing=computed.missing,
                 note=computed.note,
+                metrics=computed.metrics,
             )
         return Result(framework, MappingProxyType(nodes))
 

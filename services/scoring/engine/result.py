@@ -21,7 +21,9 @@ class NodeResult:
     says where it came from (``outside``: an outside index's value, or the value counted while
     it is absent, with a ``note`` saying so); ``inputs`` names what it was computed from (child
     ids, ``metric:<key>``, ``linked:<framework>/<node>``, ``value:<id>`` for a given value) and
-    ``missing`` the required inputs below it that were not given.
+    ``missing`` the required inputs below it that were not given; a metric-driven leaf's
+    ``metrics`` are the metric values it was computed from, as decimal text (at most six
+    decimals), in the rule's order.
     """
 
     id: str
@@ -37,6 +39,7 @@ class NodeResult:
     inputs: tuple[str, ...]
     missing: tuple[str, ...]
     note: str | None = None
+    metrics: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +61,7 @@ class NodeResult:
             "inputs": list(self.inputs),
             "missing": list(self.missing),
             "note": self.note,
+            "metrics": dict(self.metrics),
         }
 
 

@@ -42,6 +42,8 @@ const TEXT = {
   },
 };
 
+for (const code of Object.keys(TEXT)) Object.assign(TEXT[code], REGION_TEXT[code]); // region.js
+
 let lang = localStorage.getItem("cerdas-lang") === "en" ? "en" : "id";
 let frameworks = [];
 let provinces = [];
@@ -190,8 +192,7 @@ function drawTrend(trend) {
       Plot.text(points, { x: "period", y: "value", text: "index", dy: -10 }),
     ],
   });
-  svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", t("chartLabel"));
+  labelChart(svg, t("chartLabel"));
   chart.append(svg);
 }
 
@@ -208,6 +209,7 @@ async function showRegion(code, params) {
   const framework = frameworks.find((f) => f.id === state.framework);
   $("#back").href = `#/national?framework=${state.framework}&period=${state.period}`;
   for (const id of ["#figures", "#trend tbody", "#tree tbody", "#trend-chart"]) $(id).replaceChildren();
+  resetRegionParts();
   try {
     const [region, trend, assessments] = await Promise.all([
       api(`regions/${code}`),
@@ -217,7 +219,16 @@ async function showRegion(code, params) {
     $("#region-heading").textContent = `${region.name} — ${framework.name} ${state.period}`;
     for (const point of trend.items) {
       const row = $("#trend tbody").insertRow();
-      cell(row, String(point.period));
+      const period = document.createElement("th");
+      period.scope = "row";
+      const link = document.createElement("a");
+      link.href = `#/region/${code}?framework=${point.framework}&period=${point.period}`;
+      link.textContent = String(point.period);
+      if (point.framework === state.framework && point.period === state.period) {
+        link.setAttribute("aria-current", "page");
+      }
+      period.append(link);
+      row.append(period);
       cell(row, frameworkName(point.framework) + (point.instrument_changed ? ` (${t("changed")})` : ""));
       cell(row, point.index, "num");
       cell(row, point.predicate);
@@ -227,6 +238,7 @@ async function showRegion(code, params) {
     const [assessment] = assessments.items;
     if (!assessment) {
       status.textContent = t("noAssessment");
+      await showRegionParts(code, null, null);
       return;
     }
     const [summary, results] = await Promise.all([
@@ -238,23 +250,34 @@ async function showRegion(code, params) {
       [t("predicate"), summary.predicate],
       [t("nationalRank"), summary.rank.national && `${summary.rank.national} ${t("of")} ${summary.rank.of_national}`],
       [t("provinceRank"), summary.rank.province && `${summary.rank.province} ${t("of")} ${summary.rank.of_province}`],
-      [t("previous"), summary.previous_index],
-      [t("improvement"), signed(summary.improvement)],
+      [t("previous"), summary.previous_index, "figure-previous"],
+      [t("improvement"), signed(summary.improvement), "figure-improvement"],
+      [t("selfAssessed"), summary.indices.self_assessed.value, "figure-self", summary.indices.self_assessed.predicate],
+      [t("verified"), summary.indices.verified.value, "figure-verified", summary.indices.verified.predicate],
     ];
-    for (const [label, value, id] of figures) {
+    for (const [label, value, id, predicate] of figures) {
       const wrapper = document.createElement("div");
       const dt = document.createElement("dt");
       const dd = document.createElement("dd");
       dt.textContent = label;
       dd.textContent = value ?? "—";
       if (id) dd.id = id;
+      if (predicate) {
+        const sub = document.createElement("span");
+        sub.className = "sub";
+        sub.textContent = predicate;
+        dd.append(" ", sub);
+      }
       wrapper.append(dt, dd);
       $("#figures").append(wrapper);
     }
     const byId = new Map(results.nodes.map((n) => [n.id, n]));
     for (const node of results.nodes) {
       const row = $("#tree tbody").insertRow();
-      const name = cell(row, `${node.id} ${node.name}`);
+      const name = document.createElement("th");
+      name.scope = "row";
+      name.textContent = `${node.id} ${node.name}`;
+      row.append(name);
       name.style.paddingInlineStart = `${0.5 + depthOf(node, byId) * 1.25}rem`;
       cell(row, node.value, "num");
       cell(row, node.weight, "num");
@@ -262,6 +285,7 @@ async function showRegion(code, params) {
       cell(row, String(node.evidence_count), "num");
     }
     status.textContent = "";
+    await showRegionParts(code, assessment, results);
   } catch (error) {
     status.textContent = `${t("failed")}: ${error.message}`;
   }
@@ -273,11 +297,15 @@ async function route() {
   $("#national").hidden = Boolean(region);
   $("#region").hidden = !region;
   if (region) await showRegion(region, params);
-  else await showNational(params);
+  else {
+    updateRankingExport(params);
+    await showNational(params);
+  }
 }
 
 async function start() {
   applyLanguage();
+  installRegionParts();
   $("#lang").addEventListener("click", () => {
     lang = lang === "id" ? "en" : "id";
     localStorage.setItem("cerdas-lang", lang);
