@@ -3,7 +3,7 @@ demo data: SPBE 2024 publishes Kota Bekasi 3.83 and Kota Bogor 3.72 (both Sangat
 2023 Kota Bekasi 3.01 (Baik) and no Kota Bogor.
 
 It saves a screenshot of the national view and the page's weight and time to the map's first
-render in test-artifacts/ (gitignored)."""
+render in build/dashboard/ (gitignored), beside the region view's."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "services/api/dashboard/static/data"
-ARTIFACTS = ROOT / "test-artifacts"
+ARTIFACTS = ROOT / "build" / "dashboard"
 NONE = "url(#map-none)"
 
 
@@ -88,7 +88,7 @@ async def test_the_map_colours_regions_by_predicate_and_follows_the_filters(
         };
     }"""
     )
-    ARTIFACTS.mkdir(exist_ok=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "dashboard-map-metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"dashboard national view, first load: {metrics}")
     assert metrics["map_drawn_ms"] is not None
