@@ -35,7 +35,12 @@ from services.kit.queue import Queue
 
 PUSHERS = 50
 READERS = 8
-POLL_S = 0.02  # how often a pusher asks whether its result is fresh
+POLL_S = 0.005  # the pause between two looks at the pushed regions' stored results
+FRESH_SQL = """
+    SELECT a.region_code FROM assessment a JOIN result_state s ON s.assessment_id = a.id
+    WHERE a.framework_id = $1 AND a.period = $2 AND a.region_code = ANY($3)
+      AND s.input_revision = a.input_revision
+"""
 LINKED = "smartcity-spbe-linked"  # the framework the pushed metrics feed
 SERVICES = (
     "adminduk",
@@ -91,26 +96,55 @@ async def push(config: dict[str, Any]) -> None:
     noops: list[float] = []
     late = 0
 
+    # A hint, straight from Postgres: when each pushed region's stored result was last seen at
+    # its assessment's input revision. A client then confirms through the API, so the time
+    # measured is until the API answers fresh; 50 clients polling the API on their own would
+    # be most of the load they measure.
+    fresh_at: dict[str, float] = {}  # region → start of the last observation seeing it fresh
+    observed = asyncio.Event()
+    stop = False
+
+    async def observe() -> None:
+        connection = await asyncpg.connect(config["dsn"])
+        try:
+            while not stop:
+                started = time.perf_counter()
+                for row in await connection.fetch(FRESH_SQL, LINKED, period, config["regions"]):
+                    fresh_at[row[0]] = started
+                observed.set()
+                observed.clear()
+                await asyncio.sleep(POLL_S)
+        finally:
+            await connection.close()
+
+    async def fresh(client: httpx.AsyncClient, region: str) -> bool:
+        params = {"framework": LINKED, "region": region, "period": period}
+        page = (await client.get("/v1/assessments", params=params)).json()
+        item = page["items"][0] if page["items"] else None
+        result = item and item["result"]
+        return bool(result and result["input_revision"] == item["input_revision"])
+
     async def push_once(client: httpx.AsyncClient, region: str, n: int) -> float:
+        """Push, then wait until the API answers with the region's result at the revision the
+        push made (asking once the hint has seen it, after the push was answered)."""
         nonlocal late
         started = time.perf_counter()
         response = await client.post("/v1/metrics:batch", json=batch(region, period, n))
         assert response.status_code == 200, response.text
-        params = {"framework": LINKED, "region": region, "period": period}
+        answered = time.perf_counter()
         while True:
-            page = (await client.get("/v1/assessments", params=params)).json()
-            item = page["items"][0] if page["items"] else None
-            result = item and item["result"]
-            if result and result["input_revision"] == item["input_revision"]:
-                return time.perf_counter() - started
+            if fresh_at.get(region, 0.0) >= answered and await fresh(client, region):
+                break
             if time.perf_counter() - started > 60:
                 late += 1
-                return time.perf_counter() - started
-            await asyncio.sleep(POLL_S)
+                break
+            await observed.wait()
+        return time.perf_counter() - started
 
     async with httpx.AsyncClient(
         base_url=config["url"], headers=headers, timeout=120, limits=limits
     ) as client:
+        observer = asyncio.create_task(observe())
         await asyncio.gather(*(push_once(client, r, 0) for r in config["regions"]))
         print("ready", flush=True)
         stop_at = time.perf_counter() + config["seconds"]
@@ -136,6 +170,8 @@ async def push(config: dict[str, Any]) -> None:
         started = time.perf_counter()
         await asyncio.gather(probe(), *(pusher(r) for r in config["regions"]))
         elapsed = time.perf_counter() - started
+        stop = True
+        await observer
     print(
         json.dumps(
             {
@@ -277,6 +313,7 @@ class Live:
         config = {
             "url": self.url,
             "key": self.key,
+            "dsn": self.dsn,
             "redis_url": self.redis_url,
             "regions": self.pushing,
             "period": self.period,
