@@ -24,6 +24,14 @@ How a read learns the version, without a round trip on a hit:
 - A bump in this process raises this process's caches on the same engine at once, so a client
   whose write bumped the version reads its own write from this process at once. Another
   replica learns it when the notification arrives (milliseconds).
+
+Scopes: a recompute's bump names the frameworks whose results it replaced (``'<v> f1,f2'``), and
+a read names the one framework its answer depends on (a ranking, a dashboard and a summary
+read only results of their own framework). While listening, an entry built at version g stays
+good until a bump above g names its framework or names none (a workflow transition: who may see
+what changed); an entry built before the listener's last sync is not trusted, since bumps
+before the sync were not heard. So pushes that recompute one framework no longer empty the
+cache of the others. While not listening the version alone decides, as before.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ import contextlib
 import logging
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Collection, Hashable
 from typing import Any
 
 import asyncpg
@@ -48,7 +56,10 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "results_version"  # the channel _BUMP notifies
 _READ_SQL = "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM results_version"
-_BUMP = text("SELECT v, pg_notify('results_version', v::text) FROM nextval('results_version') AS v")
+_BUMP = text(
+    "SELECT v, pg_notify('results_version', v::text || :scopes) "
+    "FROM nextval('results_version') AS v"
+)
 
 # The caches of this process, by the engine they read through: a bump on an engine raises
 # those caches' version at once (same engine, same database, same sequence).
@@ -57,18 +68,22 @@ _local: weakref.WeakKeyDictionary[Engine, weakref.WeakSet[ResultsCache]] = (
 )
 
 
-async def bump(engine: AsyncEngine | AsyncConnection) -> None:
-    """Call after the change has committed."""
+async def bump(
+    engine: AsyncEngine | AsyncConnection, frameworks: Collection[str] | None = None
+) -> None:
+    """Call after the change has committed; ``frameworks``: the only ones whose results it
+    changed (None: anything may have changed)."""
+    scopes = {"scopes": "" if frameworks is None else " " + ",".join(sorted(frameworks))}
     if isinstance(engine, AsyncEngine):
         async with engine.connect() as connection:
-            version = int((await connection.execute(_BUMP)).scalar_one())
+            version = int((await connection.execute(_BUMP, scopes)).scalar_one())
             await connection.commit()
         sync_engine = engine.sync_engine
     else:
-        version = int((await engine.execute(_BUMP)).scalar_one())
+        version = int((await engine.execute(_BUMP, scopes)).scalar_one())
         sync_engine = engine.engine.sync_engine
     for cache in list(_local.get(sync_engine, ())):
-        cache.heard(version)
+        cache.heard(version, frameworks)
 
 
 class ResultsCache:
@@ -84,12 +99,16 @@ class ResultsCache:
         self.size = size
         self.check_seconds = check_seconds
         self.retry_seconds = retry_seconds
-        self.entries: OrderedDict[Hashable, tuple[int, bytes, str]] = OrderedDict()
+        # key → (version built at, body, ETag, the framework it shows or None)
+        self.entries: OrderedDict[Hashable, tuple[int, bytes, str, str | None]] = OrderedDict()
         self.hits = 0
         self.misses = 0
         self.lookups = 0  # reads that had to ask the sequence (listener not trusted)
         self.connects = 0  # times the listener was (re)connected and trusted
         self._heard = 0  # the highest version heard since the listener last connected
+        self._synced = 0  # the version read when the listener last connected
+        self._everything = 0  # the highest version heard of a bump naming no framework
+        self._touched: dict[str, int] = {}  # framework → highest version of a bump naming it
         self._trusted = False
         self._listener: asyncio.Task[None] | None = None
         self.server_pid: int | None = None  # the listening backend's, for tests
@@ -99,8 +118,24 @@ class ResultsCache:
     def listening(self) -> bool:
         return self._trusted
 
-    def heard(self, version: int) -> None:
+    @property
+    def version_heard(self) -> int:
+        return self._heard
+
+    def heard(self, version: int, frameworks: Collection[str] | None = None) -> None:
         self._heard = max(self._heard, version)
+        if frameworks is None:
+            self._everything = max(self._everything, version)
+        else:
+            for framework in frameworks:
+                self._touched[framework] = max(self._touched.get(framework, 0), version)
+
+    def _good(self, built: int, scope: str | None) -> bool:
+        """While listening: no bump above ``built`` has named ``scope`` (or named none)."""
+        if built < self._synced:
+            return False
+        changed = self._heard if scope is None else self._touched.get(scope, 0)
+        return max(changed, self._everything) <= built
 
     # -- the listener ---------------------------------------------------------------------
 
@@ -134,10 +169,11 @@ class ResultsCache:
                 connection.add_termination_listener(lambda _, lost=lost: lost.set())
 
                 def on_notify(_c: object, _pid: int, _channel: str, payload: str) -> None:
-                    self.heard(int(payload))
+                    version, _, named = payload.partition(" ")
+                    self.heard(int(version), named.split(",") if named else None)
 
                 await connection.add_listener(CHANNEL, on_notify)  # LISTEN is active on return
-                self._heard = int(await connection.fetchval(_READ_SQL) or 0)
+                self._heard = self._synced = int(await connection.fetchval(_READ_SQL) or 0)
                 self.server_pid = connection.get_server_pid()
                 self._trusted = True
                 self.connects += 1
@@ -172,25 +208,34 @@ class ResultsCache:
             driver = await driver_of(connection)
             return int(await driver.fetchval(_READ_SQL) or 0)
 
-    async def respond(self, key: Hashable, build: Callable[[], Awaitable[Any]]) -> Response:
+    async def respond(
+        self,
+        key: Hashable,
+        build: Callable[[], Awaitable[Any]],
+        scope: Callable[[Any], str] | None = None,
+    ) -> Response:
         """The cached answer for ``key`` at the current version, else ``build()``'s.
 
-        While the listener is connected a hit makes no round trip and opens no transaction;
-        checks that may fail (unknown region, visibility) belong in ``build``, whose errors are
-        not cached.
+        ``scope`` names the framework whose results the built answer shows (None: any may
+        matter). While the listener is connected a hit makes no round trip and opens no
+        transaction; checks that may fail (unknown region, visibility) belong in ``build``,
+        whose errors are not cached.
         """
+        trusted = self._trusted
         version = await self.version()
         entry = self.entries.get(key)
-        if entry is not None and entry[0] == version:
+        if entry is not None and (
+            self._good(entry[0], entry[3]) if trusted else entry[0] == version
+        ):
             self.hits += 1
             self.entries.move_to_end(key)
-            _, body, etag = entry
+            _, body, etag, _ = entry
         else:
             self.misses += 1
             payload = await build()
             body = render_json(payload)
             etag = etag_of(body)
-            self.entries[key] = (version, body, etag)
+            self.entries[key] = (version, body, etag, scope(payload) if scope else None)
             self.entries.move_to_end(key)
             while len(self.entries) > self.size:
                 self.entries.popitem(last=False)

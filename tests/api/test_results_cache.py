@@ -14,11 +14,13 @@ from sqlalchemy import event, select, text, update
 
 from services.demo import service as demo
 from services.domain.recompute.service import mark_dirty
+from services.kit import results_cache
 from services.kit.db import make_engine, make_sessionmaker
 from services.kit.results_cache import ResultsCache
 from services.kit.runtime import Runtime
 from services.main import create_app
 from services.models import Assessment, AssessmentInput
+from services.scoring.service import recompute_many
 
 pytestmark = pytest.mark.slow
 
@@ -164,3 +166,29 @@ async def test_a_lost_listener_never_serves_stale_data_and_recovers(live: Runtim
         with checkouts(live) as counted:
             assert await leader(client) == "32.75"
         assert counted == [0]
+
+
+async def test_a_recompute_of_another_framework_leaves_the_ranking_cached(live: Runtime) -> None:
+    await demo.load(live)
+    async with gateway(live) as (client, cache), elsewhere(live) as other:
+        ranking = await client.get("/v1/rankings", params=RANKING)
+        async with other.sessionmaker() as session:
+            gmsc = (
+                await session.scalars(
+                    select(Assessment.id).where(Assessment.framework_id == "gmsc-2023")
+                )
+            ).all()
+        assert gmsc
+        heard = cache.version_heard
+        await recompute_many(other.sessionmaker, gmsc, None, force=True)
+        await until(lambda: cache.version_heard > heard)
+        hits = cache.hits
+        with checkouts(live) as counted:
+            again = await client.get("/v1/rankings", params=RANKING)
+        assert (counted, cache.hits, again.content) == ([0], hits + 1, ranking.content)
+        # A bump that names no framework (a workflow transition) empties it.
+        await results_cache.bump(other.engine)
+        await until(lambda: cache.version_heard > heard + 1)
+        with checkouts(live) as counted:
+            assert (await client.get("/v1/rankings", params=RANKING)).content == ranking.content
+        assert counted != [0]  # rebuilt
