@@ -12,9 +12,11 @@
                   Also the ranking's latency on a cache miss (the version bumped before each
                   read) and on a hit, with no pushes running.
 
-The server is ``cerdas serve`` (gateway, ingest and an in-process worker), as Scale.serve starts
-it. Load generators run in processes of their own (``python -m bench.live push|read CONFIG``),
-each printing one JSON line.
+Measured twice: on the production shape (``cerdas serve gateway``, ``cerdas serve ingest`` and
+``cerdas worker``, three processes: S2 and S3, with the targets) and on ``cerdas serve`` (all of
+them in one process with an in-process worker, as Scale.serve starts it: S2_all_in_one and
+S3_all_in_one, figures only). Load generators run in processes of their own
+(``python -m bench.live push|read CONFIG``), each printing one JSON line.
 """
 
 from __future__ import annotations
@@ -129,7 +131,9 @@ async def push(config: dict[str, Any]) -> None:
         push made (asking once the hint has seen it, after the push was answered)."""
         nonlocal late
         started = time.perf_counter()
-        response = await client.post("/v1/metrics:batch", json=batch(region, period, n))
+        response = await client.post(
+            f"{config['ingest_url']}/v1/metrics:batch", json=batch(region, period, n)
+        )
         assert response.status_code == 200, response.text
         answered = time.perf_counter()
         while True:
@@ -230,7 +234,9 @@ async def read(config: dict[str, Any]) -> None:
 
 
 class Live:
-    """S2 and S3 against a running ``cerdas serve`` at ``url``."""
+    """S2 and S3 against a running ``cerdas serve`` at ``url`` (:meth:`run`), or against the
+    production shape started here: ``cerdas serve gateway``, ``cerdas serve ingest`` and
+    ``cerdas worker``, each a process of its own (:meth:`run_split`)."""
 
     def __init__(
         self,
@@ -251,10 +257,45 @@ class Live:
         self.pushing = regions[::step][:PUSHERS]  # spread over the country
         self.reading = next(r for r in regions if r not in self.pushing)
 
-    async def run(self, seconds: float) -> dict[str, Any]:
+    async def run_split(self, seconds: float) -> dict[str, Any]:
+        """The same on the production shape: pushes go to ingest, reads to the gateway, and
+        recomputes and no-op jobs to the worker."""
+        gateway_port, ingest_port = free_port(), free_port()
+        commands = [
+            (["serve", "gateway"], {"PORT": str(gateway_port)}),
+            (["serve", "ingest"], {"PORT": str(ingest_port)}),
+            (["worker"], {}),
+        ]
+        processes = [
+            subprocess.Popen(
+                [PYTHON, "-m", "services.cli", *command],
+                env={**self.env, **extra},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for command, extra in commands
+        ]
+        try:
+            gateway = f"http://127.0.0.1:{gateway_port}"
+            ingest = f"http://127.0.0.1:{ingest_port}"
+            wait_http(f"{gateway}/healthz")
+            wait_http(f"{ingest}/healthz")
+            return await self.run(seconds, gateway=gateway, ingest=ingest)
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(timeout=60)
+
+    async def run(
+        self, seconds: float, *, gateway: str | None = None, ingest: str | None = None
+    ) -> dict[str, Any]:
+        """S2 and S3; ``gateway`` and ``ingest`` default to the all-in-one server's URL."""
+        self.gateway = gateway or self.url
+        self.ingest = ingest or self.url
         paths = await self.read_paths()
         bodies = {}
-        async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=self.gateway, timeout=30) as client:
             for n, path in enumerate(paths):
                 response = await client.get(path)
                 assert response.status_code == 200, response.text
@@ -287,7 +328,7 @@ class Live:
 
     async def read_paths(self) -> list[str]:
         headers = {"Authorization": f"Bearer {self.key}"}
-        async with httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=self.gateway, headers=headers, timeout=30) as client:
             page = (
                 await client.get(
                     "/v1/assessments",
@@ -311,7 +352,8 @@ class Live:
         """The pushes for ``seconds``; inside them, reads of Cerdas then of the bare app, each
         for a little under half the time."""
         config = {
-            "url": self.url,
+            "url": self.gateway,
+            "ingest_url": self.ingest,
             "key": self.key,
             "dsn": self.dsn,
             "redis_url": self.redis_url,
@@ -334,7 +376,7 @@ class Live:
         window = max(1.0, (seconds - 2) / 2)
         await asyncio.sleep(0.5)
         reads = {}
-        for name, target in (("cerdas", self.url), ("bare", bare_url)):
+        for name, target in (("cerdas", self.gateway), ("bare", bare_url)):
             reads[name] = await self.read_window(target, paths, window)
             assert reads[name]["failed"] == 0, reads[name]
         out, _ = await pushes.communicate()
@@ -378,7 +420,7 @@ class Live:
         misses, hits = [], []
         connection = await asyncpg.connect(self.dsn)
         try:
-            async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
+            async with httpx.AsyncClient(base_url=self.gateway, timeout=30) as client:
                 for n in range(samples + 5):
                     await connection.execute(
                         "SELECT pg_notify('results_version', nextval('results_version')::text)"
