@@ -95,6 +95,8 @@ async def push(config: dict[str, Any]) -> None:
     limits = httpx.Limits(max_connections=PUSHERS + 10, max_keepalive_connections=PUSHERS + 10)
     period = config["period"]
     latencies: list[float] = []
+    posts: list[float] = []  # the push's own answer
+    stored: list[float] = []  # until the stored result was seen fresh in Postgres
     noops: list[float] = []
     late = 0
 
@@ -136,9 +138,15 @@ async def push(config: dict[str, Any]) -> None:
         )
         assert response.status_code == 200, response.text
         answered = time.perf_counter()
+        if n:
+            posts.append(answered - started)
         while True:
-            if fresh_at.get(region, 0.0) >= answered and await fresh(client, region):
-                break
+            if fresh_at.get(region, 0.0) >= answered:
+                hinted = time.perf_counter()
+                if await fresh(client, region):
+                    if n:
+                        stored.append(hinted - started)
+                    break
             if time.perf_counter() - started > 60:
                 late += 1
                 break
@@ -182,6 +190,10 @@ async def push(config: dict[str, Any]) -> None:
                 "push_p50_ms": quantile(latencies, 0.5) * 1000,
                 "push_p99_ms": quantile(latencies, 0.99) * 1000,
                 "push_max_ms": max(latencies) * 1000,
+                "answer_p50_ms": quantile(posts, 0.5) * 1000,
+                "answer_p99_ms": quantile(posts, 0.99) * 1000,
+                "stored_p50_ms": quantile(stored, 0.5) * 1000,
+                "stored_p99_ms": quantile(stored, 0.99) * 1000,
                 "noop_p50_ms": quantile(noops, 0.5) * 1000,
                 "noop_p99_ms": quantile(noops, 0.99) * 1000,
                 "pushes": len(latencies),
