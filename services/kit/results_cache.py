@@ -157,6 +157,7 @@ class ResultsCache:
         args, kwargs = self.engine.dialect.create_connect_args(self.engine.url)
         for option in ("prepared_statement_cache_size", "prepared_statement_name_func"):
             kwargs.pop(option, None)
+        kwargs["server_settings"] = {"application_name": "cerdas results listener"}
         connection: asyncpg.Connection = await asyncpg.connect(*args, **kwargs)
         return connection
 
