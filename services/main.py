@@ -159,7 +159,9 @@ def create_app(
         app.state.runtime = current
         app.state.sessionmaker = current.sessionmaker
         app.state.storage = storage = storage_from_settings(current.settings)
-        app.state.results_cache = ResultsCache()
+        app.state.results_cache = results_cache = ResultsCache(current.engine)
+        if service != "ingest":  # the gateway serves the cached reads
+            results_cache.start()
         app.state.worker = None
         worker_task: asyncio.Task[None] | None = None
         try:
@@ -179,6 +181,7 @@ def create_app(
                 worker_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task
+            await results_cache.close()
             await storage.close()
             if owned:
                 await current.close()

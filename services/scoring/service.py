@@ -52,6 +52,7 @@ class Recomputed:
     outcome: Outcome
     revision: int = 0
     index: Decimal | None = None
+    framework_id: str = ""
 
 
 async def recompute(
@@ -81,9 +82,9 @@ async def recompute_many(
         async with session.begin():
             outcomes = await _recompute_locked(session, assessment_ids, queue, force=force)
         await run_after_commit(session)  # enqueue dependents and webhooks of that transaction
-        if any(outcome.outcome == "computed" for outcome in outcomes.values()):
+        if computed := {o.framework_id for o in outcomes.values() if o.outcome == "computed"}:
             async with session.begin():  # after the commit: cached reads rebuild from here on
-                await results_cache.bump(await session.connection())
+                await results_cache.bump(await session.connection(), frameworks=computed)
     for outcome in outcomes.values():
         RECOMPUTED_ASSESSMENTS.labels(outcome.outcome).inc()
     if gone := len(set(assessment_ids)) - len(outcomes):  # deleted meanwhile
@@ -167,7 +168,7 @@ async def _recompute_locked(
         state = states.get(assessment.id)
         if state is None or state.index_value != index:
             changed.append((assessment, result))
-        outcomes[assessment.id] = Recomputed("computed", revision, index)
+        outcomes[assessment.id] = Recomputed("computed", revision, index, assessment.framework_id)
     await repository.replace_results(session, [a.id for a in due], rows, result_states, computed_at)
     await mark_followers_dirty(session, [assessment for assessment, _ in changed], queue)
     await webhooks.emit_many(

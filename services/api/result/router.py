@@ -126,7 +126,7 @@ async def get_summary(
     # Visibility is checked when building; a state change bumps the version, so a cached
     # answer never outlives the visibility it was built under.
     key = ("summary", assessment_id, principal.audit_id if principal else None)
-    return await cache(request).respond(request.app.state.runtime.engine, key, build)
+    return await cache(request).respond(key, build, scope=lambda summary: summary.framework)
 
 
 TargetQuery = Annotated[
@@ -217,7 +217,7 @@ async def get_ranking(
         return await service.ranking(session, framework, period, province, published_only)
 
     key = ("rankings", framework, period, province, published_only)
-    return await cache(request).respond(request.app.state.runtime.engine, key, build)
+    return await cache(request).respond(key, build, scope=lambda _: framework)
 
 
 @router.get(
@@ -276,4 +276,4 @@ async def dashboard(
         return await service.dashboard(session, framework, period, province, published_only)
 
     key = ("dashboard", framework, period, province, published_only)
-    return await cache(request).respond(request.app.state.runtime.engine, key, build)
+    return await cache(request).respond(key, build, scope=lambda _: framework)
