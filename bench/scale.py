@@ -250,7 +250,9 @@ def evidence_records(
         extension, content_type = rng.choice(kinds)
         objects.append((sha256, rng.randint(20_000, 5_000_000), content_type, object_key(sha256)))
         item = uuid.uuid4()
-        items.append((item, assessment, [node], f"Bukti dukung {node}", agency_of.get(assessment)))
+        items.append(
+            (item, assessment, [node], f"Bukti dukung {node}", agency_of.get(assessment), 1)
+        )
         revisions.append((uuid.uuid4(), item, 1, sha256, f"bukti-{node.lower()}.{extension}"))
     return objects, items, revisions
 
@@ -355,7 +357,14 @@ class Scale(Bench):
             await connection.copy_records_to_table(
                 "evidence_item",
                 records=items,
-                columns=["id", "assessment_id", "node_ids", "title", "agency_id"],
+                columns=[
+                    "id",
+                    "assessment_id",
+                    "node_ids",
+                    "title",
+                    "agency_id",
+                    "latest_revision",
+                ],
             )
             await connection.copy_records_to_table(
                 "evidence_revision",
