@@ -264,31 +264,9 @@ class Bench:
 
     def p5_memory(self) -> None:
         def peak(period: int) -> tuple[int, float]:
-            started = time.perf_counter()
-            process = subprocess.Popen(
-                [
-                    PYTHON,
-                    "-m",
-                    "services.cli",
-                    "recompute",
-                    "--framework",
-                    "spbe-2020",
-                    "--period",
-                    str(period),
-                ],
-                env=self.env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+            return peak_rss(
+                ["recompute", "--framework", "spbe-2020", "--period", str(period)], self.env
             )
-            handle, top = psutil.Process(process.pid), 0
-            while process.poll() is None:
-                try:
-                    top = max(top, handle.memory_info().rss)
-                except psutil.NoSuchProcess:
-                    break
-                time.sleep(0.01)
-            assert process.returncode == 0, f"recompute --period {period} failed"
-            return top, time.perf_counter() - started
 
         small, small_s = peak(2023)
         large, large_s = peak(2024)
@@ -499,6 +477,27 @@ class Bench:
             "ranking_bytes": len(body),
             "concurrency": concurrency,
         }
+
+
+def peak_rss(arguments: list[str], env: dict[str, str]) -> tuple[int, float]:
+    """Run ``cerdas <arguments>`` in a process of its own: its peak RSS (bytes, sampled every
+    10 ms) and how long it took (seconds)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [PYTHON, "-m", "services.cli", *arguments],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    handle, top = psutil.Process(process.pid), 0
+    while process.poll() is None:
+        try:
+            top = max(top, handle.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.01)
+    assert process.returncode == 0, f"cerdas {' '.join(arguments)} failed"
+    return top, time.perf_counter() - started
 
 
 def leaf_share(framework: Any, leaf: Any) -> Any:

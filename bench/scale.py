@@ -1,14 +1,20 @@
-"""`make bench-scale`: Cerdas at national scale, ten years on (issue 19, first slice).
+"""`make bench-scale` (and the second half of `make bench`): Cerdas at national scale, ten
+years on (issue 19).
 
 A deterministic (seeded) load of 38 provinces + 514 kab/kota over ten periods, 2017–2026:
-every assessment of a framework *in force* that year (gmsc-2023 from 2021, spbe-2020 2020–2025,
-ipd-2026 from 2026; nothing is in force 2017–2019, and the linked smartcity-spbe view and
-internal OPD assessments are not generated), and ten years of monthly metric points (10 million
-at ``--scale 1``). Everything is loaded with COPY, not the ORM. Then, each against a baseline
-measured in the same run:
+every official assessment of a framework *in force* that year (gmsc-2023 from 2021, spbe-2020
+2020–2025, ipd-2026 from 2026; nothing is in force 2017–2019; the linked smartcity-spbe view is
+not generated), 20,000 agencies (OPD, 20–40 a region) each with an internal assessment on the
+e-government instrument of the latest period, evidence metadata for 5% of the entered
+indicators, and ten years of monthly metric points (10 million at ``--scale 1``). Everything is
+loaded with COPY, not the ORM. Then, each against a baseline measured in the same run:
 
     S1 recompute  national recompute of the latest period ÷ SQL alone computing the weighted
                   sums and replacing the same result rows (DELETE + INSERT)            ≤ 2
+                  then every index, self-assessed and verified index checked against the
+                  flat official formulas in SQL (0 differing), and `cerdas recompute` of
+                  the latest period and of all ten in processes of their own: time and
+                  peak RSS (flat from one period to ten: ±10%)
     S4 series     one region's ten-year series of one metric: p50/p99 over 200 queries, with
                   EXPLAIN (ANALYZE) of the query                                       (figures)
     S5 ingest     POST /v1/metrics:batch points/s ÷ the same import statement run directly
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import re
@@ -43,12 +50,14 @@ import httpx
 from sqlalchemy import select
 
 from bench.live import Live
-from bench.run import PYTHON, Bench, leaf_share, quantile
+from bench.run import PYTHON, Bench, leaf_share, peak_rss, quantile
 from services.domain.access.principal import operator_context
 from services.domain.access.service import create_key
 from services.domain.recompute.service import create_run
+from services.ingest.evidence.sniff import ALLOWED
 from services.ingest.metric.repository import _IMPORT_ARRAYS, list_points
 from services.kit.runtime import Runtime
+from services.kit.storage import object_key
 from services.main import prepare_database
 from services.models import Region
 from services.scoring.frameworks import get_framework
@@ -123,6 +132,138 @@ def metric_records(
                 )
 
 
+ASSESSMENT_COLUMNS = (
+    "id",
+    "region_code",
+    "framework_id",
+    "period",
+    "stage",
+    "state",
+    "input_revision",
+    "agency_id",
+)
+INTERNAL_ASSESSMENTS = 20_000
+# Perangkat daerah a kabupaten/kota typically has (PP 18/2016): name and kind. A region has 20–40
+# of them; past this list they are kecamatan.
+OPD = [
+    ("Sekretariat Daerah", "sekretariat"),
+    ("Sekretariat DPRD", "sekretariat"),
+    ("Inspektorat Daerah", "inspektorat"),
+    ("Dinas Pendidikan", "dinas"),
+    ("Dinas Kesehatan", "dinas"),
+    ("Dinas Pekerjaan Umum dan Penataan Ruang", "dinas"),
+    ("Dinas Perumahan dan Kawasan Permukiman", "dinas"),
+    ("Dinas Sosial", "dinas"),
+    ("Dinas Tenaga Kerja", "dinas"),
+    ("Dinas Lingkungan Hidup", "dinas"),
+    ("Dinas Kependudukan dan Pencatatan Sipil", "dinas"),
+    ("Dinas Perhubungan", "dinas"),
+    ("Dinas Komunikasi dan Informatika", "dinas"),
+    ("Dinas Koperasi dan Usaha Mikro", "dinas"),
+    ("Dinas Penanaman Modal dan PTSP", "dinas"),
+    ("Dinas Kepemudaan dan Olahraga", "dinas"),
+    ("Dinas Pariwisata dan Kebudayaan", "dinas"),
+    ("Dinas Perpustakaan dan Kearsipan", "dinas"),
+    ("Dinas Pertanian dan Pangan", "dinas"),
+    ("Dinas Perikanan", "dinas"),
+    ("Dinas Perdagangan dan Perindustrian", "dinas"),
+    ("Dinas Pengendalian Penduduk dan KB", "dinas"),
+    ("Dinas Pemberdayaan Perempuan dan Perlindungan Anak", "dinas"),
+    ("Dinas Pemberdayaan Masyarakat dan Desa", "dinas"),
+    ("Badan Perencanaan Pembangunan Daerah", "badan"),
+    ("Badan Pengelolaan Keuangan dan Aset Daerah", "badan"),
+    ("Badan Pendapatan Daerah", "badan"),
+    ("Badan Kepegawaian dan Pengembangan SDM", "badan"),
+    ("Badan Penanggulangan Bencana Daerah", "badan"),
+    ("Badan Kesatuan Bangsa dan Politik", "badan"),
+    ("Satuan Polisi Pamong Praja", "satuan"),
+    ("Rumah Sakit Umum Daerah", "rumah-sakit"),
+]
+
+
+def e_government(year: int) -> str:
+    """The e-government instrument in force in ``year`` (SPBE 2020 up to 2025, IPD from 2026)."""
+    return next(
+        f for f in FRAMEWORKS if get_framework(f).family == "e-government" and in_force(f, year)
+    )
+
+
+def entered_value(framework_id: str, rng: random.Random) -> str:
+    """A plausible entered leaf value: an SPBE level 1–5, an IPD value 1.00–5.00."""
+    if framework_id == "spbe-2020":
+        return str(rng.randint(1, 5))
+    return str(Decimal(rng.randint(100, 500)) / 100)
+
+
+def opd_records(
+    regions: list[str], seed: int
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Agencies (20–40 per region, 20,000 in all) and one internal assessment of each on the
+    e-government instrument of the latest period, with its inputs (assessment, node, self,
+    verified). A third are drafts (the agency's own values), a third in review (half of the
+    values verified), a third verified (every value verified, some changed)."""
+    rng = random.Random(seed)
+    counts = [rng.randint(20, 40) for _ in regions]
+    while (total := sum(counts)) != INTERNAL_ASSESSMENTS:  # reach exactly 20,000 within 20–40
+        n = rng.randrange(len(counts))
+        if total < INTERNAL_ASSESSMENTS and counts[n] < 40:
+            counts[n] += 1
+        elif total > INTERNAL_ASSESSMENTS and counts[n] > 20:
+            counts[n] -= 1
+    framework_id = e_government(LATEST)
+    leaves = [
+        n.id for n in get_framework(framework_id).nodes() if n.is_leaf and n.input == "assessed"
+    ]
+    agencies, assessments, inputs = [], [], []
+    for region, count in zip(regions, counts, strict=True):
+        for n in range(count):
+            name, kind = OPD[n] if n < len(OPD) else (f"Kecamatan {n - len(OPD) + 1}", "kecamatan")
+            agency = uuid.uuid4()
+            agencies.append((agency, region, name, kind))
+            state = ("draft", "in_review", "verified")[rng.randrange(3)]
+            identifier = uuid.uuid4()
+            assessments.append(
+                (identifier, region, framework_id, LATEST, "final", state, 1, agency)
+            )
+            for leaf in leaves:
+                own = entered_value(framework_id, rng)
+                verified = None
+                if state == "verified" or (state == "in_review" and rng.random() < 0.5):
+                    verified = own if rng.random() < 0.7 else entered_value(framework_id, rng)
+                inputs.append(
+                    (
+                        identifier,
+                        leaf,
+                        json.dumps(own),
+                        None if verified is None else json.dumps(verified),
+                    )
+                )
+    return agencies, assessments, inputs
+
+
+def evidence_records(
+    indicators: list[tuple[uuid.UUID, str]], agency_of: dict[uuid.UUID, uuid.UUID], seed: int
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Evidence metadata for 5% of the entered indicators (assessment, node): an object (no
+    bytes stored; a key where the local store would keep them), an item linked to the node (and
+    to the agency of an internal assessment), and its first revision."""
+    rng = random.Random(seed)
+    kinds = [("pdf", "application/pdf"), ("png", "image/png"), ("xlsx", ALLOWED["xlsx"])]
+    objects, items, revisions = [], [], []
+    for assessment, node in indicators:
+        if rng.random() >= 0.05:
+            continue
+        sha256 = f"{rng.getrandbits(256):064x}"
+        extension, content_type = rng.choice(kinds)
+        objects.append((sha256, rng.randint(20_000, 5_000_000), content_type, object_key(sha256)))
+        item = uuid.uuid4()
+        items.append(
+            (item, assessment, [node], f"Bukti dukung {node}", agency_of.get(assessment), 1)
+        )
+        revisions.append((uuid.uuid4(), item, 1, sha256, f"bukti-{node.lower()}.{extension}"))
+    return objects, items, revisions
+
+
 def chunks(rows: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
     batch: list[tuple[Any, ...]] = []
     for row in rows:
@@ -176,11 +317,15 @@ class Scale(Bench):
                     for node, kind in nodes:
                         if kind == "score":
                             value = str(Decimal(rng.randint(100, 400)) / 100)
-                        elif kind == "spbe-2020":
-                            value = str(rng.randint(1, 5))
-                        else:  # ipd-2026: decimals from 1.00 to 5.00
-                            value = str(Decimal(rng.randint(100, 500)) / 100)
+                        else:
+                            value = entered_value(kind, rng)
                         inputs.append((identifier, node, json.dumps(value)))
+        agencies, internal, internal_inputs = opd_records(self.all_regions, seed=20)
+        evidence = evidence_records(
+            [(a, n) for a, n, _ in inputs] + [(a, n) for a, n, *_ in internal_inputs],
+            {row[0]: row[7] for row in internal},
+            seed=5,
+        )
         plan = series_plan(round(FULL_POINTS * self.scale), len(self.all_regions))
         connection = await asyncpg.connect(self.dsn)
         try:
@@ -188,15 +333,7 @@ class Scale(Bench):
             await connection.copy_records_to_table(
                 "assessment",
                 records=assessments,
-                columns=[
-                    "id",
-                    "region_code",
-                    "framework_id",
-                    "period",
-                    "stage",
-                    "state",
-                    "input_revision",
-                ],
+                columns=list(ASSESSMENT_COLUMNS[:-1]),
             )
             await connection.copy_records_to_table(
                 "assessment_input",
@@ -204,6 +341,44 @@ class Scale(Bench):
                 columns=["assessment_id", "node_id", "self_value"],
             )
             assessments_s = time.perf_counter() - started
+            started = time.perf_counter()
+            await connection.copy_records_to_table(
+                "agency", records=agencies, columns=["id", "region_code", "name", "kind"]
+            )
+            await connection.copy_records_to_table(
+                "assessment", records=internal, columns=list(ASSESSMENT_COLUMNS)
+            )
+            await connection.copy_records_to_table(
+                "assessment_input",
+                records=internal_inputs,
+                columns=["assessment_id", "node_id", "self_value", "verified_value"],
+            )
+            internal_s = time.perf_counter() - started
+            started = time.perf_counter()
+            objects, items, revisions = evidence
+            await connection.copy_records_to_table(
+                "evidence_object",
+                records=objects,
+                columns=["sha256", "size", "content_type", "storage_key"],
+            )
+            await connection.copy_records_to_table(
+                "evidence_item",
+                records=items,
+                columns=[
+                    "id",
+                    "assessment_id",
+                    "node_ids",
+                    "title",
+                    "agency_id",
+                    "latest_revision",
+                ],
+            )
+            await connection.copy_records_to_table(
+                "evidence_revision",
+                records=revisions,
+                columns=["id", "item_id", "revision", "sha256", "filename"],
+            )
+            evidence_s = time.perf_counter() - started
             started = time.perf_counter()
             points = 0
             columns = [
@@ -242,13 +417,21 @@ class Scale(Bench):
             "assessments": len(assessments),
             "inputs": len(inputs),
             "assessments_copy_s": assessments_s,
+            "agencies": len(agencies),
+            "internal_assessments": len(internal),
+            "internal_framework": internal[0][2],
+            "internal_inputs": len(internal_inputs),
+            "internal_copy_s": internal_s,
+            "evidence_items": len(evidence[1]),
+            "evidence_share_of_inputs": len(evidence[1]) / (len(inputs) + len(internal_inputs)),
+            "evidence_copy_s": evidence_s,
             "series_per_region": len(plan),
             "metric_points": points,
             "metric_points_copy_s": points_s,
             "metric_points_per_s": points / points_s,
             "vacuum_analyze_s": vacuum_s,
             "metric_point_size": size,
-            "not_generated": "internal OPD assessments; the linked smartcity-spbe view",
+            "not_generated": "the linked smartcity-spbe view; evidence bytes (metadata only)",
         }
 
     # -- S1 -----------------------------------------------------------------------------------
@@ -256,8 +439,10 @@ class Scale(Bench):
     async def s1_recompute(self, runtime: Runtime, profile: bool) -> None:
         frameworks = [f for f in FRAMEWORKS if in_force(f, LATEST)]
 
+        cpu: list[float] = []
+
         async def recompute() -> float:
-            started = time.perf_counter()
+            started, process_started = time.perf_counter(), time.process_time()
             for framework in frameworks:
                 async with runtime.sessionmaker() as session, session.begin():
                     run = await create_run(
@@ -270,48 +455,22 @@ class Scale(Bench):
                     )
                 while await run_step(runtime.sessionmaker, run.id, None) is not None:
                     pass
+            cpu.append(time.process_time() - process_started)
             return time.perf_counter() - started
 
         first = await recompute()  # creates the result rows; the timed run replaces them
         spy = Spy(self.folder / "s1.txt", os.getpid()) if profile else None
         timed = await recompute()
         profiled = spy.stop() if spy else None
-        shares = []
-        for framework_id in frameworks:
-            framework = get_framework(framework_id)
-            if framework_id == "gmsc-2023":
-                weighted = list(framework.index.children)
-                total = sum(c.weight for c in weighted)
-                pairs = [(c.id, Fraction(c.weight) / total) for c in weighted]
-            else:
-                pairs = [
-                    (leaf.id, leaf_share(framework, leaf))
-                    for leaf in framework.index.walk()
-                    if leaf.is_leaf
-                ]
-            for node, share in pairs:
-                exact = Decimal(share.numerator) / Decimal(share.denominator)
-                shares.append(f"('{framework_id}', '{node}', {exact})")
         scope = f"a.period = {LATEST} AND a.framework_id IN ({', '.join(map(repr, frameworks))})"
-        aggregate = f"""
-            WITH w(framework, node, share) AS (VALUES {", ".join(shares)})
-            SELECT a.id, round(sum(w.share * (i.self_value #>> '{{}}')::numeric), 2)
-            FROM assessment a
-            JOIN assessment_input i ON i.assessment_id = a.id
-            JOIN w ON w.framework = a.framework_id AND w.node = i.node_id
-            WHERE {scope} GROUP BY a.id
-        """
+        aggregate = flat_index_sql(frameworks, scope)
         connection = await asyncpg.connect(self.dsn)
         try:
             await connection.fetch(aggregate)  # warm
             started = time.perf_counter()
             rows = await connection.fetch(aggregate)
             aggregate_s = time.perf_counter() - started
-            differing = await connection.fetchval(f"""
-                WITH flat AS ({aggregate})
-                SELECT count(*) FROM flat JOIN result_state s ON s.assessment_id = flat.id
-                JOIN assessment a ON a.id = flat.id AND a.framework_id = 'gmsc-2023'
-                WHERE s.index_value IS DISTINCT FROM flat.round""")
+            checked = await check_indices(connection, frameworks, scope)
             for table in ("result_node", "result_state"):
                 await connection.execute(f"""
                     CREATE TEMP TABLE saved_{table} AS SELECT n.* FROM {table} n
@@ -340,6 +499,9 @@ class Scale(Bench):
         self.results["S1"] = {
             "ratio": timed / floor,
             "recompute_s": timed,
+            # This process's CPU time during the timed run (Postgres's is not in it): on a
+            # shared machine, the part of the wall time that is Cerdas's own Python.
+            "recompute_cpu_s": cpu[-1],
             "first_recompute_s": first,
             "floor_s": floor,
             "sql_aggregate_s": aggregate_s,
@@ -349,10 +511,34 @@ class Scale(Bench):
             "result_node_rows": node_rows,
             "result_state_rows": state_rows,
             "result_node_avg_bytes": width,
-            "gmsc_differing_from_sql": differing,
+            "checked_against_sql": checked,
+            "differing": sum(c["differing"] for c in checked),
         }
         if profiled:
             self.results["S1"]["profile"] = profiled
+
+    def s1_all_periods(self) -> None:
+        """The worker's recompute of the latest period, then of all ten, each in a process of
+        its own (``cerdas recompute``, the batched run): time and peak RSS, and every index of
+        every period checked against the flat formulas afterwards."""
+        one, one_s = peak_rss(["recompute", "--period", str(LATEST)], self.env)
+        ten, ten_s = peak_rss(["recompute", "--all"], self.env)
+        self.results["S1"]["latest_period_process"] = {
+            "seconds": one_s,
+            "peak_rss_mib": one / 2**20,
+        }
+        self.results["S1"]["all_periods_process"] = {"seconds": ten_s, "peak_rss_mib": ten / 2**20}
+        self.results["S1"]["rss_ten_over_one_period"] = ten / one
+        self.results["S1"]["rss_verdict"] = "met" if abs(ten / one - 1) <= 0.1 else "MISSED"
+
+    async def check_all_periods(self) -> None:
+        connection = await asyncpg.connect(self.dsn)
+        try:
+            checked = await check_indices(connection, list(FRAMEWORKS), "true")
+        finally:
+            await connection.close()
+        self.results["S1"]["all_periods_checked_against_sql"] = checked
+        self.results["S1"]["all_periods_differing"] = sum(c["differing"] for c in checked)
 
     # -- S4 -----------------------------------------------------------------------------------
 
@@ -538,6 +724,127 @@ class Scale(Bench):
         return spy.stop()
 
 
+def flat_shares(framework_id: str) -> tuple[list[tuple[str, int, Fraction | None, bool]], int]:
+    """The official flat formula of ``framework_id``'s index, read from its framework file:
+    per leaf (id, whole-number weight, value counted while absent, entered by the region?) and
+    the common denominator, so that index = Σ weight × value ÷ denominator exactly. Only a tree
+    of weighted means without multipliers has such a formula; anything else is refused."""
+    framework = get_framework(framework_id)
+    for node in framework.index.walk():
+        if not node.is_leaf and (node.aggregation != "weighted_mean" or node.multiplier != 1):
+            raise ValueError(f"{framework_id}/{node.id}: no flat weighted formula")
+        if node.is_leaf and node.input not in ("assessed", "outside"):
+            raise ValueError(f"{framework_id}/{node.id}: a {node.input} leaf")
+    leaves = [leaf for leaf in framework.index.walk() if leaf.is_leaf]
+    shares = [Fraction(leaf_share(framework, leaf)) for leaf in leaves]
+    denominator = math.lcm(*(share.denominator for share in shares))
+    return [
+        (
+            leaf.id,
+            int(share * denominator),
+            leaf.outside.absent_value if leaf.outside else None,
+            leaf.input == "assessed",
+        )
+        for leaf, share in zip(leaves, shares, strict=True)
+    ], denominator
+
+
+# Each kind of index (METHODOLOGY.md; services.scoring.service.values_alone): an assessed leaf
+# counts its verified value else the region's own, or only its own, or only the verified one;
+# an outside index's leaf counts its entered value, else the value the file counts while absent.
+_KINDS = {
+    "index_value": "coalesce(i.verified_value, i.self_value)",
+    "self_index_value": "CASE WHEN w.assessed THEN i.self_value "
+    "ELSE coalesce(i.verified_value, i.self_value) END",
+    "verified_index_value": "CASE WHEN w.assessed THEN i.verified_value "
+    "ELSE coalesce(i.verified_value, i.self_value) END",
+}
+
+
+def _rounded(total: str) -> str:
+    """SQL rounding the exact ``total`` ÷ f.denominator (≥ 0) to f.places decimals by f.mode,
+    in exact integer arithmetic, as services.scoring.engine.numbers.rounded_units does."""
+    scaled = f"({total}) * power(10::numeric, f.places)"
+    quotient = f"div({scaled}, f.denominator)"
+    twice = f"2 * ({scaled} - {quotient} * f.denominator)"
+    return f"""({quotient} + CASE f.mode
+        WHEN 'half_up' THEN ({twice} >= f.denominator)::int
+        WHEN 'half_down' THEN ({twice} > f.denominator)::int
+        WHEN 'half_even' THEN ({twice} > f.denominator
+            OR ({twice} = f.denominator AND mod({quotient}, 2) = 1))::int
+        WHEN 'up' THEN ({twice} > 0)::int
+        ELSE 0 END) / power(10::numeric, f.places)"""
+
+
+def flat_index_sql(
+    frameworks: list[str], scope: str, kinds: tuple[str, ...] = ("index_value",)
+) -> str:
+    """SQL of each assessment's index (and with ``kinds``, its self-assessed and verified
+    indices) in ``scope`` by the flat official formula, rounded as the framework file says:
+    rows (id, framework_id, internal, <kind>...). An index missing a value it needs is NULL."""
+    leaves, files = [], []
+    for framework_id in frameworks:
+        shares, denominator = flat_shares(framework_id)
+        framework = get_framework(framework_id)
+        files.append(
+            f"('{framework_id}', {denominator}::numeric, {framework.precision}, "
+            f"'{framework.rounding}')"
+        )
+        for node, weight, absent, assessed in shares:
+            default = "NULL" if absent is None else plain_decimal(absent)
+            leaves.append(f"('{framework_id}', '{node}', {weight}, {default}::numeric, {assessed})")
+    sums = ",\n".join(
+        f"""sum(w.weight * coalesce(({value} #>> '{{}}')::numeric, w.absent)) AS {kind},
+        bool_and({value} IS NOT NULL OR w.absent IS NOT NULL) AS {kind}_complete"""
+        for kind, value in ((kind, _KINDS[kind]) for kind in kinds)
+    )
+    rounded = ", ".join(
+        f"CASE WHEN t.{kind}_complete THEN {_rounded(f't.{kind}')} END AS {kind}" for kind in kinds
+    )
+    return f"""
+        WITH w(framework, node, weight, absent, assessed) AS (VALUES {", ".join(leaves)}),
+        f(framework, denominator, places, mode) AS (VALUES {", ".join(files)}),
+        t AS (
+            SELECT a.id, a.framework_id, a.agency_id IS NOT NULL AS internal, {sums}
+            FROM assessment a
+            JOIN w ON w.framework = a.framework_id
+            LEFT JOIN assessment_input i ON i.assessment_id = a.id AND i.node_id = w.node
+            WHERE {scope}
+            GROUP BY a.id
+        )
+        SELECT t.id, t.framework_id, t.internal, {rounded}
+        FROM t JOIN f ON f.framework = t.framework_id
+    """
+
+
+def plain_decimal(value: Fraction) -> str:
+    """A terminating fraction as exact decimal text (an absent value of 1, 0.5, ...)."""
+    text = Decimal(value.numerator) / Decimal(value.denominator)
+    if Fraction(text) != value:
+        raise ValueError(f"{value} has no exact decimal")
+    return format(text, "f")
+
+
+async def check_indices(
+    connection: asyncpg.Connection, frameworks: list[str], scope: str
+) -> list[dict[str, Any]]:
+    """Every recomputed index, self-assessed index and verified index in ``scope`` against the
+    flat official formula in SQL: per framework, official and internal (OPD) apart, how many
+    were checked and how many differ (a missing result counts as differing)."""
+    kinds = tuple(_KINDS)
+    flat = flat_index_sql(frameworks, scope, kinds)
+    differs = " OR ".join(f"s.{kind} IS DISTINCT FROM flat.{kind}" for kind in kinds)
+    rows = await connection.fetch(f"""
+        WITH flat AS ({flat})
+        SELECT flat.framework_id, flat.internal, count(*) AS assessments,
+               count(*) FILTER (WHERE s.assessment_id IS NULL OR {differs}) AS differing,
+               count(flat.self_index_value) AS with_self_index,
+               count(flat.verified_index_value) AS with_verified_index
+        FROM flat LEFT JOIN result_state s ON s.assessment_id = flat.id
+        GROUP BY 1, 2 ORDER BY 1, 2""")
+    return [dict(row) for row in rows]
+
+
 class Spy:
     """py-spy recording a process (if py-spy is installed beside this Python)."""
 
@@ -644,6 +951,8 @@ async def main() -> None:
     try:
         await bench.load(runtime)
         await bench.s1_recompute(runtime, args.profile)
+        bench.s1_all_periods()
+        await bench.check_all_periods()
         await bench.s4_series(runtime)
         server, url = bench.serve()
         bench.server_pid = server.pid
@@ -682,7 +991,10 @@ async def main() -> None:
     load = report["load"]
     print(
         f"load: {load['assessments']:,} assessments, {load['inputs']:,} inputs "
-        f"({load['assessments_copy_s']:.1f} s); {load['metric_points']:,} metric points in "
+        f"({load['assessments_copy_s']:.1f} s); {load['agencies']:,} agencies and "
+        f"{load['internal_assessments']:,} internal assessments, {load['internal_inputs']:,} "
+        f"inputs ({load['internal_copy_s']:.1f} s); {load['evidence_items']:,} evidence items "
+        f"({load['evidence_copy_s']:.1f} s); {load['metric_points']:,} metric points in "
         f"{load['metric_points_copy_s']:.1f} s ({load['metric_points_per_s']:,.0f}/s), "
         f"VACUUM ANALYZE {load['vacuum_analyze_s']:.1f} s, metric_point {load['metric_point_size']}"
     )
@@ -690,8 +1002,22 @@ async def main() -> None:
     print(
         f"S1 {s1['ratio']:8.2f}  target {s1['target']:<7} {s1['verdict']:<7} recompute "
         f"{s1['recompute_s']:.2f} s vs floor {s1['floor_s']:.3f} s (aggregate "
-        f"{s1['sql_aggregate_s']:.3f} + rewrite {s1['sql_rewrite_s']:.3f}) for "
+        f"{s1['sql_aggregate_s']:.3f} + rewrite {s1['sql_rewrite_s']:.3f}); "
+        f"{s1['recompute_cpu_s']:.1f} s CPU in Python; "
         f"{s1['assessments']:,} assessments, {s1['result_node_rows']:,} result rows"
+    )
+    for c in s1["checked_against_sql"]:
+        print(
+            f"   {c['framework_id']}{' (OPD)' if c['internal'] else ''}: {c['assessments']:,} "
+            f"index, self and verified values checked against SQL, {c['differing']} differ"
+        )
+    one, ten = s1["latest_period_process"], s1["all_periods_process"]
+    print(
+        f"   cerdas recompute --period {LATEST}: {one['seconds']:.1f} s, peak "
+        f"{one['peak_rss_mib']:.0f} MiB; --all (ten years): {ten['seconds']:.1f} s, peak "
+        f"{ten['peak_rss_mib']:.0f} MiB (x{s1['rss_ten_over_one_period']:.2f}, target 1 ± 0.1 "
+        f"{s1['rss_verdict']}); "
+        f"{s1['all_periods_differing']} of every period's indices differ from SQL"
     )
     print(
         f"S4 p50 {s4['p50_ms']:.2f} ms, p99 {s4['p99_ms']:.2f} ms over {s4['queries']} queries "

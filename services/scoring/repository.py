@@ -226,6 +226,16 @@ def _copy_text(rows: Sequence[ResultRow], computed_at: datetime) -> bytes:
     """``rows`` as COPY text: tab-separated, \\N for NULL, backslash escapes."""
     moment = computed_at.isoformat()
     lines = []
+    # Node ids, parents, predicates and details repeat from one assessment to the next:
+    # each distinct text is escaped once.
+    escaped: dict[str | None, str] = {}
+
+    def field(value: str | None) -> str:
+        found = escaped.get(value)
+        if found is None:
+            found = escaped[value] = _copy_field(value)
+        return found
+
     for (
         identifier,
         node,
@@ -239,8 +249,9 @@ def _copy_text(rows: Sequence[ResultRow], computed_at: datetime) -> bytes:
         revision,
     ) in rows:
         lines.append(
-            f"{identifier}\t{_copy_field(node)}\t{_copy_field(parent)}\t{_copy_number(value)}\t{_copy_number(weight)}\t"
-            f"{_copy_number(contribution)}\t{_copy_field(predicate)}\t{source}\t{_copy_field(detail)}\t"
+            f"{identifier}\t{field(node)}\t{field(parent)}\t{_copy_number(value)}\t"
+            f"{_copy_number(weight)}\t{_copy_number(contribution)}\t{field(predicate)}\t"
+            f"{source}\t{field(detail)}\t"
             f"{revision}\t{moment}\n"
         )
     return "".join(lines).encode()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -37,7 +37,15 @@ from services.kit.metrics import RECOMPUTED_ASSESSMENTS
 from services.kit.queue import Queue
 from services.models import Assessment, AssessmentState, RecomputeRun
 from services.scoring import repository
-from services.scoring.engine import Framework, InputError, Inputs, Result, evaluate, link_order
+from services.scoring.engine import (
+    Framework,
+    InputError,
+    Inputs,
+    Result,
+    evaluate,
+    evaluate_index,
+    link_order,
+)
 from services.scoring.engine.numbers import decimal_text
 from services.scoring.frameworks import link_sources, registry
 
@@ -129,6 +137,7 @@ async def _recompute_locked(
     details: dict[tuple[Any, ...], str] = {}
     result_states: list[dict[str, Any]] = []
     changed: list[tuple[Assessment, Result]] = []
+    alone_memo: dict[Hashable, tuple[Decimal | None, str | None]] = {}
     for assessment in due:
         framework = frameworks[assessment.framework_id]
         loaded = inputs[assessment.id]
@@ -148,7 +157,7 @@ async def _recompute_locked(
             if inputs_alone is loaded.counted and error is None:
                 alone[kind] = (index, result.index.predicate)  # the same values, the same index
             else:
-                alone[kind] = index_alone(framework, inputs_alone)
+                alone[kind] = index_alone(framework, inputs_alone, alone_memo)
         result_states.append(
             {
                 "assessment_id": assessment.id,
@@ -361,16 +370,50 @@ def values_alone(
     return values
 
 
-def index_alone(framework: Framework, inputs: Inputs | None) -> tuple[Decimal | None, str | None]:
+def index_alone(
+    framework: Framework,
+    inputs: Inputs | None,
+    memo: dict[Hashable, tuple[Decimal | None, str | None]] | None = None,
+) -> tuple[Decimal | None, str | None]:
     """The index and predicate of ``inputs`` (None for none, or for inputs that do not fit the
-    framework: the index's own error says why)."""
+    framework: the index's own error says why).
+
+    ``memo`` keeps them by framework version and inputs for a batch: many assessments share
+    the inputs of one kind (no verified value yet, so none at all), scored once."""
     if inputs is None:
         return None, None
+    key = _inputs_key(framework, inputs) if memo is not None else None
+    if memo is not None and key is not None and key in memo:
+        return memo[key]
     try:
-        index = evaluate(framework, inputs).index
+        found = evaluate_index(framework, inputs)
     except InputError:
-        return None, None
-    return index.value, index.predicate
+        found = (None, None)
+    if memo is not None and key is not None:
+        memo[key] = found
+    return found
+
+
+def _inputs_key(framework: Framework, inputs: Inputs) -> Hashable | None:
+    """``inputs`` as a key equal only for inputs the engine scores alike: each value with its
+    type (1, True and Decimal("1") compare equal but are not the same input); None when a
+    value cannot be a key (a list of items)."""
+
+    def frozen(mapping: Mapping[str, Any]) -> frozenset[tuple[str, type, Any]]:
+        return frozenset((key, type(value), value) for key, value in mapping.items())
+
+    try:
+        return (
+            framework.id,
+            framework.content_hash,
+            frozen(inputs.values),
+            frozen(inputs.metrics),
+            frozen(inputs.linked),
+            frozen(inputs.unavailable),
+            frozen(inputs.sources),
+        )
+    except TypeError:
+        return None
 
 
 def result_rows(

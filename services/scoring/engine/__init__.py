@@ -8,7 +8,7 @@ Typical use::
 """
 
 from services.scoring.engine.errors import FrameworkError, InputError, Issue
-from services.scoring.engine.evaluate import Inputs, evaluate
+from services.scoring.engine.evaluate import Inputs, evaluate, evaluate_index
 from services.scoring.engine.loader import (
     check_families,
     check_links,
@@ -52,6 +52,7 @@ __all__ = [
     "check_links",
     "compile_framework",
     "evaluate",
+    "evaluate_index",
     "exact",
     "link_order",
     "load_framework",

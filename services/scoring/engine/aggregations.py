@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from math import lcm
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -40,23 +41,54 @@ class Rule:
 
 
 def _total(values: Sequence[Fraction]) -> Fraction:
-    return sum(values, Fraction(0))
+    return _sum_terms([(value.numerator, value.denominator) for value in values])
+
+
+def _sum_terms(terms: Sequence[tuple[int, int]]) -> Fraction:
+    """The exact sum of ``terms`` (numerator, positive denominator), reduced once at the end
+    rather than after every addition (Fraction's own ``+``): scores share a few denominators
+    (weights, hundredths), so the common one stays small."""
+    total, common = 0, 1
+    for numerator, denominator in terms:
+        if denominator == common:
+            total += numerator
+        else:
+            multiple = lcm(common, denominator)
+            total = total * (multiple // common) + numerator * (multiple // denominator)
+            common = multiple
+    return Fraction(total, common)
 
 
 def _weights(present: Sequence[Present]) -> Fraction:
     return _total([child.node.weight for child in present])
 
 
+def _products(present: Sequence[Present]) -> list[tuple[int, int]]:
+    """Each child's weight × value, unreduced."""
+    return [
+        (
+            child.node.weight.numerator * child.value.numerator,
+            child.node.weight.denominator * child.value.denominator,
+        )
+        for child in present
+    ]
+
+
 def _weighted_mean(node: Node, present: Sequence[Present]) -> Fraction | None:
     weights = _weights(present)
     if weights == 0:
         return None
-    return _total([child.node.weight * child.value for child in present]) / weights
+    return _sum_terms(_products(present)) / weights
 
 
 def _weighted_shares(node: Node, present: Sequence[Present]) -> list[Fraction | None]:
     weights = _weights(present)
-    return [child.node.weight * child.value / weights if weights else None for child in present]
+    if weights == 0:
+        return [None for _ in present]
+    return [
+        Fraction(numerator * weights.denominator, denominator * weights.numerator)
+        for numerator, denominator in _products(present)
+    ]
 
 
 def _mean(node: Node, present: Sequence[Present]) -> Fraction:

@@ -68,6 +68,15 @@ def evaluate(framework: Framework, inputs: Inputs, *, strict: bool = False) -> R
     return result
 
 
+def evaluate_index(framework: Framework, inputs: Inputs) -> tuple[Decimal | None, str | None]:
+    """The index's value and predicate, exactly as ``evaluate(framework, inputs).index`` gives
+    them, without explaining the tree (no contributions, no other node rounded): for the
+    indices a recompute stores beside the explained one (from self-assessed or verified values
+    only). Raises :class:`InputError` as :func:`evaluate` does."""
+    evaluation = _evaluated(framework, inputs, explain=False)
+    return evaluation.rounded(framework.index)
+
+
 def exact_values(framework: Framework, inputs: Inputs) -> dict[str, Fraction | None]:
     """Every node's unrounded value (None: no value), as :func:`evaluate` computes it before
     rounding anything; raises :class:`InputError` as :func:`evaluate` does."""
@@ -75,21 +84,22 @@ def exact_values(framework: Framework, inputs: Inputs) -> dict[str, Fraction | N
     return {node_id: value.exact for node_id, value in computed.items()}
 
 
-def _evaluated(framework: Framework, inputs: Inputs) -> _Evaluation:
-    known = {node.id for node in framework.nodes()}
+def _evaluated(framework: Framework, inputs: Inputs, *, explain: bool = True) -> _Evaluation:
+    known = framework.node_ids
     for node_id in inputs.values:
         if node_id not in known:
             raise InputError(f"unknown node {node_id!r} in {framework.id}", node_id)
-    evaluation = _Evaluation(framework, inputs)
+    evaluation = _Evaluation(framework, inputs, explain=explain)
     for root in framework.roots:
         evaluation.visit(root)
     return evaluation
 
 
 class _Evaluation:
-    def __init__(self, framework: Framework, inputs: Inputs) -> None:
+    def __init__(self, framework: Framework, inputs: Inputs, *, explain: bool = True) -> None:
         self.framework = framework
         self.inputs = inputs
+        self.explain = explain  # work out each child's contribution
         self.computed: dict[str, _Computed] = {}
         self.parents: dict[str, str | None] = {}
 
@@ -103,7 +113,7 @@ class _Evaluation:
             computed = self._leaf(node)
         else:
             computed = self._aggregate(node, children)
-        if not node.is_leaf and computed.exact is not None:
+        if self.explain and not node.is_leaf and computed.exact is not None:
             self._contributions(node)
         self.computed[node.id] = computed
         return computed
@@ -282,17 +292,22 @@ class _Evaluation:
         except NotANumber as exc:
             raise InputError(f"{node.id}: metric {key}: {exc}", node.id) from None
 
+    def rounded(self, node: Node) -> tuple[Decimal | None, str | None]:
+        """``node``'s published value (rounded by the framework's rules) and its predicate."""
+        exact_value = self.computed[node.id].exact
+        if exact_value is None:
+            return None, None
+        framework = self.framework
+        places = 0 if node.scale is not None and node.scale.integer else framework.precision
+        units = rounded_units(exact_value, places, framework.rounding)
+        return Decimal(units).scaleb(-places), _predicate(node, units, places)
+
     def result(self) -> Result:
         framework = self.framework
         nodes: dict[str, NodeResult] = {}
-        for node in framework.nodes():
+        for node in framework.all_nodes:
             computed = self.computed[node.id]
-            value = predicate = None
-            if computed.exact is not None:
-                places = 0 if node.scale is not None and node.scale.integer else framework.precision
-                units = rounded_units(computed.exact, places, framework.rounding)
-                value = Decimal(units).scaleb(-places)
-                predicate = _predicate(node, units, places)
+            value, predicate = self.rounded(node)
             contribution = None
             if computed.contribution is not None:
                 contribution = round_exact(

@@ -197,14 +197,22 @@ class Framework:
     roots: tuple[Node, ...]
     content_hash: str
     file: str
+    # Every node in order (each root's tree depth first) and their ids, worked out once: a
+    # national recompute walks the same few frameworks tens of thousands of times.
+    all_nodes: tuple[Node, ...] = field(init=False, repr=False, compare=False)
+    node_ids: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        nodes = tuple(node for root in self.roots for node in root.walk())
+        object.__setattr__(self, "all_nodes", nodes)
+        object.__setattr__(self, "node_ids", frozenset(node.id for node in nodes))
 
     @property
     def index(self) -> Node:
         return self.roots[0]
 
     def nodes(self) -> Iterator[Node]:
-        for root in self.roots:
-            yield from root.walk()
+        return iter(self.all_nodes)
 
     def node(self, node_id: str) -> Node:
         for node in self.nodes():
