@@ -63,7 +63,7 @@ bench: venv
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.scale --scale $(SCALE) $(BENCH_SCALE_ARGS)
 
-# The national scale alone: a seeded load by COPY, then S1, S4, S5. SCALE=1 is the issue's full
+# The national scale alone: a seeded load by COPY, then S1, S4, S5, and S2, S3 under 50 pushers. SCALE=1 is the issue's full
 # load (10 million metric points); `make bench-scale SCALE=0.01` is the quick run.
 bench-scale: venv
 	$(BIN)/python -m bench.scale --scale $(SCALE) $(BENCH_SCALE_ARGS)
