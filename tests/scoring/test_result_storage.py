@@ -79,3 +79,57 @@ async def test_result_rows_round_trip_through_copy_with_awkward_text(
     assert index.computed_at == computed_at
     assert (leaf.parent_id, leaf.value, leaf.contribution) == ("A1\\x", None, Decimal("-0.0100"))
     assert (leaf.predicate, leaf.detail) == ("Sangat\tBaik", {})
+
+
+async def test_entered_values_on_the_driver_match_the_assessment_repository(
+    session: AsyncSession,
+) -> None:
+    """The recompute reads entered values on asyncpg, decoding each JSON text once: the same
+    values, of the same types, as the assessment repository's read."""
+    from services.domain.assessment import repository as assessments
+    from services.models import AssessmentInput
+
+    first = Assessment(region_code="32.71", framework_id="spbe-2020", period=2024)
+    second = Assessment(region_code="32.75", framework_id="spbe-2020", period=2024)
+    empty = Assessment(region_code="32.16", framework_id="spbe-2020", period=2024)
+    session.add_all([first, second, empty])
+    await session.flush()
+    given = [
+        (first.id, "I1", "3", "4", None),
+        (first.id, "I2", 3, None, None),
+        (first.id, "I3", "3.45", "3.45", None),
+        (first.id, "I4", [1, "2", "2.5"], [1, 2], None),
+        (first.id, "spbe", None, None, "3.13"),
+        (second.id, "I1", "3", "3", None),
+        (second.id, "I2", True, None, None),
+        (second.id, "I3", {"odd": "1"}, "", None),
+        (second.id, "I4", None, None, None),
+    ]
+    for assessment_id, node_id, own, verified, official in given:
+        session.add(
+            AssessmentInput(
+                assessment_id=assessment_id,
+                node_id=node_id,
+                self_value=own,
+                verified_value=verified,
+                official_value=official,
+            )
+        )
+    await session.flush()
+    ids = [first.id, second.id, empty.id]
+    expected = await assessments.entered_values(session, ids)
+    found = await repository.entered_values(session, ids)
+    assert found == expected
+    assert {
+        (i, node, kind, type(value))
+        for i, nodes in found.items()
+        for node, values in nodes.items()
+        for kind, value in values.items()
+    } == {
+        (i, node, kind, type(value))
+        for i, nodes in expected.items()
+        for node, values in nodes.items()
+        for kind, value in values.items()
+    }
+    assert found[first.id]["I4"]["self"] is not found[first.id]["I4"]["verified"]
+    assert await repository.entered_values(session, []) == {}
