@@ -59,7 +59,10 @@ async def test_result_rows_round_trip_through_copy_with_awkward_text(
         "computed_at": computed_at,
         "error": None,
     }
-    await repository.replace_results(session, [assessment.id], rows, [state], computed_at)
+    text = repository.ResultText(computed_at)
+    for row in rows:
+        text.add(row)
+    await repository.replace_results(session, [assessment.id], text, [state])
 
     stored = {
         node.node_id: node
@@ -133,3 +136,44 @@ async def test_entered_values_on_the_driver_match_the_assessment_repository(
     }
     assert found[first.id]["I4"]["self"] is not found[first.id]["I4"]["verified"]
     assert await repository.entered_values(session, []) == {}
+
+
+def test_result_lines_are_the_result_rows_as_copy_text() -> None:
+    """The recompute writes each result's COPY lines straight from the result, formatting what
+    repeats once a batch: the same text as its rows, one by one, on every framework, with
+    results that differ in values, contributions, predicates, missing inputs and notes."""
+    import random
+    import uuid
+
+    from services.domain.assessment.states import Value
+    from services.scoring.engine import Inputs, evaluate
+    from services.scoring.frameworks import registry
+    from services.scoring.service import add_result_lines, result_rows
+
+    rng = random.Random(19)
+    computed_at = datetime(2026, 12, 1, 19, 40, tzinfo=UTC)
+    fast, reference = repository.ResultText(computed_at), repository.ResultText(computed_at)
+    details: dict[tuple[object, ...], str] = {}
+    heads: dict[str, dict[str, tuple[str, str]]] = {}
+    for framework in registry().values():
+        leaves = [n for n in framework.nodes() if n.is_leaf and n.input in ("assessed", "outside")]
+        for revision in range(30):
+            values: dict[str, object] = {}
+            origins: dict[str, Value] = {}
+            for leaf in leaves:
+                if rng.random() < 0.15 or leaf.scale is None:
+                    continue  # missing
+                low, high = int(leaf.scale.min), int(leaf.scale.max)
+                values[leaf.id] = (
+                    [str(rng.randint(low, high)) for _ in range(rng.randint(1, 3))]
+                    if leaf.items
+                    else str(rng.randint(low, high))
+                )
+                origins[leaf.id] = rng.choice([Value.SELF, Value.VERIFIED])
+            result = evaluate(framework, Inputs(values=values))
+            identifier = uuid.UUID(int=rng.getrandbits(128))
+            add_result_lines(fast, result, identifier, revision, origins, details, heads)
+            for row in result_rows(result, identifier, revision, origins):
+                reference.add(row)
+    assert fast.lines == reference.lines
+    assert fast.text() == reference.text()
