@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -13,7 +14,7 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.domain.assessment.repository import entered_values as entered_values
+from services.domain.assessment.states import Value
 from services.domain.recompute.repository import run_scope
 from services.kit.db import driver_of
 from services.models import (
@@ -66,6 +67,50 @@ async def result_states(
         select(ResultState).where(ResultState.assessment_id.in_(assessment_ids))
     )
     return {row.assessment_id: row for row in rows}
+
+
+async def entered_values(
+    session: AsyncSession, assessment_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, dict[Value, Any]]]:
+    """Per assessment: node id → its entered values (self, verified, official), those given;
+    the same as the assessment repository's ``entered_values``, read on the driver. A national
+    run reads half a million inputs: no SQLAlchemy row per input, and each distinct JSON text
+    (the same few hundred scores, ``"3.45"``) decoded once."""
+    found: dict[uuid.UUID, dict[str, dict[Value, Any]]] = {i: {} for i in assessment_ids}
+    if not assessment_ids:
+        return found
+    driver = await driver_of(await session.connection())
+    rows = await driver.fetch(
+        """
+        SELECT assessment_id, node_id,
+               self_value::text, verified_value::text, official_value::text
+        FROM assessment_input WHERE assessment_id = ANY($1::uuid[])
+        """,
+        list(assessment_ids),
+    )
+    decoded: dict[str, Any] = {}
+
+    def value(text: str | None) -> Any:
+        if text is None:
+            return None
+        known = decoded.get(text)
+        if known is None:
+            known = json.loads(text)
+            if isinstance(known, list | dict):
+                return known  # each its own, as a fresh decoding would give
+            decoded[text] = known
+        return known
+
+    for assessment_id, node_id, self_text, verified_text, official_text in rows:
+        given: dict[Value, Any] = {}
+        if (self_value := value(self_text)) is not None:
+            given[Value.SELF] = self_value
+        if (verified_value := value(verified_text)) is not None:
+            given[Value.VERIFIED] = verified_value
+        if (official_value := value(official_text)) is not None:
+            given[Value.OFFICIAL] = official_value
+        found[assessment_id][node_id] = given
+    return found
 
 
 async def outside_sources(
@@ -182,19 +227,18 @@ async def source_assessments(
 async def replace_results(
     session: AsyncSession,
     assessment_ids: Sequence[uuid.UUID],
-    rows: Sequence[ResultRow],
+    rows: ResultText,
     states: list[dict[str, Any]],
-    computed_at: datetime,
 ) -> None:
     """Replace whole result sets: nodes that no longer exist are gone, nothing is stale."""
     await session.execute(delete(ResultNode).where(ResultNode.assessment_id.in_(assessment_ids)))
-    if rows:
-        # COPY in text format: a national run writes ~60 rows per assessment, tens of
+    if rows.lines:
+        # COPY in text format: a national run writes ~30 rows per assessment, hundreds of
         # thousands in all, and text costs a fraction of asyncpg's binary encoding of Decimals.
         driver = await driver_of(await session.connection())
         await driver.copy_to_table(
             "result_node",
-            source=io.BytesIO(_copy_text(rows, computed_at)),
+            source=io.BytesIO(rows.text()),
             columns=list(_RESULT_COLUMNS),
             format="text",
         )
@@ -222,39 +266,46 @@ async def replace_results(
         )
 
 
-def _copy_text(rows: Sequence[ResultRow], computed_at: datetime) -> bytes:
-    """``rows`` as COPY text: tab-separated, \\N for NULL, backslash escapes."""
-    moment = computed_at.isoformat()
-    lines = []
-    # Node ids, parents, predicates and details repeat from one assessment to the next:
-    # each distinct text is escaped once.
-    escaped: dict[str | None, str] = {}
+class ResultText:
+    """A batch's result rows as COPY text (tab-separated, \\N for NULL, backslash escapes),
+    a line added per row as the results are built: the texts that repeat from one assessment to
+    the next (node ids, parents, predicates, details) are escaped once per batch."""
 
-    def field(value: str | None) -> str:
-        found = escaped.get(value)
+    def __init__(self, computed_at: datetime) -> None:
+        self.moment = computed_at.isoformat()
+        self.lines: list[str] = []
+        self._escaped: dict[str | None, str] = {}
+
+    def field(self, value: str | None) -> str:
+        """``value`` as a COPY text field."""
+        found = self._escaped.get(value)
         if found is None:
-            found = escaped[value] = _copy_field(value)
+            found = self._escaped[value] = _copy_field(value)
         return found
 
-    for (
-        identifier,
-        node,
-        parent,
-        value,
-        weight,
-        contribution,
-        predicate,
-        source,
-        detail,
-        revision,
-    ) in rows:
-        lines.append(
-            f"{identifier}\t{field(node)}\t{field(parent)}\t{_copy_number(value)}\t"
-            f"{_copy_number(weight)}\t{_copy_number(contribution)}\t{field(predicate)}\t"
-            f"{source}\t{field(detail)}\t"
-            f"{revision}\t{moment}\n"
+    def add(self, row: ResultRow) -> None:
+        """One row (``computed_at`` is the batch's)."""
+        (
+            identifier,
+            node,
+            parent,
+            value,
+            weight,
+            contribution,
+            predicate,
+            source,
+            detail,
+            revision,
+        ) = row
+        field = self.field
+        self.lines.append(
+            f"{identifier}\t{field(node)}\t{field(parent)}\t{copy_number(value)}\t"
+            f"{copy_number(weight)}\t{copy_number(contribution)}\t{field(predicate)}\t"
+            f"{source}\t{field(detail)}\t{revision}\t{self.moment}\n"
         )
-    return "".join(lines).encode()
+
+    def text(self) -> bytes:
+        return "".join(self.lines).encode()
 
 
 def _copy_field(value: str | None) -> str:
@@ -262,7 +313,8 @@ def _copy_field(value: str | None) -> str:
     return "\\N" if value is None else value.translate(_ESCAPES)
 
 
-def _copy_number(value: Decimal | None) -> str:
+def copy_number(value: Decimal | None) -> str:
+    """A number in COPY text format: \\N for NULL, plain notation, every digit kept."""
     return "\\N" if value is None else format(value, "f")
 
 

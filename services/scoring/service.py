@@ -41,6 +41,7 @@ from services.scoring.engine import (
     Framework,
     InputError,
     Inputs,
+    NodeResult,
     Result,
     evaluate,
     evaluate_index,
@@ -133,8 +134,9 @@ async def _recompute_locked(
             due.append(assessment)
     inputs = await load_inputs(session, due)
     computed_at = datetime.now(UTC)
-    rows: list[repository.ResultRow] = []
+    rows = repository.ResultText(computed_at)
     details: dict[tuple[Any, ...], str] = {}
+    heads: dict[str, dict[str, tuple[str, str]]] = {}
     result_states: list[dict[str, Any]] = []
     changed: list[tuple[Assessment, Result]] = []
     alone_memo: dict[Hashable, tuple[Decimal | None, str | None]] = {}
@@ -150,7 +152,7 @@ async def _recompute_locked(
             error = str(exc)
             result = evaluate(framework, Inputs())
         revision, index = assessment.input_revision, result.index.value
-        rows += result_rows(result, assessment.id, revision, loaded.origins, details)
+        add_result_lines(rows, result, assessment.id, revision, loaded.origins, details, heads)
         alone: dict[Value, tuple[Decimal | None, str | None]] = {}
         for kind in (Value.SELF, Value.VERIFIED):
             inputs_alone = loaded.alone.get(kind)
@@ -178,7 +180,7 @@ async def _recompute_locked(
         if state is None or state.index_value != index:
             changed.append((assessment, result))
         outcomes[assessment.id] = Recomputed("computed", revision, index, assessment.framework_id)
-    await repository.replace_results(session, [a.id for a in due], rows, result_states, computed_at)
+    await repository.replace_results(session, [a.id for a in due], rows, result_states)
     await mark_followers_dirty(session, [assessment for assessment, _ in changed], queue)
     await webhooks.emit_many(
         session,
@@ -421,39 +423,75 @@ def result_rows(
     assessment_id: uuid.UUID,
     revision: int,
     origins: dict[str, Value],
-    details: dict[tuple[Any, ...], str],
 ) -> list[repository.ResultRow]:
-    """The rows of ``result``; ``details`` memoises the JSON of each node's detail, which
-    repeats from one assessment to the next (the same inputs, nothing missing)."""
-    rows: list[repository.ResultRow] = []
+    """The rows of ``result``, one per node: what :func:`add_result_lines` writes."""
+    return [
+        (
+            assessment_id,
+            node.id,
+            node.parent,
+            node.value,
+            node.weight,
+            node.contribution,
+            node.predicate,
+            node.source,
+            _detail(node, origins.get(node.id)),
+            revision,
+        )
+        for node in result.nodes.values()
+    ]
+
+
+def _detail(node: NodeResult, origin: Value | None) -> str:
+    """A node's ``detail`` column: what it was computed from, what is missing, why."""
+    fields: dict[str, object] = {
+        "inputs": list(node.inputs),
+        "missing": list(node.missing),
+        "note": node.note,
+        "value_from": origin,
+    }
+    if node.metrics:  # the metric values a metric-driven leaf was computed from
+        fields["metrics"] = dict(node.metrics)
+    return json.dumps(fields)
+
+
+def add_result_lines(
+    text: repository.ResultText,
+    result: Result,
+    assessment_id: uuid.UUID,
+    revision: int,
+    origins: dict[str, Value],
+    details: dict[tuple[Any, ...], str],
+    heads: dict[str, dict[str, tuple[str, str]]],
+) -> None:
+    """The rows of ``result`` (:func:`result_rows`) added to ``text`` as COPY lines, without a
+    row tuple between. What repeats from one assessment to the next is formatted once a
+    batch: ``heads`` keeps each node's id and parent fields and its weight by framework
+    version (they are the framework's), ``details`` each node's detail field by what it says
+    (the same inputs, nothing missing)."""
+    framework = result.framework
+    by_node = heads.get(framework.content_hash)
+    if by_node is None:
+        by_node = heads[framework.content_hash] = {
+            node.id: (
+                f"\t{text.field(node.id)}\t{text.field(node.parent)}\t",
+                repository.copy_number(node.weight),
+            )
+            for node in result.nodes.values()
+        }
+    start, end = str(assessment_id), f"\t{revision}\t{text.moment}\n"
+    field, number, lines = text.field, repository.copy_number, text.lines
     for node in result.nodes.values():
-        key = (node.inputs, node.missing, node.note, origins.get(node.id), node.metrics)
+        origin = origins.get(node.id)
+        key = (node.inputs, node.missing, node.note, origin, node.metrics)
         detail = details.get(key)
         if detail is None:
-            fields: dict[str, object] = {
-                "inputs": list(key[0]),
-                "missing": list(key[1]),
-                "note": key[2],
-                "value_from": key[3],
-            }
-            if node.metrics:  # the metric values a metric-driven leaf was computed from
-                fields["metrics"] = dict(node.metrics)
-            detail = details[key] = json.dumps(fields)
-        rows.append(
-            (
-                assessment_id,
-                node.id,
-                node.parent,
-                node.value,
-                node.weight,
-                node.contribution,
-                node.predicate,
-                node.source,
-                detail,
-                revision,
-            )
+            detail = details[key] = field(_detail(node, origin))
+        head, weight = by_node[node.id]
+        lines.append(
+            f"{start}{head}{number(node.value)}\t{weight}\t{number(node.contribution)}\t"
+            f"{field(node.predicate)}\t{node.source}\t{detail}{end}"
         )
-    return rows
 
 
 async def sweep(

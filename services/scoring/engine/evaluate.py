@@ -6,7 +6,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
-from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
@@ -15,7 +14,6 @@ from services.scoring.engine.errors import InputError
 from services.scoring.engine.model import Band, Framework, Node, Scale
 from services.scoring.engine.numbers import (
     NotANumber,
-    RoundingMode,
     exact,
     plain,
     round_exact,
@@ -304,15 +302,15 @@ class _Evaluation:
 
     def result(self) -> Result:
         framework = self.framework
+        places, mode = framework.contribution_precision, framework.rounding
+        weights = framework.reported_weights
         nodes: dict[str, NodeResult] = {}
         for node in framework.all_nodes:
             computed = self.computed[node.id]
             value, predicate = self.rounded(node)
             contribution = None
             if computed.contribution is not None:
-                contribution = round_exact(
-                    computed.contribution, framework.contribution_precision, framework.rounding
-                )
+                contribution = round_exact(computed.contribution, places, mode)
             nodes[node.id] = NodeResult(
                 id=node.id,
                 name=node.name,
@@ -320,7 +318,7 @@ class _Evaluation:
                 parent=self.parents[node.id],
                 value=value,
                 scale=node.scale,
-                weight=_weight(node.weight, framework.contribution_precision, framework.rounding),
+                weight=weights[node.id],
                 contribution=contribution,
                 predicate=predicate,
                 source=computed.source,
@@ -339,13 +337,6 @@ def _present(pairs: list[tuple[Node, _Computed]]) -> list[Present]:
         assert computed.exact is not None
         present.append(Present(node, computed.exact, computed.items))
     return present
-
-
-@lru_cache(maxsize=1024)
-def _weight(weight: Fraction, places: int, mode: RoundingMode) -> Decimal:
-    """A node's weight as reported, rounded as the framework rounds: fixed by the framework, so
-    worked out once."""
-    return round_exact(weight, places, mode).normalize()
 
 
 def _predicate(node: Node, units: int, places: int) -> str | None:

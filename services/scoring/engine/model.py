@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from fractions import Fraction
 from typing import Literal
 
-from services.scoring.engine.numbers import RoundingMode, plain
+from services.scoring.engine.numbers import RoundingMode, plain, round_exact
 
 Aggregation = Literal["weighted_mean", "mean", "sum", "ratio", "min", "max", "pooled_mean", "none"]
 AGGREGATIONS: tuple[str, ...] = (
@@ -201,11 +202,16 @@ class Framework:
     # national recompute walks the same few frameworks tens of thousands of times.
     all_nodes: tuple[Node, ...] = field(init=False, repr=False, compare=False)
     node_ids: frozenset[str] = field(init=False, repr=False, compare=False)
+    # Each node's weight as a result reports it (rounded as the framework rounds), by node id.
+    reported_weights: Mapping[str, Decimal] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         nodes = tuple(node for root in self.roots for node in root.walk())
         object.__setattr__(self, "all_nodes", nodes)
         object.__setattr__(self, "node_ids", frozenset(node.id for node in nodes))
+        places, mode = self.contribution_precision, self.rounding
+        weights = {node.id: round_exact(node.weight, places, mode).normalize() for node in nodes}
+        object.__setattr__(self, "reported_weights", weights)
 
     @property
     def index(self) -> Node:
