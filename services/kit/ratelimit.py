@@ -5,12 +5,12 @@ Redis holds each caller's count for the window, and every request is counted the
 is answered, so a limit holds across replicas exactly. One script call (INCRBY, and EXPIRE
 when it created the key) per round trip.
 
-Requests of the same caller that arrive while that caller's count is already on its way to
-Redis (a dashboard's parallel reads, many clients behind one address) wait for it and are then
-counted together: one ``INCRBY n`` for the n of them, each taking its own place (the new count
-minus n plus one, and so on), exactly as n single increments would have. Nothing is reserved
-ahead of need, so no request is let through past the limit and none is refused short of it. A
-lone request goes out at once, as before.
+Requests of the same caller that ask in the same turn of the event loop (a dashboard's parallel
+reads, many clients behind one address, a busy server) are counted together at the end of that
+turn: one ``INCRBY n`` for the n of them, each taking its own place (the new count minus n plus
+one, and so on), exactly as n single increments would have. Nothing is reserved ahead of need,
+so no request is let through past the limit and none is refused short of it, and no request
+waits for another's round trip: a lone one goes out at the end of its turn.
 
 A limit that cannot be checked because Redis is down fails open (the request goes on) and is
 logged once per outage by the queue's breaker: Redis being away must not take the API with it.
@@ -43,15 +43,14 @@ class RateLimited(ProblemError):
 
 
 class _Counter:
-    """One queue's counting: at most one round trip in flight per key; requests arriving
-    meanwhile are counted together by the next one."""
+    """One queue's counting: the requests of a caller that ask in the same turn of the event
+    loop are counted by one round trip, sent at the end of that turn."""
 
     def __init__(self, queue: Queue) -> None:
         self.queue = queue
         self.script: Any = queue.redis.register_script(_COUNT)
-        self.in_flight: set[str] = set()
-        # key → the futures of the requests waiting for the next round trip (their places)
-        self.waiting: dict[str, list[asyncio.Future[int | None]]] = {}
+        # key → the futures of the requests of this turn (their places, in order)
+        self.pending: dict[str, list[asyncio.Future[int | None]]] = {}
 
     async def _incr(self, key: str, n: int) -> int | None:
         """The count after adding ``n``; None when Redis failed (fail open)."""
@@ -67,39 +66,34 @@ class _Counter:
 
     async def place(self, key: str) -> int | None:
         """This request's place in its window's count (1 for the first), or None."""
-        if key in self.in_flight:
-            waiter: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-            self.waiting.setdefault(key, []).append(waiter)
-            return await waiter
-        self.in_flight.add(key)
-        try:
-            return await self._incr(key, 1)
-        finally:
-            self._next(key)
+        loop = asyncio.get_running_loop()
+        waiters = self.pending.get(key)
+        if waiters is None:
+            waiters = self.pending[key] = []
+            loop.call_soon(self._send, key)
+        waiter: asyncio.Future[int | None] = loop.create_future()
+        waiters.append(waiter)
+        return await waiter
 
-    def _next(self, key: str) -> None:
-        """The round trip for ``key`` ended: count those who waited, or mark it idle."""
-        if self.waiting.get(key):
-            task = asyncio.get_running_loop().create_task(self._batch(key))
-            _batches.add(task)
-            task.add_done_callback(_batches.discard)
-        else:
-            self.waiting.pop(key, None)
-            self.in_flight.discard(key)
+    def _send(self, key: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._batch(key, self.pending.pop(key, [])))
+        _batches.add(task)
+        task.add_done_callback(_batches.discard)
 
-    async def _batch(self, key: str) -> None:
-        waiters = [w for w in self.waiting.pop(key, []) if not w.done()]
+    async def _batch(self, key: str, waiters: list[asyncio.Future[int | None]]) -> None:
+        waiters = [w for w in waiters if not w.done()]
         try:
-            count = await self._incr(key, len(waiters)) if waiters else None
+            if not waiters:
+                return
+            count = await self._incr(key, len(waiters))
             first = None if count is None else count - len(waiters) + 1
             for offset, waiter in enumerate(waiters):
                 if not waiter.done():
                     waiter.set_result(None if first is None else first + offset)
         finally:
-            for waiter in waiters:  # cancelled meanwhile: never leave one waiting
+            for waiter in waiters:  # the batch was cancelled (shutdown): fail open, never hang
                 if not waiter.done():
                     waiter.set_result(None)
-            self._next(key)
 
 
 # Batches in flight (a task must be referenced until it ends).
