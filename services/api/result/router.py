@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.api.result import service
 from services.api.result.schemas import (
@@ -39,6 +40,14 @@ router = APIRouter(tags=["results"])
 def cache(request: Request) -> ResultsCache:
     results_cache: ResultsCache = request.app.state.results_cache
     return results_cache
+
+
+def build_session(request: Request) -> AsyncSession:
+    """A session for building a cached read, opened by the build itself: a cache hit takes no
+    session at all (nor the per-request dependency's setup and commit), and a miss gives its
+    connection back as soon as the answer is built. The builds only read."""
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return sessionmaker()
 
 
 FrameworkQuery = Annotated[str, Query(description="Framework id", examples=["spbe-2020"])]
@@ -115,13 +124,14 @@ async def get_results(
     summary="Index, predicate, parts, rank",
 )
 async def get_summary(
-    assessment_id: uuid.UUID, request: Request, session: DbSession, principal: MaybePrincipal
+    assessment_id: uuid.UUID, request: Request, principal: MaybePrincipal
 ) -> Response:
     """The figures of a results letter: the final index and predicate, the index's parts (the
     five GMSC components, the four SPBE domains), national and provincial rank, improvement."""
 
     async def build() -> Summary:
-        return await service.summary(session, assessment_id, principal)
+        async with build_session(request) as session:
+            return await service.summary(session, assessment_id, principal)
 
     # Visibility is checked when building; a state change bumps the version, so a cached
     # answer never outlives the visibility it was built under.
@@ -203,7 +213,6 @@ async def post_plan(
 )
 async def get_ranking(
     request: Request,
-    session: DbSession,
     principal: MaybePrincipal,
     framework: FrameworkQuery,
     period: PeriodQuery,
@@ -214,7 +223,8 @@ async def get_ranking(
     published_only = not policy.sees_unpublished_figures(principal)
 
     async def build() -> Ranking:
-        return await service.ranking(session, framework, period, province, published_only)
+        async with build_session(request) as session:
+            return await service.ranking(session, framework, period, province, published_only)
 
     key = ("rankings", framework, period, province, published_only)
     return await cache(request).respond(key, build, scope=lambda _: framework)
@@ -262,7 +272,6 @@ async def compare(
 )
 async def dashboard(
     request: Request,
-    session: DbSession,
     principal: MaybePrincipal,
     framework: FrameworkQuery,
     period: PeriodQuery,
@@ -273,7 +282,8 @@ async def dashboard(
     published_only = not policy.sees_unpublished_figures(principal)
 
     async def build() -> Dashboard:
-        return await service.dashboard(session, framework, period, province, published_only)
+        async with build_session(request) as session:
+            return await service.dashboard(session, framework, period, province, published_only)
 
     key = ("dashboard", framework, period, province, published_only)
     return await cache(request).respond(key, build, scope=lambda _: framework)
