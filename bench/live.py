@@ -44,7 +44,7 @@ FRESH_SQL = """
       AND s.input_revision = a.input_revision
 """
 LINKED = "smartcity-spbe-linked"  # the framework the pushed metrics feed
-SERVICES = (
+SERVICES = (  # the catalogue's services with a transactions metric (bench.scale loads them too)
     "adminduk",
     "kartu-kuning",
     "ppdb-online",

@@ -49,7 +49,7 @@ import asyncpg
 import httpx
 from sqlalchemy import select
 
-from bench.live import Live
+from bench.live import SERVICES, Live
 from bench.run import PYTHON, Bench, leaf_share, peak_rss, quantile
 from services.domain.access.principal import operator_context
 from services.domain.access.service import create_key
@@ -89,16 +89,7 @@ def series_plan(target_points: int, regions: int) -> list[tuple[str, str]]:
         "integrated_apps_target",
         "complaints_resolved_ratio",
     ]
-    services = [
-        "adminduk",
-        "kartu-kuning",
-        "ppdb-online",
-        "ambulans",
-        "perizinan",
-        "pengaduan",
-        "pajak-daerah",
-        "kesehatan",
-    ]
+    services = list(SERVICES)
     plan = [(metric, "") for metric in plain] + [("service_transactions", s) for s in services]
     plan += [("service_response_time", f"layanan-{n:03d}") for n in range(max(0, wanted - 12))]
     return plan[:wanted]
