@@ -13,6 +13,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from services.domain.access.service import create_key
 from services.kit.runtime import Runtime
 from tests.test_cli import CERDAS, _free_port, clean_env, run_cli
 
@@ -292,3 +293,55 @@ async def test_axe_finds_no_accessibility_violations(
 # WCAG 2.1 A and AA, and axe's best practices (landmarks, one h1, heading order, …).
 AXE_RUN = """() => axe.run(document, {runOnly: {type: "tag",
     values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]}})"""
+
+
+async def test_a_ministry_admin_signs_in_and_sees_what_is_not_published_yet(
+    cerdas: str, browser: Browser, api: httpx.AsyncClient, live: Runtime
+) -> None:
+    """Kota Bogor's IPD 2026 is in review (2.77 in the demo): anonymous pages leave it out, a
+    ministry-admin's key shows it, for this tab only, until signing out."""
+    async with live.sessionmaker() as session, session.begin():
+        _, secret = await create_key(session, name="Kemendagri", role="ministry-admin", regions=[])
+    params = {"framework": "ipd-2026", "period": "2026"}
+    signed = await api.get(
+        "/v1/rankings", params=params, headers={"Authorization": f"Bearer {secret}"}
+    )
+    bogor = next(item for item in signed.json()["items"] if item["region"] == "32.71")
+
+    requested: list[str] = []
+    errors: list[str] = []
+    page = await open_page(browser, requested, errors, width=1280)
+    await page.goto(f"{cerdas}/dashboard/#/national?framework=ipd-2026&period=2026")
+    await expect(page.locator("body[data-ready=true]")).to_have_count(1)
+    rows = page.locator("#ranking tbody tr")
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text("Kota Bekasi")
+
+    signin = page.locator("#signin")
+    await signin.locator("summary").click()
+    await page.get_by_label("Kunci API atau token SSO").fill("cerdas_not-a-key")
+    await page.get_by_role("button", name="Masuk", exact=True).click()
+    await expect(page.locator("#signin-status")).to_contain_text("Kunci atau token ditolak")
+    await expect(rows).to_have_count(1)
+
+    await page.get_by_label("Kunci API atau token SSO").fill(secret)
+    await page.get_by_role("button", name="Masuk", exact=True).click()
+    await expect(page.locator("#signed-in-as")).to_contain_text("Kemendagri (ministry-admin)")
+    await expect(rows).to_have_count(2)
+    await expect(rows.filter(has_text="Kota Bogor")).to_contain_text(str(bogor["index"]))
+    await expect(page.locator("#footer")).to_contain_text("belum dipublikasikan")
+
+    await page.reload()  # the tab keeps it (sessionStorage), nothing else does
+    await expect(page.locator("body[data-ready=true]")).to_have_count(1)
+    await expect(rows).to_have_count(2)
+    assert await page.evaluate("localStorage.getItem('cerdas-token')") is None
+
+    await signin.locator("summary").click()
+    await page.get_by_role("button", name="Keluar").click()
+    await expect(rows).to_have_count(1)
+    await expect(page.locator("#footer")).to_contain_text("Hanya hasil yang telah dipublikasikan")
+
+    hosts = {urlsplit(url).hostname for url in requested if not url.startswith("data:")}
+    assert hosts == {"127.0.0.1"}, requested
+    # The refused key's 401 is the only console error: the browser reports the failed request.
+    assert all("401" in error for error in errors), errors

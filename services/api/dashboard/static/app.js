@@ -20,6 +20,10 @@ const TEXT = {
     previous: "Indeks periode sebelumnya", changed: "instrumen berganti", noAssessment: "Tidak ada penilaian yang dipublikasikan untuk periode ini.",
     chartLabel: "Grafik indeks per periode; garis putus-putus menandai pergantian instrumen.",
     switchTo: "English", switchLang: "en",
+    signIn: "Masuk", tokenLabel: "Kunci API atau token SSO", signInButton: "Masuk", signOut: "Keluar",
+    signedInAs: (me) => `Masuk sebagai ${me.name} (${me.role})`,
+    signInFailed: "Kunci atau token ditolak", footerSignedIn: (me) =>
+      `Hasil yang boleh dilihat ${me.name} (${me.role}), termasuk yang belum dipublikasikan bila perannya mengizinkan.`,
   },
   en: {
     skip: "Skip to content", title: "Cerdas dashboard", language: "Language",
@@ -39,6 +43,10 @@ const TEXT = {
     previous: "Previous period's index", changed: "instrument changed", noAssessment: "No published assessment for this period.",
     chartLabel: "Chart of the index per period; a dashed line marks a change of instrument.",
     switchTo: "Bahasa Indonesia", switchLang: "id",
+    signIn: "Sign in", tokenLabel: "API key or SSO token", signInButton: "Sign in", signOut: "Sign out",
+    signedInAs: (me) => `Signed in as ${me.name} (${me.role})`,
+    signInFailed: "The key or token was refused", footerSignedIn: (me) =>
+      `The results ${me.name} (${me.role}) may see, unpublished ones included where the role allows.`,
   },
 };
 
@@ -50,11 +58,17 @@ let provinces = [];
 const t = (key) => TEXT[lang][key] ?? MAP_TEXT[lang][key]; // MAP_TEXT: map.js
 const $ = (selector) => document.querySelector(selector);
 
+// Signed in: a key or an SSO bearer token for this tab only (sessionStorage, never localStorage),
+// sent with every read, so the API shows what that caller may see (a ministry-admin: unpublished
+// results too). Signed out, the pages are anonymous: published results only.
+let token = sessionStorage.getItem("cerdas-token");
+let me = null;
+
 async function api(path, params = {}) {
   const query = new URLSearchParams(Object.entries(params).filter(([, v]) => v !== "" && v != null));
-  const response = await fetch(`../v1/${path}${query.size ? "?" + query : ""}`, {
-    headers: { Accept: "application/json" },
-  });
+  const headers = { Accept: "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(`../v1/${path}${query.size ? "?" + query : ""}`, { headers });
   if (!response.ok) {
     let detail = response.statusText;
     try { detail = (await response.json()).detail || detail; } catch { /* not JSON */ }
@@ -91,6 +105,37 @@ function applyLanguage() {
   button.lang = t("switchLang");
   button.setAttribute("aria-pressed", String(lang === "en"));
   document.title = t("title");
+  showSignedIn();
+}
+
+function showSignedIn() {
+  $("#signin-form").hidden = Boolean(me);
+  $("#signed-in").hidden = !me;
+  $("#signed-in-as").textContent = me ? t("signedInAs")(me) + " " : "";
+  $("#footer").textContent = me ? t("footerSignedIn")(me) : t("footer");
+}
+
+async function signIn(candidate) {
+  const previous = token;
+  token = candidate;
+  try {
+    me = await api("me");
+  } catch (error) {
+    token = previous;
+    $("#signin-status").textContent = `${t("signInFailed")}: ${error.message}`;
+    return false;
+  }
+  sessionStorage.setItem("cerdas-token", token);
+  $("#signin-status").textContent = "";
+  showSignedIn();
+  return true;
+}
+
+function signOut() {
+  token = null;
+  me = null;
+  sessionStorage.removeItem("cerdas-token");
+  showSignedIn();
 }
 
 function parseHash() {
@@ -323,6 +368,20 @@ async function start() {
     const query = new URLSearchParams([...form].filter(([, v]) => v !== ""));
     location.hash = `#/national?${query}`;
   });
+  $("#signin-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const field = $("#signin-token");
+    if (await signIn(field.value.trim())) {
+      field.value = "";
+      $("#signin").open = false;
+      route();
+    }
+  });
+  $("#signout").addEventListener("click", () => {
+    signOut();
+    route();
+  });
+  if (token && !(await signIn(token))) signOut(); // a stored token that no longer works
   window.addEventListener("hashchange", () => {
     route();
     $("#main").focus();
