@@ -934,22 +934,37 @@ async def main() -> None:
     parser.add_argument("--scale", type=float, default=0.1, help="1 = 10 million metric points")
     parser.add_argument("--quick", action="store_true", help="the same as --scale 0.01")
     parser.add_argument("--profile", action="store_true", help="py-spy S1 and S5 (a second run)")
+    parser.add_argument(
+        "--only",
+        default="S1,S2,S3,S4,S5",
+        help="measure these parts only, comma-separated (S2 and S3 run together); for "
+        "development: the report then has no verdict for the others",
+    )
     args = parser.parse_args()
+    only = {part.strip().upper() for part in args.only.split(",")}
+    unknown = only - {"S1", "S2", "S3", "S4", "S5"}
+    if unknown:
+        parser.error(f"--only: no part named {', '.join(sorted(unknown))}")
+    live_parts = bool(only & {"S2", "S3"})
     scale = 0.01 if args.quick else args.scale
     started = time.perf_counter()
     bench = Scale(scale)
     runtime = await Runtime.open(bench.settings)
     try:
         await bench.load(runtime)
-        await bench.s1_recompute(runtime, args.profile)
-        bench.s1_all_periods()
-        await bench.check_all_periods()
-        await bench.s4_series(runtime)
+        if "S1" in only:
+            await bench.s1_recompute(runtime, args.profile)
+            bench.s1_all_periods()
+            await bench.check_all_periods()
+        if "S4" in only:
+            await bench.s4_series(runtime)
         server, url = bench.serve()
         bench.server_pid = server.pid
         try:
-            await bench.s4_http(url)
-            await bench.s5_ingest(url, args.profile)
+            if "S4" in only:
+                await bench.s4_http(url)
+            if "S5" in only:
+                await bench.s5_ingest(url, args.profile)
             live = Live(
                 url,
                 bench.key,
@@ -960,12 +975,14 @@ async def main() -> None:
                 env=bench.env,
                 period=LATEST,
             )
-            for name, value in (await live.run(seconds=10 if args.quick else 30)).items():
-                bench.results[f"{name}_all_in_one"] = value
+            if live_parts:
+                for name, value in (await live.run(seconds=10 if args.quick else 30)).items():
+                    bench.results[f"{name}_all_in_one"] = value
         finally:
             server.terminate()
             server.wait(timeout=60)
-        bench.results.update(await live.run_split(seconds=10 if args.quick else 30))
+        if live_parts:
+            bench.results.update(await live.run_split(seconds=10 if args.quick else 30))
     finally:
         await runtime.close()
         bench.close()
@@ -976,6 +993,8 @@ async def main() -> None:
         **bench.results,
     }
     for name in TARGETS:
+        if name not in report:
+            continue
         report[name]["target"] = " ".join(map(str, TARGETS[name]))
         report[name]["verdict"] = verdict(name, report[name]["ratio"])
     REPORT.write_text(json.dumps(report, indent=2, default=str))
@@ -989,7 +1008,28 @@ async def main() -> None:
         f"{load['metric_points_copy_s']:.1f} s ({load['metric_points_per_s']:,.0f}/s), "
         f"VACUUM ANALYZE {load['vacuum_analyze_s']:.1f} s, metric_point {load['metric_point_size']}"
     )
-    s1, s4, s5 = report["S1"], report["S4"], report["S5"]
+    if "S1" in report:
+        print_s1(report["S1"])
+    if "S4" in report:
+        s4 = report["S4"]
+        print(
+            f"S4 p50 {s4['p50_ms']:.2f} ms, p99 {s4['p99_ms']:.2f} ms over {s4['queries']} "
+            f"queries ({s4['points_per_series']:.0f} points each); HTTP p50 "
+            f"{s4['http_p50_ms']:.1f} ms, p99 {s4['http_p99_ms']:.1f} ms"
+        )
+    if "S5" in report:
+        s5 = report["S5"]
+        print(
+            f"S5 {s5['ratio']:8.3f}  target {s5['target']:<7} {s5['verdict']:<7} "
+            f"{s5['http_points_per_s']:,.0f} points/s vs statement "
+            f"{s5['direct_statement_rows_per_s']:,.0f} rows/s"
+        )
+    if "S2" in report:
+        print_live(report)
+    print(f"report: {REPORT} ({report['seconds']:.0f} s)")
+
+
+def print_s1(s1: dict[str, Any]) -> None:
     print(
         f"S1 {s1['ratio']:8.2f}  target {s1['target']:<7} {s1['verdict']:<7} recompute "
         f"{s1['recompute_s']:.2f} s vs floor {s1['floor_s']:.3f} s (aggregate "
@@ -1010,16 +1050,9 @@ async def main() -> None:
         f"{s1['rss_verdict']}); "
         f"{s1['all_periods_differing']} of every period's indices differ from SQL"
     )
-    print(
-        f"S4 p50 {s4['p50_ms']:.2f} ms, p99 {s4['p99_ms']:.2f} ms over {s4['queries']} queries "
-        f"({s4['points_per_series']:.0f} points each); HTTP p50 {s4['http_p50_ms']:.1f} ms, "
-        f"p99 {s4['http_p99_ms']:.1f} ms"
-    )
-    print(
-        f"S5 {s5['ratio']:8.3f}  target {s5['target']:<7} {s5['verdict']:<7} "
-        f"{s5['http_points_per_s']:,.0f} points/s vs statement "
-        f"{s5['direct_statement_rows_per_s']:,.0f} rows/s"
-    )
+
+
+def print_live(report: dict[str, Any]) -> None:
     for shape in ("_all_in_one", ""):
         s2, s3 = report[f"S2{shape}"], report[f"S3{shape}"]
         s2.setdefault("target", "(figures)")
@@ -1039,7 +1072,6 @@ async def main() -> None:
             f"{s3['ranking_miss_p50_ms']:.1f} ms, p99 {s3['ranking_miss_p99_ms']:.1f} ms, hit "
             f"p99 {s3['ranking_hit_p99_ms']:.1f} ms{' (all in one process)' if shape else ''}"
         )
-    print(f"report: {REPORT} ({report['seconds']:.0f} s)")
 
 
 if __name__ == "__main__":
