@@ -3,6 +3,7 @@ running `cerdas serve` with the demo data loaded by `cerdas demo --yes`."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -295,6 +296,15 @@ AXE_RUN = """() => axe.run(document, {runOnly: {type: "tag",
     values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]}})"""
 
 
+async def download(page: Page, selector: str) -> tuple[str, str]:
+    """Click a download link: the file's suggested name and its text."""
+    async with page.expect_download() as started:
+        await page.locator(selector).click()
+    file = await started.value
+    path = await file.path()
+    return file.suggested_filename, await asyncio.to_thread(path.read_text, encoding="utf-8-sig")
+
+
 async def test_a_ministry_admin_signs_in_and_sees_what_is_not_published_yet(
     cerdas: str, browser: Browser, api: httpx.AsyncClient, live: Runtime
 ) -> None:
@@ -331,6 +341,12 @@ async def test_a_ministry_admin_signs_in_and_sees_what_is_not_published_yet(
     await expect(rows.filter(has_text="Kota Bogor")).to_contain_text(str(bogor["index"]))
     await expect(page.locator("#footer")).to_contain_text("belum dipublikasikan")
 
+    # The ranking's CSV holds what the page shows: fetched with the bearer while signed in.
+    name, signed_csv = await download(page, "#ranking-export")
+    assert name.endswith(".csv")
+    assert "Kota Bogor" in signed_csv
+    assert "Kota Bekasi" in signed_csv
+
     await page.reload()  # the tab keeps it (sessionStorage), nothing else does
     await expect(page.locator("body[data-ready=true]")).to_have_count(1)
     await expect(rows).to_have_count(2)
@@ -340,6 +356,9 @@ async def test_a_ministry_admin_signs_in_and_sees_what_is_not_published_yet(
     await page.get_by_role("button", name="Keluar").click()
     await expect(rows).to_have_count(1)
     await expect(page.locator("#footer")).to_contain_text("Hanya hasil yang telah dipublikasikan")
+    _, anonymous_csv = await download(page, "#ranking-export")
+    assert "Kota Bekasi" in anonymous_csv
+    assert "Kota Bogor" not in anonymous_csv
 
     hosts = {urlsplit(url).hostname for url in requested if not url.startswith("data:")}
     assert hosts == {"127.0.0.1"}, requested

@@ -79,6 +79,31 @@ async function api(path, params = {}) {
   return response.json();
 }
 
+// The CSV links. Anonymous, a link is a plain download. Signed in, a link cannot carry the
+// bearer, so the file is fetched with it (the same rows the pages show, unpublished ones
+// included where the role allows) and handed to the browser as a download of the same name.
+async function downloadSigned(link) {
+  const status = link.closest("section")?.querySelector("[role=status]") ?? $("#national-status");
+  try {
+    const response = await fetch(link.href, { headers: { Authorization: `Bearer ${token}` } });
+    if (!response.ok) {
+      let detail = response.statusText;
+      try { detail = (await response.json()).detail || detail; } catch { /* not JSON */ }
+      throw new Error(detail);
+    }
+    const disposition = response.headers.get("Content-Disposition") || "";
+    const name = /filename="([^"]+)"/.exec(disposition)?.[1] || "cerdas.csv";
+    const url = URL.createObjectURL(await response.blob());
+    const anchor = Object.assign(document.createElement("a"), { href: url, download: name });
+    document.body.append(anchor);
+    anchor.click();
+    anchor.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  } catch (error) {
+    status.textContent = `${t("failed")}: ${error.message}`;
+  }
+}
+
 function cell(row, text, className) {
   const td = row.insertCell();
   td.textContent = text ?? "—";
@@ -376,6 +401,12 @@ async function start() {
       $("#signin").open = false;
       route();
     }
+  });
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest?.("a[download][href]");
+    if (!link || !token || link.href.startsWith("blob:")) return;
+    event.preventDefault();
+    downloadSigned(link);
   });
   $("#signout").addEventListener("click", () => {
     signOut();
