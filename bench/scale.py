@@ -20,7 +20,8 @@ loaded with COPY, not the ORM. Then, each against a baseline measured in the sam
     S5 ingest     POST /v1/metrics:batch points/s ÷ the same import statement run directly
                   in Postgres over the same rows                                        ≥ 0.6
 
-    python -m bench.scale [--scale 0.1] [--quick]      (--quick is --scale 0.01)
+    python -m bench.scale [--scale 0.1] [--quick] [--only S1,S5]
+                                    (--quick is --scale 0.01; --only measures those parts)
 
 Writes bench-scale-report.json and prints a table.
 """
