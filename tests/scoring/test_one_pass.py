@@ -4,9 +4,11 @@ give. Checked on the rule table and on whole evaluations of every framework file
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError, fields
 from fractions import Fraction
 from typing import Any
 
+import pytest
 from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +17,7 @@ from services.scoring.engine.aggregations import RULES, Present
 from services.scoring.engine.evaluate import exact_values
 from services.scoring.engine.model import Node
 from services.scoring.engine.numbers import round_exact
+from services.scoring.engine.result import NodeResult, node_result
 from services.scoring.frameworks import get_framework
 from tests.scoring.test_index_alone import FRAMEWORKS, framework_inputs
 
@@ -121,3 +124,13 @@ def test_the_comparison_above_sees_contributions_on_every_framework() -> None:
             framework_inputs(), lambda case, f=framework_id: case[0] == f and contributed(case)
         )
         assert found[0] == framework_id
+
+
+def test_a_node_result_built_directly_is_the_dataclasss() -> None:
+    # The engine fills a NodeResult's slots without its __init__: every field, in its place.
+    given = {field.name: f"value of {field.name}" for field in fields(NodeResult)}
+    built = node_result(**given)  # type: ignore[arg-type]
+    assert built == NodeResult(**given)  # type: ignore[arg-type]
+    assert {name: getattr(built, name) for name in given} == given
+    with pytest.raises(FrozenInstanceError):
+        built.value = None  # type: ignore[misc]

@@ -19,7 +19,7 @@ from services.scoring.engine.numbers import (
     round_exact,
     rounded_units,
 )
-from services.scoring.engine.result import NodeResult, Result, Source
+from services.scoring.engine.result import NodeResult, Result, Source, node_result
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,21 +321,21 @@ class _Evaluation:
             contribution = None
             if computed.contribution is not None:
                 contribution = round_exact(computed.contribution, places, mode)
-            nodes[node.id] = NodeResult(
-                id=node.id,
-                name=node.name,
-                path=node.path,
-                parent=self.parents[node.id],
-                value=value,
-                scale=node.scale,
-                weight=weights[node.id],
-                contribution=contribution,
-                predicate=predicate,
-                source=computed.source,
-                inputs=computed.inputs,
-                missing=computed.missing,
-                note=computed.note,
-                metrics=computed.metrics,
+            nodes[node.id] = node_result(
+                node.id,
+                node.name,
+                node.path,
+                self.parents[node.id],
+                value,
+                node.scale,
+                weights[node.id],
+                contribution,
+                predicate,
+                computed.source,
+                computed.inputs,
+                computed.missing,
+                computed.note,
+                computed.metrics,
             )
         return Result(framework, MappingProxyType(nodes))
 
