@@ -387,6 +387,11 @@ async def stalled_runs(session: AsyncSession, older_than: datetime) -> list[Reco
 async def lock_run(session: AsyncSession, run_id: uuid.UUID) -> RecomputeRun | None:
     """The run locked for one step; None if it is gone or another step holds it right now."""
     found: RecomputeRun | None = await session.scalar(
-        select(RecomputeRun).where(RecomputeRun.id == run_id).with_for_update(skip_locked=True)
+        select(RecomputeRun)
+        .where(RecomputeRun.id == run_id)
+        .with_for_update(skip_locked=True)
+        # A step locks its run again after each batch: what another step may have written in
+        # between wins over the copy in this session.
+        .execution_options(populate_existing=True)
     )
     return found

@@ -9,9 +9,11 @@ transaction with a handful of queries, not a handful per assessment.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
+from collections import deque
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -35,7 +37,7 @@ from services.kit import results_cache
 from services.kit.db import run_after_commit
 from services.kit.metrics import RECOMPUTED_ASSESSMENTS
 from services.kit.queue import Queue
-from services.models import Assessment, AssessmentState, RecomputeRun
+from services.models import Assessment, AssessmentState, RecomputeRun, ResultState
 from services.scoring import repository
 from services.scoring.engine import (
     Framework,
@@ -52,6 +54,9 @@ from services.scoring.frameworks import link_sources, registry
 
 log = logging.getLogger(__name__)
 RUN_BATCH = 100
+# Batches per run step: a step stays a short, retryable job (a second or two of work on a
+# national run) and has batches enough to pipeline (see run_step).
+STEP_BATCHES = 10
 
 Outcome = Literal["computed", "current", "gone", "unknown-framework"]
 
@@ -87,9 +92,32 @@ async def recompute_many(
 
     ``force`` recomputes even results already at the current revision and framework hash.
     """
+    return await _recompute_batch(sessionmaker, assessment_ids, queue, force=force)
+
+
+class _Abandoned(Exception):
+    """The batch before this one in a run failed: this one is not written (rolled back)."""
+
+
+async def _recompute_batch(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    assessment_ids: Sequence[uuid.UUID],
+    queue: Queue | None,
+    *,
+    force: bool,
+    after: asyncio.Future[Any] | None = None,
+) -> dict[uuid.UUID, Recomputed]:
+    """:func:`recompute_many`; with ``after`` (the run's batch before this one), this one is
+    locked, read and scored meanwhile, and written only once that one has committed: a
+    run's batches commit in order, and none after one that failed (:class:`_Abandoned`)."""
     async with sessionmaker() as session:
         async with session.begin():
-            outcomes = await _recompute_locked(session, assessment_ids, queue, force=force)
+            prepared = await _prepare(session, assessment_ids, force=force)
+            if after is not None:
+                await asyncio.wait([after])
+                if after.cancelled() or after.exception() is not None:
+                    raise _Abandoned
+            outcomes = await _write(session, prepared, queue)
         await run_after_commit(session)  # enqueue dependents and webhooks of that transaction
         if computed := {o.framework_id for o in outcomes.values() if o.outcome == "computed"}:
             async with session.begin():  # after the commit: cached reads rebuild from here on
@@ -108,6 +136,31 @@ async def _recompute_locked(
     *,
     force: bool,
 ) -> dict[uuid.UUID, Recomputed]:
+    return await _write(session, await _prepare(session, assessment_ids, force=force), queue)
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A batch locked, read and scored, not yet written (its transaction still open)."""
+
+    assessments: list[Assessment]
+    states: dict[uuid.UUID, ResultState]
+    due: list[Assessment]
+    rows: repository.ResultText
+    result_states: list[dict[str, Any]]
+    changed: list[tuple[Assessment, Result]]
+    outcomes: dict[uuid.UUID, Recomputed]
+
+
+# While a run's batch is scored, the previous batch's writes wait on Postgres: scoring hands
+# the event loop over this often (assessments) so those writes go on meanwhile.
+_YIELD_EVERY = 8
+
+
+async def _prepare(
+    session: AsyncSession, assessment_ids: Sequence[uuid.UUID], *, force: bool
+) -> _Prepared:
+    """Lock the assessments, read their inputs and score the ones due."""
     frameworks = registry()
     assessments = await repository.lock_assessments(session, assessment_ids)
     states = await repository.result_states(session, [a.id for a in assessments])
@@ -140,7 +193,9 @@ async def _recompute_locked(
     result_states: list[dict[str, Any]] = []
     changed: list[tuple[Assessment, Result]] = []
     alone_memo: dict[Hashable, tuple[Decimal | None, str | None]] = {}
-    for assessment in due:
+    for position, assessment in enumerate(due):
+        if position % _YIELD_EVERY == _YIELD_EVERY - 1:
+            await asyncio.sleep(0)
         framework = frameworks[assessment.framework_id]
         loaded = inputs[assessment.id]
         error: str | None = None
@@ -180,7 +235,18 @@ async def _recompute_locked(
         if state is None or state.index_value != index:
             changed.append((assessment, result))
         outcomes[assessment.id] = Recomputed("computed", revision, index, assessment.framework_id)
-    await repository.replace_results(session, [a.id for a in due], rows, result_states)
+    return _Prepared(assessments, states, due, rows, result_states, changed, outcomes)
+
+
+async def _write(
+    session: AsyncSession, prepared: _Prepared, queue: Queue | None
+) -> dict[uuid.UUID, Recomputed]:
+    """Replace the results of a prepared batch, mark its followers, clear its requests."""
+    assessments, states, due = prepared.assessments, prepared.states, prepared.due
+    changed, outcomes = prepared.changed, prepared.outcomes
+    await repository.replace_results(
+        session, [a.id for a in due], prepared.rows, prepared.result_states
+    )
     await mark_followers_dirty(session, [assessment for assessment, _ in changed], queue)
     await webhooks.emit_many(
         session,
@@ -564,13 +630,19 @@ async def sweep(
 async def run_step(
     sessionmaker: async_sessionmaker[AsyncSession], run_id: uuid.UUID, queue: Queue | None
 ) -> RecomputeRun | None:
-    """Recompute the next batch of a run; returns the run, or None when there is nothing to do.
+    """Recompute the next batches of a run (up to ``STEP_BATCHES``); returns the run, or None
+    when there is nothing to do.
 
-    The run row is locked for the step and its cursor advanced only with the batch's counts,
-    so a step retried after a crash redoes its batch (recomputes are idempotent) and nothing is
-    counted twice. Frameworks are taken in link order: the ones others link to come first.
+    The run row is locked for the step. Each batch is its own transaction, and the run's
+    cursor and counts advance in a transaction of their own right after it commits, so a step
+    retried after a crash redoes at most the batches whose counts were not yet recorded
+    (recomputes are idempotent) and nothing is counted twice. The batches of one framework are
+    pipelined: the next one is locked, read and scored while the last one's rows are written
+    and committed, so Postgres's time and Python's overlap. A framework's first batch waits
+    for every batch before it: frameworks are taken in link order, the ones others link to
+    first, and a linked view reads what those committed.
     """
-    async with sessionmaker() as session, session.begin():
+    async with sessionmaker() as session:
         recompute_run = await repository.lock_run(session, run_id)
         if recompute_run is None:
             # Finished, gone, or a step is running right now: that step carries the run on.
@@ -579,47 +651,116 @@ async def run_step(
             return None
         frameworks = _frameworks_in_link_order(recompute_run.framework_id)
         position, after = recompute_run.cursor_framework, recompute_run.cursor_after
-        batch: list[uuid.UUID] = []
-        while position < len(frameworks):
-            batch = await repository.assessment_ids_after(
-                session,
-                framework_id=frameworks[position],
-                period=recompute_run.period,
-                region_code=recompute_run.region_code,
-                after=after,
-                limit=RUN_BATCH,
-            )
-            if batch:
-                break
-            position, after = position + 1, None
-        now = datetime.now(UTC)
-        if not batch:
-            recompute_run.state = "failed" if recompute_run.failed else "done"
-            recompute_run.finished_at = recompute_run.updated_at = now
-            return None
-        done = failed = 0
+        in_flight: deque[_RunBatch] = deque()
+        started = 0
         try:
-            await recompute_many(sessionmaker, batch, queue, force=True)
-            done = len(batch)
-        except Exception:
-            # One bad assessment must not sink the batch: retry them one by one to find it.
-            log.exception("batch recompute failed in run %s; retrying one by one", run_id)
-            for assessment_id in batch:
-                try:
-                    await recompute(sessionmaker, assessment_id, queue, force=True)
-                    done += 1
-                except Exception:
-                    log.exception("recompute of %s failed in run %s", assessment_id, run_id)
-                    failed += 1
-        recompute_run.state = "running"
-        recompute_run.done += done
-        recompute_run.failed += failed
-        # Assessments created while the run goes (ids past its cursor) are recomputed too:
-        # the total grows with them rather than being overtaken.
-        recompute_run.total = max(recompute_run.total, recompute_run.done + recompute_run.failed)
-        recompute_run.cursor_framework, recompute_run.cursor_after = position, batch[-1]
-        recompute_run.updated_at = now
-    return recompute_run
+            while True:
+                batch: list[uuid.UUID] = []
+                while started < STEP_BATCHES and position < len(frameworks):
+                    batch = await repository.assessment_ids_after(
+                        session,
+                        framework_id=frameworks[position],
+                        period=recompute_run.period,
+                        region_code=recompute_run.region_code,
+                        after=after,
+                        limit=RUN_BATCH,
+                    )
+                    if batch:
+                        break
+                    position, after = position + 1, None
+                if not batch and not started:
+                    now = datetime.now(UTC)
+                    recompute_run.state = "failed" if recompute_run.failed else "done"
+                    recompute_run.finished_at = recompute_run.updated_at = now
+                    await session.commit()
+                    return None
+                # Keep one batch written while the next is scored; a new framework waits for
+                # the batches before it (it may link to their results).
+                while in_flight and (
+                    len(in_flight) > 1 or not batch or in_flight[-1].position != position
+                ):
+                    settled = await _settle(
+                        sessionmaker, session, run_id, recompute_run, in_flight, queue
+                    )
+                    if settled is None:  # another step took the run: ours end their writes
+                        await asyncio.gather(*(r.task for r in in_flight), return_exceptions=True)
+                        in_flight.clear()
+                        return None
+                    recompute_run, going_on = settled
+                    if not going_on:
+                        await session.commit()
+                        return recompute_run
+                if not batch:
+                    await session.commit()
+                    return recompute_run
+                previous = in_flight[-1].task if in_flight else None
+                task = asyncio.create_task(
+                    _recompute_batch(sessionmaker, batch, queue, force=True, after=previous)
+                )
+                in_flight.append(_RunBatch(position, batch, task))
+                started += 1
+                after = batch[-1]
+        finally:
+            # Left only by an error of the step itself: the batches still going are stopped.
+            for running in in_flight:
+                running.task.cancel()
+            await asyncio.gather(*(r.task for r in in_flight), return_exceptions=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _RunBatch:
+    position: int  # of its framework in the run's link order
+    ids: list[uuid.UUID]
+    task: asyncio.Task[dict[uuid.UUID, Recomputed]]
+
+
+async def _settle(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    session: AsyncSession,
+    run_id: uuid.UUID,
+    recompute_run: RecomputeRun,
+    in_flight: deque[_RunBatch],
+    queue: Queue | None,
+) -> tuple[RecomputeRun, bool] | None:
+    """Wait for the oldest batch in flight and record it on the run: its counts and the cursor
+    past it, committed. Returns the run locked again and whether the step goes on (not after a
+    failed batch), or None when another step took the run meanwhile."""
+    running = in_flight.popleft()
+    done = failed = 0
+    going_on = True
+    try:
+        await running.task
+        done = len(running.ids)
+    except Exception:
+        # One bad assessment must not sink the batch: retry them one by one to find it. The
+        # batches scored after it are not written (they wait for this one, then roll back).
+        log.exception("batch recompute failed in run %s; retrying one by one", run_id)
+        going_on = False
+        await asyncio.gather(*(later.task for later in in_flight), return_exceptions=True)
+        in_flight.clear()
+        for assessment_id in running.ids:
+            try:
+                await recompute(sessionmaker, assessment_id, queue, force=True)
+                done += 1
+            except Exception:
+                log.exception("recompute of %s failed in run %s", assessment_id, run_id)
+                failed += 1
+    now = datetime.now(UTC)
+    recompute_run.state = "running"
+    recompute_run.done += done
+    recompute_run.failed += failed
+    # Assessments created while the run goes (ids past its cursor) are recomputed too:
+    # the total grows with them rather than being overtaken.
+    recompute_run.total = max(recompute_run.total, recompute_run.done + recompute_run.failed)
+    recompute_run.cursor_framework, recompute_run.cursor_after = running.position, running.ids[-1]
+    recompute_run.updated_at = now
+    if not going_on:
+        return recompute_run, False
+    await session.commit()
+    again = await repository.lock_run(session, run_id)
+    if again is None:
+        return None
+    return again, True
 
 
 def run_job_id(recompute_run: RecomputeRun) -> str:

@@ -30,7 +30,7 @@ async def recompute_assessment(ctx: dict[str, Any], assessment_id: str) -> str:
 
 
 async def run_recompute(ctx: dict[str, Any], run_id: str) -> str:
-    """One batch of a recompute run, then the next step is enqueued (short, retryable jobs)."""
+    """A few batches of a recompute run, then the next step is enqueued (short, retryable jobs)."""
     runtime: Runtime = ctx["runtime"]
     with recompute_job("run_step") as counted:
         recompute_run = await service.run_step(

@@ -519,3 +519,88 @@ async def test_cerdas_recompute_runs_a_filtered_batch_with_progress(
         ).all()
     assert sorted(str(state.index_value) for state in states) == ["4.00"] * 3
     assert all(state.predicate == "Sangat Baik" for state in states)
+
+
+async def test_a_batch_failing_mid_pipeline_keeps_the_batches_before_it_and_the_cursor(
+    live: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run step scores the next batch while the last one is written. A batch whose write
+    fails leaves the batches before it committed and counted, the cursor just past it (its
+    assessments retried one by one), and the batch scored meanwhile unwritten; the next step
+    goes on from there and the run ends with every assessment counted once."""
+    from services.domain.access.principal import operator_context
+    from services.domain.recompute.service import create_run
+    from services.scoring import repository, service
+
+    monkeypatch.setattr(service, "RUN_BATCH", 10)  # five batches, one step
+    spbe = get_framework("spbe-2020")
+    rng = random.Random(19)
+    expected: dict[uuid.UUID, Decimal | None] = {}
+    async with live.sessionmaker() as session, session.begin():
+        async for region in _kab_kota(live, 45):
+            assessment = Assessment(region_code=region, framework_id="spbe-2020", period=2023)
+            session.add(assessment)
+            await session.flush()
+            levels = {f"I{n}": rng.randint(1, 5) for n in range(1, 48)}
+            session.add_all(
+                AssessmentInput(assessment_id=assessment.id, node_id=node, self_value=str(level))
+                for node, level in levels.items()
+            )
+            expected[assessment.id] = evaluate(spbe, Inputs(values=levels)).index.value
+    ids = sorted(expected)  # a run's order: uuids compare alike in Python and Postgres
+    poison = ids[25]  # in the third batch
+    written: list[list[uuid.UUID]] = []
+    replace_results = repository.replace_results
+
+    async def failing(session: Any, assessment_ids: Any, rows: Any, states: Any) -> None:
+        if poison in assessment_ids:
+            raise RuntimeError("the disk is full")
+        written.append(list(assessment_ids))
+        await replace_results(session, assessment_ids, rows, states)
+
+    monkeypatch.setattr(repository, "replace_results", failing)
+    scored: list[list[uuid.UUID]] = []
+    prepare = service._prepare
+
+    async def scoring(session: Any, assessment_ids: Any, *, force: bool) -> Any:
+        scored.append(list(assessment_ids))
+        return await prepare(session, assessment_ids, force=force)
+
+    monkeypatch.setattr(service, "_prepare", scoring)
+    async with live.sessionmaker() as session, session.begin():
+        run = await create_run(
+            session,
+            operator_context("test"),
+            framework_id="spbe-2020",
+            period=2023,
+            region_code=None,
+            queue=None,
+        )
+
+    async def stored() -> dict[uuid.UUID, Decimal | None]:
+        async with live.sessionmaker() as session:
+            rows = await session.execute(
+                select(ResultState.assessment_id, ResultState.index_value).where(
+                    ResultState.assessment_id.in_(ids)
+                )
+            )
+            return {assessment_id: index for assessment_id, index in rows}
+
+    step = await service.run_step(live.sessionmaker, run.id, None)
+    assert step is not None
+    assert (step.done, step.failed, step.total) == (29, 1, 45)
+    assert (step.cursor_framework, step.cursor_after) == (0, ids[29])
+    assert written[:2] == [ids[:10], ids[10:20]]  # in order, each its own transaction
+    after_first_step = await stored()
+    # The fourth batch was scored while the third was written, and rolled back.
+    assert ids[30:40] in scored
+    assert set(after_first_step) == set(ids[:30]) - {poison}
+    assert all(after_first_step[i] == expected[i] for i in after_first_step)
+
+    while await service.run_step(live.sessionmaker, run.id, None) is not None:
+        pass
+    async with live.sessionmaker() as session:
+        final = await session.get(RecomputeRun, run.id)
+        assert final is not None
+        assert (final.state, final.done, final.failed) == ("failed", 44, 1)
+    assert await stored() == {i: expected[i] for i in ids if i != poison}

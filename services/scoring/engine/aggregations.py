@@ -29,15 +29,19 @@ class Present(NamedTuple):
 
 Combine = Callable[[Node, Sequence[Present]], Fraction | None]
 Contribute = Callable[[Node, Sequence[Present]], list[Fraction | None]]
+Explain = Callable[[Node, Sequence[Present]], tuple[Fraction | None, list[Fraction | None]]]
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
     """``combine`` gives the node's value (None: undefined, e.g. a zero denominator);
-    ``contribute``, where shares mean something, each present child's share of it."""
+    ``contribute``, where shares mean something, each present child's share of it;
+    ``explain``, where given, both at once from one pass over the children (the same numbers
+    as ``combine`` and ``contribute``)."""
 
     combine: Combine
     contribute: Contribute | None = None
+    explain: Explain | None = None
 
 
 def _total(values: Sequence[Fraction]) -> Fraction:
@@ -85,10 +89,27 @@ def _weighted_shares(node: Node, present: Sequence[Present]) -> list[Fraction | 
     weights = _weights(present)
     if weights == 0:
         return [None for _ in present]
+    return _shares(_products(present), weights)
+
+
+def _shares(products: list[tuple[int, int]], weights: Fraction) -> list[Fraction | None]:
+    """Each weight × value over the sum of the weights: a child's share of a weighted mean."""
     return [
         Fraction(numerator * weights.denominator, denominator * weights.numerator)
-        for numerator, denominator in _products(present)
+        for numerator, denominator in products
     ]
+
+
+def _weighted_explained(
+    node: Node, present: Sequence[Present]
+) -> tuple[Fraction | None, list[Fraction | None]]:
+    """:func:`_weighted_mean` and :func:`_weighted_shares`, the weights and products worked
+    out once."""
+    weights = _weights(present)
+    if weights == 0:
+        return None, [None for _ in present]
+    products = _products(present)
+    return _sum_terms(products) / weights, _shares(products, weights)
 
 
 def _mean(node: Node, present: Sequence[Present]) -> Fraction:
@@ -123,7 +144,7 @@ def _ratio(node: Node, present: Sequence[Present]) -> Fraction | None:
 
 RULES: Mapping[str, Rule] = MappingProxyType(
     {
-        "weighted_mean": Rule(_weighted_mean, _weighted_shares),
+        "weighted_mean": Rule(_weighted_mean, _weighted_shares, _weighted_explained),
         "mean": Rule(_mean, _mean_shares),
         "sum": Rule(_sum, _sum_shares),
         "min": Rule(lambda node, present: min(child.value for child in present)),

@@ -19,7 +19,7 @@ from services.scoring.engine.numbers import (
     round_exact,
     rounded_units,
 )
-from services.scoring.engine.result import NodeResult, Result, Source
+from services.scoring.engine.result import NodeResult, Result, Source, node_result
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +107,12 @@ class _Evaluation:
         given = self.inputs.values.get(node.id)
         if given is not None and not (node.is_leaf and node.input in ("assessed", "outside")):
             computed = self._given(node, given)  # a published score standing in
+            if self.explain and not node.is_leaf:
+                self._contributions(node, children)
         elif node.is_leaf:
             computed = self._leaf(node)
         else:
             computed = self._aggregate(node, children)
-        if self.explain and not node.is_leaf and computed.exact is not None:
-            self._contributions(node)
         self.computed[node.id] = computed
         return computed
 
@@ -244,26 +244,36 @@ class _Evaluation:
         )
         if blocked or not pairs:
             return _Computed(None, "missing", inputs=used, missing=missing)
-        value = self._combine(node, pairs)
+        rule = RULES[node.aggregation or "none"]
+        present = _present(pairs)
+        shares: list[Fraction | None] | None = None
+        if not self.explain or rule.contribute is None:
+            value = rule.combine(node, present)
+        elif rule.explain is not None:
+            value, shares = rule.explain(node, present)  # one pass for both
+        else:
+            value = rule.combine(node, present)
+            if value is not None:
+                shares = rule.contribute(node, present)
         if value is None:
             return _Computed(
                 None, "missing", inputs=used, missing=missing, note=f"{node.denominator} is 0"
             )
+        if shares is not None:
+            for (_, computed), share in zip(pairs, shares, strict=True):
+                computed.contribution = share
         return _Computed(value * node.multiplier, "computed", inputs=used, missing=missing)
 
-    def _combine(self, node: Node, pairs: list[tuple[Node, _Computed]]) -> Fraction | None:
-        return RULES[node.aggregation or "none"].combine(node, _present(pairs))
-
-    def _contributions(self, node: Node) -> None:
+    def _contributions(self, node: Node, children: list[_Computed]) -> None:
         """What each child adds to ``node``'s value, in ``node``'s units (where that means
-        something for the node's aggregation)."""
+        something for the node's aggregation): for a node whose value was given."""
         rule = RULES.get(node.aggregation or "none")
         if rule is None or rule.contribute is None:
             return
         pairs = [
-            (child, self.computed[child.id])
-            for child in node.children
-            if self.computed[child.id].exact is not None
+            (child_node, child)
+            for child_node, child in zip(node.children, children, strict=True)
+            if child.exact is not None
         ]
         shares = rule.contribute(node, _present(pairs))
         for (_, computed), share in zip(pairs, shares, strict=True):
@@ -311,21 +321,21 @@ class _Evaluation:
             contribution = None
             if computed.contribution is not None:
                 contribution = round_exact(computed.contribution, places, mode)
-            nodes[node.id] = NodeResult(
-                id=node.id,
-                name=node.name,
-                path=node.path,
-                parent=self.parents[node.id],
-                value=value,
-                scale=node.scale,
-                weight=weights[node.id],
-                contribution=contribution,
-                predicate=predicate,
-                source=computed.source,
-                inputs=computed.inputs,
-                missing=computed.missing,
-                note=computed.note,
-                metrics=computed.metrics,
+            nodes[node.id] = node_result(
+                node.id,
+                node.name,
+                node.path,
+                self.parents[node.id],
+                value,
+                node.scale,
+                weights[node.id],
+                contribution,
+                predicate,
+                computed.source,
+                computed.inputs,
+                computed.missing,
+                computed.note,
+                computed.metrics,
             )
         return Result(framework, MappingProxyType(nodes))
 

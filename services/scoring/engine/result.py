@@ -65,6 +65,62 @@ class NodeResult:
         }
 
 
+# A frozen dataclass's __init__ sets each field through object.__setattr__; a national run builds
+# hundreds of thousands of node results, so the engine fills the slots directly (the same value).
+_new_node = object.__new__
+(
+    _id,
+    _name,
+    _path,
+    _parent,
+    _value,
+    _scale,
+    _weight,
+    _contribution,
+    _predicate,
+    _source,
+    _inputs,
+    _missing,
+    _note,
+    _metrics,
+) = (NodeResult.__dict__[name].__set__ for name in NodeResult.__slots__)
+
+
+def node_result(
+    id: str,
+    name: str,
+    path: str,
+    parent: str | None,
+    value: Decimal | None,
+    scale: Scale | None,
+    weight: Decimal,
+    contribution: Decimal | None,
+    predicate: str | None,
+    source: Source,
+    inputs: tuple[str, ...],
+    missing: tuple[str, ...],
+    note: str | None,
+    metrics: tuple[tuple[str, str], ...],
+) -> NodeResult:
+    """``NodeResult(...)`` with every field given, built without its __init__."""
+    node = _new_node(NodeResult)
+    _id(node, id)
+    _name(node, name)
+    _path(node, path)
+    _parent(node, parent)
+    _value(node, value)
+    _scale(node, scale)
+    _weight(node, weight)
+    _contribution(node, contribution)
+    _predicate(node, predicate)
+    _source(node, source)
+    _inputs(node, inputs)
+    _missing(node, missing)
+    _note(node, note)
+    _metrics(node, metrics)
+    return node
+
+
 @dataclass(frozen=True, slots=True)
 class Result:
     framework: Framework
