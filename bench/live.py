@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -54,6 +55,17 @@ SERVICES = (  # the catalogue's services with a transactions metric (bench.scale
     "pajak-daerah",
     "kesehatan",
 )
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of process ``pid`` so far (Linux /proc), or None."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def batch(region: str, period: int, n: int) -> dict[str, Any]:
@@ -268,6 +280,10 @@ class Live:
         step = max(1, len(regions) // PUSHERS)
         self.pushing = regions[::step][:PUSHERS]  # spread over the country
         self.reading = next(r for r in regions if r not in self.pushing)
+        # The process serving the reads (all in one, or the gateway): its CPU time is taken
+        # over each read window, and py-spy records it in Cerdas's window when BENCH_SPY_S3
+        # names a file.
+        self.server_pid: int | None = None
 
     async def run_split(self, seconds: float) -> dict[str, Any]:
         """The same on the production shape: pushes go to ingest, reads to the gateway, and
@@ -292,6 +308,7 @@ class Live:
             ingest = f"http://127.0.0.1:{ingest_port}"
             wait_http(f"{gateway}/healthz")
             wait_http(f"{ingest}/healthz")
+            self.server_pid = processes[0].pid
             return await self.run(seconds, gateway=gateway, ingest=ingest)
         finally:
             for process in processes:
@@ -388,8 +405,20 @@ class Live:
         window = max(1.0, (seconds - 2) / 2)
         await asyncio.sleep(0.5)
         reads = {}
+        cpu: dict[str, float | None] = {}
+        profile: dict[str, Any] | None = None
         for name, target in (("cerdas", self.gateway), ("bare", bare_url)):
+            spy = None
+            if name == "cerdas" and os.environ.get("BENCH_SPY_S3") and self.server_pid:
+                from bench.scale import Spy  # bench.scale imports this module
+
+                spy = Spy(Path(os.environ["BENCH_SPY_S3"]), self.server_pid)
+            before = cpu_seconds(self.server_pid)
             reads[name] = await self.read_window(target, paths, window)
+            after = cpu_seconds(self.server_pid)
+            cpu[name] = None if before is None or after is None else after - before
+            if spy is not None:
+                profile = spy.stop()
             assert reads[name]["failed"] == 0, reads[name]
         out, _ = await pushes.communicate()
         assert pushes.returncode == 0
@@ -408,6 +437,17 @@ class Live:
             "concurrency": READERS,
             "paths": paths,
         }
+        # The server's CPU time in each window: in the bare app's it serves only the pushers'
+        # own reads, so the difference over Cerdas's reads is what one anonymous read costs
+        # (the pushes keep going through both windows; an estimate, not an exact share).
+        cerdas_cpu, bare_cpu = cpu["cerdas"], cpu["bare"]
+        if cerdas_cpu is not None and bare_cpu is not None:
+            s3["server_cpu_s"] = {"cerdas_window": cerdas_cpu, "bare_window": bare_cpu}
+            s3["server_cpu_per_read_us"] = (
+                (cerdas_cpu - bare_cpu) / max(1, reads["cerdas"]["requests"]) * 1e6
+            )
+        if profile is not None:
+            s3["profile"] = profile
         return s2, s3
 
     async def read_window(self, url: str, paths: list[str], seconds: float) -> dict[str, Any]:
