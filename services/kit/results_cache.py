@@ -32,6 +32,16 @@ good until a bump above g names its framework or names none (a workflow transiti
 what changed); an entry built before the listener's last sync is not trusted, since bumps
 before the sync were not heard. So pushes that recompute one framework no longer empty the
 cache of the others. While not listening the version alone decides, as before.
+
+Hits before routing (:class:`CachedHits`): an anonymous ``GET`` whose exact path and query an
+anonymous caller was already answered from this cache is served the cached bytes straight from
+the ASGI stack, without FastAPI's routing, validation and dependencies, while the listener is
+trusted and the entry is good by the same rules. The full stack records which entry answers
+such a request (``respond``'s ``anonymous``): only answers built for anonymous callers' keys
+are ever reachable that way. It still counts the anonymous rate limit, and sits inside the other
+middlewares (request id, ETag and 304, metrics, CORS, the edge), which see the same answer.
+Anything else (a key or token, a request not seen before, a miss, the listener not trusted)
+goes through the full stack.
 """
 
 from __future__ import annotations
@@ -45,11 +55,13 @@ from collections.abc import Awaitable, Callable, Collection, Hashable
 from typing import Any
 
 import asyncpg
-from fastapi import Response
+from fastapi import Request, Response
 from sqlalchemy import Engine, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.kit.db import driver_of
+from services.kit.errors import ProblemError, problem_response
 from services.kit.http import etag_of, render_json
 
 log = logging.getLogger(__name__)
@@ -101,7 +113,10 @@ class ResultsCache:
         self.retry_seconds = retry_seconds
         # key → (version built at, body, ETag, the framework it shows or None)
         self.entries: OrderedDict[Hashable, tuple[int, bytes, str, str | None]] = OrderedDict()
+        # (path, raw query) of an anonymous GET → (the key that answered it, its route)
+        self.anonymous: OrderedDict[tuple[str, bytes], tuple[Hashable, Any]] = OrderedDict()
         self.hits = 0
+        self.early_hits = 0  # hits served before routing (CachedHits)
         self.misses = 0
         self.lookups = 0  # reads that had to ask the sequence (listener not trusted)
         self.connects = 0  # times the listener was (re)connected and trusted
@@ -209,18 +224,44 @@ class ResultsCache:
             driver = await driver_of(connection)
             return int(await driver.fetchval(_READ_SQL) or 0)
 
+    def known(self, path: str, query: bytes) -> bool:
+        """Whether an anonymous GET of ``path`` and ``query`` may be a hit before routing."""
+        return self._trusted and (path, query) in self.anonymous
+
+    def early_hit(self, path: str, query: bytes) -> tuple[bytes, str, Any] | None:
+        """The body, ETag and route of the answer to an anonymous GET of ``path`` and
+        ``query``, if the full stack answered one from this cache and the entry is good."""
+        if not self._trusted:
+            return None
+        found = self.anonymous.get((path, query))
+        if found is None:
+            return None
+        key, route = found
+        entry = self.entries.get(key)
+        if entry is None or not self._good(entry[0], entry[3]):
+            return None
+        self.hits += 1
+        self.early_hits += 1
+        self.entries.move_to_end(key)
+        self.anonymous.move_to_end((path, query))
+        return entry[1], entry[2], route
+
     async def respond(
         self,
         key: Hashable,
         build: Callable[[], Awaitable[Any]],
         scope: Callable[[Any], str] | None = None,
+        *,
+        anonymous: Request | None = None,
     ) -> Response:
         """The cached answer for ``key`` at the current version, else ``build()``'s.
 
         ``scope`` names the framework whose results the built answer shows (None: any may
         matter). While the listener is connected a hit makes no round trip and opens no
         transaction; checks that may fail (unknown region, visibility) belong in ``build``,
-        whose errors are not cached.
+        whose errors are not cached. ``anonymous``: the request, when its caller is anonymous
+        and ``key`` says everything its answer depends on besides the cache's version; the same
+        path and query may then be answered before routing (:class:`CachedHits`).
         """
         trusted = self._trusted
         version = await self.version()
@@ -240,4 +281,60 @@ class ResultsCache:
             self.entries.move_to_end(key)
             while len(self.entries) > self.size:
                 self.entries.popitem(last=False)
+        if anonymous is not None and anonymous.method == "GET":
+            where = (anonymous.scope["path"], anonymous.scope["query_string"])
+            self.anonymous[where] = (key, anonymous.scope.get("route"))
+            self.anonymous.move_to_end(where)
+            while len(self.anonymous) > 4 * self.size:
+                self.anonymous.popitem(last=False)
         return Response(body, media_type="application/json", headers={"ETag": etag})
+
+
+class CachedHits:
+    """Answers an anonymous GET from the app's results cache before routing, when the full
+    stack answered the same path and query from it for an anonymous caller and the entry is
+    still good; everything else goes on to the app.
+
+    ``count`` counts the anonymous caller's request against its rate limit (raising the 429
+    problem), and marks the request counted: a request that turns out not to be a hit after
+    all (the entry went stale meanwhile) goes on to the full stack without being counted
+    twice. Sits inside every other middleware, just outside the router.
+    """
+
+    def __init__(self, app: ASGIApp, count: Callable[[Request], Awaitable[None]]) -> None:
+        self.app = app
+        self.count = count
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cache: ResultsCache | None = None
+        if scope["type"] == "http" and scope["method"] == "GET":
+            state = getattr(scope.get("app"), "state", None)
+            cache = getattr(state, "results_cache", None)
+        path: str = scope.get("path", "")
+        query: bytes = scope.get("query_string", b"")
+        if (
+            cache is None
+            or not cache.known(path, query)
+            or any(name == b"authorization" for name, _ in scope["headers"])
+        ):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            await self.count(request)
+        except ProblemError as exc:
+            await problem_response(exc, request.url.path)(scope, receive, send)
+            return
+        hit = cache.early_hit(path, query)
+        if hit is None:
+            await self.app(scope, receive, send)
+            return
+        body, etag, route = hit
+        scope["route"] = route  # what the metrics label the request by
+        headers = [
+            (b"etag", etag.encode("latin-1")),
+            (b"content-length", str(len(body)).encode("latin-1")),
+            (b"content-type", b"application/json"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
