@@ -38,7 +38,7 @@ async def test_places_are_checked_only_when_the_page_cannot_show_them(live: Runt
         params = {"framework": "spbe-2020", "period": 2024}
         found = await client.get("/v1/assessments", params={**params, "region": "32.71"})
         assert found.status_code == 200, found.text
-        assert [item["region"] for item in found.json()["items"]] == ["32.71"]
+        assert [item["region"]["code"] for item in found.json()["items"]] == ["32.71"]
         with statements(live) as ran:
             again = await client.get("/v1/assessments", params={**params, "region": "32.71"})
         assert again.json() == found.json()
