@@ -68,6 +68,18 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def cache_reads(url: str) -> dict[str, float]:
+    """The results cache's reads by outcome, from the server's /metrics (empty if it has none)."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        text = (await client.get(f"{url}/metrics")).text
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("cerdas_results_cache_reads_total{"):
+            labels, _, value = line.rpartition(" ")
+            counts[labels.split('outcome="')[1].split('"')[0]] = float(value)
+    return counts
+
+
 def batch(region: str, period: int, n: int) -> dict[str, Any]:
     """A super-app's monthly push: every push integrates one more app, so each changes the
     linked index's metric leaf and asks for a recompute."""
@@ -417,15 +429,20 @@ class Live:
         reads = {}
         cpu: dict[str, float | None] = {}
         profile: dict[str, Any] | None = None
+        outcomes: dict[str, float] = {}
         for name, target in (("cerdas", self.gateway), ("bare", bare_url)):
             spy = None
             if name == "cerdas" and os.environ.get("BENCH_SPY_S3") and self.server_pid:
                 from bench.scale import Spy  # bench.scale imports this module
 
                 spy = Spy(Path(os.environ["BENCH_SPY_S3"]), self.server_pid)
+            counted = await cache_reads(self.gateway) if name == "cerdas" else {}
             before = cpu_seconds(self.server_pid)
             reads[name] = await self.read_window(target, paths, window)
             after = cpu_seconds(self.server_pid)
+            if name == "cerdas":
+                now = await cache_reads(self.gateway)
+                outcomes = {k: v - counted.get(k, 0.0) for k, v in now.items()}
             cpu[name] = None if before is None or after is None else after - before
             if spy is not None:
                 profile = spy.stop()
@@ -458,6 +475,8 @@ class Live:
             )
         if profile is not None:
             s3["profile"] = profile
+        if outcomes:  # the gateway's results cache in Cerdas's window (all readers together)
+            s3["cache_reads"] = outcomes
         return s2, s3
 
     async def read_window(self, url: str, paths: list[str], seconds: float) -> dict[str, Any]:

@@ -1078,7 +1078,8 @@ def print_live(report: dict[str, Any]) -> None:
             print(
                 f"   server CPU: {windows['cerdas_window']:.2f} s in Cerdas's window, "
                 f"{windows['bare_window']:.2f} s in the bare app's; "
-                f"{s3['server_cpu_per_read_us']:,.0f} µs per read"
+                f"{s3['server_cpu_per_read_us']:,.0f} µs per read; results cache: "
+                f"{s3.get('cache_reads', 'not counted')}"
             )
 
 

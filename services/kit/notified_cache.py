@@ -31,6 +31,8 @@ from typing import Generic, TypeVar
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.kit.db import own_connection
+
 log = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
@@ -114,12 +116,7 @@ class NotifiedCache(Generic[K, V]):
 
     async def connect(self) -> asyncpg.Connection:
         """A connection of its own (never one of the pool's), with the engine's settings."""
-        args, kwargs = self.engine.dialect.create_connect_args(self.engine.url)
-        for option in ("prepared_statement_cache_size", "prepared_statement_name_func"):
-            kwargs.pop(option, None)
-        kwargs["server_settings"] = {"application_name": f"cerdas {self.channel} listener"}
-        connection: asyncpg.Connection = await asyncpg.connect(*args, **kwargs)
-        return connection
+        return await own_connection(self.engine, f"cerdas {self.channel} listener")
 
     async def _listen(self) -> None:
         while True:
