@@ -14,7 +14,7 @@ from services.domain.access.cache import PrincipalCache
 from services.domain.access.principal import operator_context
 from services.domain.access.service import create_key, revoke_key
 from services.kit.runtime import Runtime
-from services.main import create_app
+from services.main import Service, create_app
 from services.models import ApiKey, Role
 from tests.api.test_results_cache import checkouts, elsewhere, until
 
@@ -148,3 +148,11 @@ async def test_a_key_revoked_here_is_refused_at_once(live: Runtime) -> None:
         assert revoked.status_code == 200, revoked.text
         refused = await client.get("/v1/me", headers=headers)
         assert refused.status_code == 401, refused.text
+
+
+@pytest.mark.parametrize("service", ["gateway", "ingest", "all"])
+async def test_every_service_listens_for_key_changes(live: Runtime, service: Service) -> None:
+    app = create_app(live.settings, runtime=live, service=service)
+    async with app.router.lifespan_context(app):
+        cache: PrincipalCache = app.state.principal_cache
+        await until(lambda: cache.listening)
