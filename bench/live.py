@@ -124,6 +124,7 @@ async def push(config: dict[str, Any]) -> None:
     noops: list[float] = []
     late = 0
     busy = 0  # pushes answered 503 (no free connection) and sent again
+    reconnects = 0  # confirmations sent again on a fresh connection
 
     # A hint, straight from Postgres: when each pushed region's stored result was last seen at
     # its assessment's input revision. A client then confirms through the API, so the time
@@ -147,8 +148,16 @@ async def push(config: dict[str, Any]) -> None:
             await connection.close()
 
     async def fresh(client: httpx.AsyncClient, region: str) -> bool:
+        nonlocal reconnects
         params = {"framework": LINKED, "region": region, "period": period}
-        page = (await client.get("/v1/assessments", params=params)).json()
+        try:
+            response = await client.get("/v1/assessments", params=params)
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            # A keep-alive connection the server closed (idle past its keep-alive timeout
+            # while the client waited for its result) just as it was reused: ask again.
+            reconnects += 1
+            response = await client.get("/v1/assessments", params=params)
+        page = response.json()
         item = page["items"][0] if page["items"] else None
         result = item and item["result"]
         return bool(result and result["input_revision"] == item["input_revision"])
@@ -233,6 +242,7 @@ async def push(config: dict[str, Any]) -> None:
                 "noops": len(noops),
                 "late": late,
                 "busy_retries": busy,
+                "reconnects": reconnects,
                 "seconds": elapsed,
                 "points_per_push": len(batch("", period, 0)["points"]),
             }
