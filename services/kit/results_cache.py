@@ -124,6 +124,7 @@ class ResultsCache:
         self.misses = 0
         self.lookups = 0  # reads that had to ask the sequence (listener not trusted)
         self.connects = 0  # times the listener was (re)connected and trusted
+        self.checks = 0  # periodic re-reads of the sequence by the listener
         self._heard = 0  # the highest version heard since the listener last connected
         self._synced = 0  # the version read when the listener last connected
         self._everything = 0  # the highest version heard of a bump naming no framework
@@ -196,9 +197,13 @@ class ResultsCache:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lost.wait(), self.check_seconds)
                     if not lost.is_set():  # alive? and a floor if a notification went missing
-                        self.heard(
-                            int(await connection.fetchval(_READ_SQL, timeout=self.check_seconds))
-                        )
+                        floor = await connection.fetchval(_READ_SQL, timeout=self.check_seconds)
+                        self.checks += 1
+                        # A bump above all heard is one whose notification went missing (or is
+                        # still on its way): it may have named anything. At or below, every
+                        # bump was heard with its scopes, and nothing more is invalidated.
+                        if int(floor or 0) > self._heard:
+                            self.heard(int(floor))
                 log.warning("results cache: the LISTEN connection was lost; reconnecting")
             except asyncio.CancelledError:
                 raise
