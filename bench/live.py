@@ -116,7 +116,11 @@ async def push(config: dict[str, Any]) -> None:
     probe enqueues no-op jobs and waits for each. Prints "ready" once every region has its
     linked assessment (the first push creates it), then one JSON line at the end."""
     headers = {"Authorization": f"Bearer {config['key']}"}
-    limits = httpx.Limits(max_connections=PUSHERS + 10, max_keepalive_connections=PUSHERS + 10)
+    # Idle connections are dropped after 2 s, before the servers' own keep-alive timeout (5 s)
+    # closes them: at equal timeouts a push could be sent on a connection being closed.
+    limits = httpx.Limits(
+        max_connections=PUSHERS + 10, max_keepalive_connections=PUSHERS + 10, keepalive_expiry=2
+    )
     period = config["period"]
     latencies: list[float] = []
     posts: list[float] = []  # the push's own answer
