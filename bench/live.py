@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -54,6 +55,29 @@ SERVICES = (  # the catalogue's services with a transactions metric (bench.scale
     "pajak-daerah",
     "kesehatan",
 )
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of process ``pid`` so far (Linux /proc), or None."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def cache_reads(url: str) -> dict[str, float]:
+    """The results cache's reads by outcome, from the server's /metrics (empty if it has none)."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        text = (await client.get(f"{url}/metrics")).text
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("cerdas_results_cache_reads_total{"):
+            labels, _, value = line.rpartition(" ")
+            counts[labels.split('outcome="')[1].split('"')[0]] = float(value)
+    return counts
 
 
 def batch(region: str, period: int, n: int) -> dict[str, Any]:
@@ -92,13 +116,19 @@ async def push(config: dict[str, Any]) -> None:
     probe enqueues no-op jobs and waits for each. Prints "ready" once every region has its
     linked assessment (the first push creates it), then one JSON line at the end."""
     headers = {"Authorization": f"Bearer {config['key']}"}
-    limits = httpx.Limits(max_connections=PUSHERS + 10, max_keepalive_connections=PUSHERS + 10)
+    # Idle connections are dropped after 2 s, before the servers' own keep-alive timeout (5 s)
+    # closes them: at equal timeouts a push could be sent on a connection being closed.
+    limits = httpx.Limits(
+        max_connections=PUSHERS + 10, max_keepalive_connections=PUSHERS + 10, keepalive_expiry=2
+    )
     period = config["period"]
     latencies: list[float] = []
     posts: list[float] = []  # the push's own answer
     stored: list[float] = []  # until the stored result was seen fresh in Postgres
     noops: list[float] = []
     late = 0
+    busy = 0  # pushes answered 503 (no free connection) and sent again
+    reconnects = 0  # confirmations sent again on a fresh connection
 
     # A hint, straight from Postgres: when each pushed region's stored result was last seen at
     # its assessment's input revision. A client then confirms through the API, so the time
@@ -122,8 +152,16 @@ async def push(config: dict[str, Any]) -> None:
             await connection.close()
 
     async def fresh(client: httpx.AsyncClient, region: str) -> bool:
+        nonlocal reconnects
         params = {"framework": LINKED, "region": region, "period": period}
-        page = (await client.get("/v1/assessments", params=params)).json()
+        try:
+            response = await client.get("/v1/assessments", params=params)
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            # A keep-alive connection the server closed (idle past its keep-alive timeout
+            # while the client waited for its result) just as it was reused: ask again.
+            reconnects += 1
+            response = await client.get("/v1/assessments", params=params)
+        page = response.json()
         item = page["items"][0] if page["items"] else None
         result = item and item["result"]
         return bool(result and result["input_revision"] == item["input_revision"])
@@ -132,10 +170,18 @@ async def push(config: dict[str, Any]) -> None:
         """Push, then wait until the API answers with the region's result at the revision the
         push made (asking once the hint has seen it, after the push was answered)."""
         nonlocal late
+        nonlocal busy
         started = time.perf_counter()
-        response = await client.post(
-            f"{config['ingest_url']}/v1/metrics:batch", json=batch(region, period, n)
-        )
+        while True:
+            response = await client.post(
+                f"{config['ingest_url']}/v1/metrics:batch", json=batch(region, period, n)
+            )
+            # 503 "busy" (no free database connection: nothing was stored) asks the client to
+            # retry after Retry-After, as a super-app would; the wait counts in the latency.
+            if response.status_code != 503 or time.perf_counter() - started > 60:
+                break
+            busy += 1
+            await asyncio.sleep(float(response.headers.get("retry-after", "1")))
         assert response.status_code == 200, response.text
         answered = time.perf_counter()
         if n:
@@ -199,6 +245,8 @@ async def push(config: dict[str, Any]) -> None:
                 "pushes": len(latencies),
                 "noops": len(noops),
                 "late": late,
+                "busy_retries": busy,
+                "reconnects": reconnects,
                 "seconds": elapsed,
                 "points_per_push": len(batch("", period, 0)["points"]),
             }
@@ -268,6 +316,10 @@ class Live:
         step = max(1, len(regions) // PUSHERS)
         self.pushing = regions[::step][:PUSHERS]  # spread over the country
         self.reading = next(r for r in regions if r not in self.pushing)
+        # The process serving the reads (all in one, or the gateway): its CPU time is taken
+        # over each read window, and py-spy records it in Cerdas's window when BENCH_SPY_S3
+        # names a file.
+        self.server_pid: int | None = None
 
     async def run_split(self, seconds: float) -> dict[str, Any]:
         """The same on the production shape: pushes go to ingest, reads to the gateway, and
@@ -292,6 +344,7 @@ class Live:
             ingest = f"http://127.0.0.1:{ingest_port}"
             wait_http(f"{gateway}/healthz")
             wait_http(f"{ingest}/healthz")
+            self.server_pid = processes[0].pid
             return await self.run(seconds, gateway=gateway, ingest=ingest)
         finally:
             for process in processes:
@@ -388,8 +441,25 @@ class Live:
         window = max(1.0, (seconds - 2) / 2)
         await asyncio.sleep(0.5)
         reads = {}
+        cpu: dict[str, float | None] = {}
+        profile: dict[str, Any] | None = None
+        outcomes: dict[str, float] = {}
         for name, target in (("cerdas", self.gateway), ("bare", bare_url)):
+            spy = None
+            if name == "cerdas" and os.environ.get("BENCH_SPY_S3") and self.server_pid:
+                from bench.scale import Spy  # bench.scale imports this module
+
+                spy = Spy(Path(os.environ["BENCH_SPY_S3"]), self.server_pid)
+            counted = await cache_reads(self.gateway) if name == "cerdas" else {}
+            before = cpu_seconds(self.server_pid)
             reads[name] = await self.read_window(target, paths, window)
+            after = cpu_seconds(self.server_pid)
+            if name == "cerdas":
+                now = await cache_reads(self.gateway)
+                outcomes = {k: v - counted.get(k, 0.0) for k, v in now.items()}
+            cpu[name] = None if before is None or after is None else after - before
+            if spy is not None:
+                profile = spy.stop()
             assert reads[name]["failed"] == 0, reads[name]
         out, _ = await pushes.communicate()
         assert pushes.returncode == 0
@@ -408,6 +478,19 @@ class Live:
             "concurrency": READERS,
             "paths": paths,
         }
+        # The server's CPU time in each window: in the bare app's it serves only the pushers'
+        # own reads, so the difference over Cerdas's reads is what one anonymous read costs
+        # (the pushes keep going through both windows; an estimate, not an exact share).
+        cerdas_cpu, bare_cpu = cpu["cerdas"], cpu["bare"]
+        if cerdas_cpu is not None and bare_cpu is not None:
+            s3["server_cpu_s"] = {"cerdas_window": cerdas_cpu, "bare_window": bare_cpu}
+            s3["server_cpu_per_read_us"] = (
+                (cerdas_cpu - bare_cpu) / max(1, reads["cerdas"]["requests"]) * 1e6
+            )
+        if profile is not None:
+            s3["profile"] = profile
+        if outcomes:  # the gateway's results cache in Cerdas's window (all readers together)
+            s3["cache_reads"] = outcomes
         return s2, s3
 
     async def read_window(self, url: str, paths: list[str], seconds: float) -> dict[str, Any]:

@@ -976,6 +976,7 @@ async def main() -> None:
                 env=bench.env,
                 period=LATEST,
             )
+            live.server_pid = server.pid
             if live_parts:
                 for name, value in (await live.run(seconds=10 if args.quick else 30)).items():
                     bench.results[f"{name}_all_in_one"] = value
@@ -1073,6 +1074,14 @@ def print_live(report: dict[str, Any]) -> None:
             f"{s3['ranking_miss_p50_ms']:.1f} ms, p99 {s3['ranking_miss_p99_ms']:.1f} ms, hit "
             f"p99 {s3['ranking_hit_p99_ms']:.1f} ms{' (all in one process)' if shape else ''}"
         )
+        if "server_cpu_per_read_us" in s3:
+            windows = s3["server_cpu_s"]
+            print(
+                f"   server CPU: {windows['cerdas_window']:.2f} s in Cerdas's window, "
+                f"{windows['bare_window']:.2f} s in the bare app's; "
+                f"{s3['server_cpu_per_read_us']:,.0f} µs per read; results cache: "
+                f"{s3.get('cache_reads', 'not counted')}"
+            )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,10 @@ from services.api.result.exports import router as exports_router
 from services.api.result.router import router as results_router
 from services.api.webhook.router import router as webhooks_router
 from services.demo import service as demo_data
+from services.domain.access.cache import principal_cache
 from services.domain.access.dependencies import (
     authenticate,
+    count_anonymous,
     limit_anonymous,
     optional_principal,
 )
@@ -51,7 +53,7 @@ from services.kit.migrate import upgrade_to_head
 from services.kit.oidc import TokenVerifier
 from services.kit.openapi import Callers, install_openapi
 from services.kit.requests import RequestIdMiddleware
-from services.kit.results_cache import ResultsCache
+from services.kit.results_cache import CachedHits, ResultsCache
 from services.kit.runtime import Runtime
 from services.kit.settings import Settings
 from services.kit.storage import storage_from_settings
@@ -162,6 +164,9 @@ def create_app(
         app.state.results_cache = results_cache = ResultsCache(current.engine)
         if service != "ingest":  # the gateway serves the cached reads
             results_cache.start()
+        # Every service authenticates API keys: their principals, kept until any key changes.
+        app.state.principal_cache = keys_cache = principal_cache(current.engine)
+        keys_cache.start()
         app.state.worker = None
         worker_task: asyncio.Task[None] | None = None
         try:
@@ -182,6 +187,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task
             await results_cache.close()
+            await keys_cache.close()
             await storage.close()
             if owned:
                 await current.close()
@@ -205,6 +211,10 @@ def create_app(
             optional=(optional_principal,),
         ),
     )
+    if service != "ingest":
+        # Innermost (just outside the router): a cached anonymous read's hit, answered before
+        # routing; every middleware below still sees it.
+        app.add_middleware(CachedHits, count=count_anonymous)
     app.add_middleware(EdgeMiddleware, settings=settings)
     app.add_middleware(ConditionalGetMiddleware)
     app.add_middleware(RequestIdMiddleware)

@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
@@ -97,6 +98,17 @@ async def driver_of(connection: AsyncConnection) -> Any:
     driver = raw.driver_connection
     assert driver is not None
     return driver
+
+
+async def own_connection(engine: AsyncEngine, application_name: str) -> asyncpg.Connection:
+    """A driver connection of its own (never one of the pool's), with the engine's settings:
+    for a LISTEN that lives as long as the process."""
+    args, kwargs = engine.dialect.create_connect_args(engine.url)
+    for option in ("prepared_statement_cache_size", "prepared_statement_name_func"):
+        kwargs.pop(option, None)
+    kwargs["server_settings"] = {"application_name": application_name}
+    connection: asyncpg.Connection = await asyncpg.connect(*args, **kwargs)
+    return connection
 
 
 async def ping(engine: AsyncEngine) -> None:

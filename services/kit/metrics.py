@@ -98,6 +98,13 @@ WEBHOOK_DELIVERIES = Counter(
     "failed: given up, cancelled, skipped, superseded, error)",
     ["outcome"],
 )
+RESULTS_CACHE_READS = Counter(
+    "cerdas_results_cache_reads_total",
+    "Cached reads (rankings, summaries, dashboards), by outcome: hit, early_hit (a hit answered "
+    "before routing), miss (built), and separately sequence (the version asked of the database "
+    "because the listener was not trusted)",
+    ["outcome"],
+)
 EVIDENCE_STORED_BYTES = Counter(
     "cerdas_evidence_stored_bytes_total",
     "Bytes of new evidence objects committed to the store (de-duplicated uploads add nothing)",

@@ -32,6 +32,16 @@ good until a bump above g names its framework or names none (a workflow transiti
 what changed); an entry built before the listener's last sync is not trusted, since bumps
 before the sync were not heard. So pushes that recompute one framework no longer empty the
 cache of the others. While not listening the version alone decides, as before.
+
+Hits before routing (:class:`CachedHits`): an anonymous ``GET`` whose exact path and query an
+anonymous caller was already answered from this cache is served the cached bytes straight from
+the ASGI stack, without FastAPI's routing, validation and dependencies, while the listener is
+trusted and the entry is good by the same rules. The full stack records which entry answers
+such a request (``respond``'s ``anonymous``): only answers built for anonymous callers' keys
+are ever reachable that way. It still counts the anonymous rate limit, and sits inside the other
+middlewares (request id, ETag and 304, metrics, CORS, the edge), which see the same answer.
+Anything else (a key or token, a request not seen before, a miss, the listener not trusted)
+goes through the full stack.
 """
 
 from __future__ import annotations
@@ -45,17 +55,23 @@ from collections.abc import Awaitable, Callable, Collection, Hashable
 from typing import Any
 
 import asyncpg
-from fastapi import Response
+from fastapi import Request, Response
 from sqlalchemy import Engine, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.kit.db import driver_of
+from services.kit.db import driver_of, own_connection
+from services.kit.errors import ProblemError, problem_response
 from services.kit.http import etag_of, render_json
+from services.kit.metrics import RESULTS_CACHE_READS
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "results_version"  # the channel _BUMP notifies
 _READ_SQL = "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM results_version"
+_HIT, _EARLY_HIT, _MISS, _SEQUENCE = (
+    RESULTS_CACHE_READS.labels(outcome) for outcome in ("hit", "early_hit", "miss", "sequence")
+)
 _BUMP = text(
     "SELECT v, pg_notify('results_version', v::text || :scopes) "
     "FROM nextval('results_version') AS v"
@@ -101,10 +117,14 @@ class ResultsCache:
         self.retry_seconds = retry_seconds
         # key → (version built at, body, ETag, the framework it shows or None)
         self.entries: OrderedDict[Hashable, tuple[int, bytes, str, str | None]] = OrderedDict()
+        # (path, raw query) of an anonymous GET → (the key that answered it, its route)
+        self.anonymous: OrderedDict[tuple[str, bytes], tuple[Hashable, Any]] = OrderedDict()
         self.hits = 0
+        self.early_hits = 0  # hits served before routing (CachedHits)
         self.misses = 0
         self.lookups = 0  # reads that had to ask the sequence (listener not trusted)
         self.connects = 0  # times the listener was (re)connected and trusted
+        self.checks = 0  # periodic re-reads of the sequence by the listener
         self._heard = 0  # the highest version heard since the listener last connected
         self._synced = 0  # the version read when the listener last connected
         self._everything = 0  # the highest version heard of a bump naming no framework
@@ -154,12 +174,7 @@ class ResultsCache:
 
     async def connect(self) -> asyncpg.Connection:
         """A connection of its own (never one of the pool's), with the engine's settings."""
-        args, kwargs = self.engine.dialect.create_connect_args(self.engine.url)
-        for option in ("prepared_statement_cache_size", "prepared_statement_name_func"):
-            kwargs.pop(option, None)
-        kwargs["server_settings"] = {"application_name": "cerdas results listener"}
-        connection: asyncpg.Connection = await asyncpg.connect(*args, **kwargs)
-        return connection
+        return await own_connection(self.engine, "cerdas results listener")
 
     async def _listen(self) -> None:
         while True:
@@ -182,9 +197,13 @@ class ResultsCache:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lost.wait(), self.check_seconds)
                     if not lost.is_set():  # alive? and a floor if a notification went missing
-                        self.heard(
-                            int(await connection.fetchval(_READ_SQL, timeout=self.check_seconds))
-                        )
+                        floor = await connection.fetchval(_READ_SQL, timeout=self.check_seconds)
+                        self.checks += 1
+                        # A bump above all heard is one whose notification went missing (or is
+                        # still on its way): it may have named anything. At or below, every
+                        # bump was heard with its scopes, and nothing more is invalidated.
+                        if int(floor or 0) > self._heard:
+                            self.heard(int(floor))
                 log.warning("results cache: the LISTEN connection was lost; reconnecting")
             except asyncio.CancelledError:
                 raise
@@ -203,24 +222,52 @@ class ResultsCache:
         if self._trusted:
             return self._heard
         self.lookups += 1
+        _SEQUENCE.inc()
         async with self.engine.connect() as connection:
             # Straight to the driver, outside any transaction: a third less time per lookup
             # than an AUTOCOMMIT execution through SQLAlchemy (measured 270 µs against 400 µs).
             driver = await driver_of(connection)
             return int(await driver.fetchval(_READ_SQL) or 0)
 
+    def known(self, path: str, query: bytes) -> bool:
+        """Whether an anonymous GET of ``path`` and ``query`` may be a hit before routing."""
+        return self._trusted and (path, query) in self.anonymous
+
+    def early_hit(self, path: str, query: bytes) -> tuple[bytes, str, Any] | None:
+        """The body, ETag and route of the answer to an anonymous GET of ``path`` and
+        ``query``, if the full stack answered one from this cache and the entry is good."""
+        if not self._trusted:
+            return None
+        found = self.anonymous.get((path, query))
+        if found is None:
+            return None
+        key, route = found
+        entry = self.entries.get(key)
+        if entry is None or not self._good(entry[0], entry[3]):
+            return None
+        self.hits += 1
+        self.early_hits += 1
+        _EARLY_HIT.inc()
+        self.entries.move_to_end(key)
+        self.anonymous.move_to_end((path, query))
+        return entry[1], entry[2], route
+
     async def respond(
         self,
         key: Hashable,
         build: Callable[[], Awaitable[Any]],
         scope: Callable[[Any], str] | None = None,
+        *,
+        anonymous: Request | None = None,
     ) -> Response:
         """The cached answer for ``key`` at the current version, else ``build()``'s.
 
         ``scope`` names the framework whose results the built answer shows (None: any may
         matter). While the listener is connected a hit makes no round trip and opens no
         transaction; checks that may fail (unknown region, visibility) belong in ``build``,
-        whose errors are not cached.
+        whose errors are not cached. ``anonymous``: the request, when its caller is anonymous
+        and ``key`` says everything its answer depends on besides the cache's version; the same
+        path and query may then be answered before routing (:class:`CachedHits`).
         """
         trusted = self._trusted
         version = await self.version()
@@ -229,10 +276,12 @@ class ResultsCache:
             self._good(entry[0], entry[3]) if trusted else entry[0] == version
         ):
             self.hits += 1
+            _HIT.inc()
             self.entries.move_to_end(key)
             _, body, etag, _ = entry
         else:
             self.misses += 1
+            _MISS.inc()
             payload = await build()
             body = render_json(payload)
             etag = etag_of(body)
@@ -240,4 +289,60 @@ class ResultsCache:
             self.entries.move_to_end(key)
             while len(self.entries) > self.size:
                 self.entries.popitem(last=False)
+        if anonymous is not None and anonymous.method == "GET":
+            where = (anonymous.scope["path"], anonymous.scope["query_string"])
+            self.anonymous[where] = (key, anonymous.scope.get("route"))
+            self.anonymous.move_to_end(where)
+            while len(self.anonymous) > 4 * self.size:
+                self.anonymous.popitem(last=False)
         return Response(body, media_type="application/json", headers={"ETag": etag})
+
+
+class CachedHits:
+    """Answers an anonymous GET from the app's results cache before routing, when the full
+    stack answered the same path and query from it for an anonymous caller and the entry is
+    still good; everything else goes on to the app.
+
+    ``count`` counts the anonymous caller's request against its rate limit (raising the 429
+    problem), and marks the request counted: a request that turns out not to be a hit after
+    all (the entry went stale meanwhile) goes on to the full stack without being counted
+    twice. Sits inside every other middleware, just outside the router.
+    """
+
+    def __init__(self, app: ASGIApp, count: Callable[[Request], Awaitable[None]]) -> None:
+        self.app = app
+        self.count = count
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cache: ResultsCache | None = None
+        if scope["type"] == "http" and scope["method"] == "GET":
+            state = getattr(scope.get("app"), "state", None)
+            cache = getattr(state, "results_cache", None)
+        path: str = scope.get("path", "")
+        query: bytes = scope.get("query_string", b"")
+        if (
+            cache is None
+            or not cache.known(path, query)
+            or any(name == b"authorization" for name, _ in scope["headers"])
+        ):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            await self.count(request)
+        except ProblemError as exc:
+            await problem_response(exc, request.url.path)(scope, receive, send)
+            return
+        hit = cache.early_hit(path, query)
+        if hit is None:
+            await self.app(scope, receive, send)
+            return
+        body, etag, route = hit
+        scope["route"] = route  # what the metrics label the request by
+        headers = [
+            (b"etag", etag.encode("latin-1")),
+            (b"content-length", str(len(body)).encode("latin-1")),
+            (b"content-type", b"application/json"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

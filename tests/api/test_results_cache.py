@@ -192,3 +192,30 @@ async def test_a_recompute_of_another_framework_leaves_the_ranking_cached(live: 
         with checkouts(live) as counted:
             assert (await client.get("/v1/rankings", params=RANKING)).content == ranking.content
         assert counted != [0]  # rebuilt
+
+
+async def test_the_listeners_periodic_check_keeps_what_the_bumps_it_heard_left(
+    live: Runtime,
+) -> None:
+    """The listener's re-read of the sequence invalidates everything only for a bump it did not
+    hear; bumps it heard with their scopes (another framework's recompute) leave entries good."""
+    await demo.load(live)
+    app = create_app(live.settings, runtime=live, service="gateway")
+    async with app.router.lifespan_context(app), elsewhere(live) as other:
+        cache: ResultsCache = app.state.results_cache
+        await cache.close()
+        cache.check_seconds = 0.02
+        cache.start()
+        await until(lambda: cache.listening)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://cerdas.test") as client:
+            ranking = await client.get("/v1/rankings", params=RANKING)
+            heard = cache.version_heard
+            await results_cache.bump(other.engine, frameworks=["gmsc-2023"])
+            await until(lambda: cache.version_heard > heard)
+            checks = cache.checks
+            await until(lambda: cache.checks >= checks + 3)
+            with checkouts(live) as counted:
+                again = await client.get("/v1/rankings", params=RANKING)
+            assert (counted, again.content) == ([0], ranking.content)
+            assert cache.connects == 1

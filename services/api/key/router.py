@@ -7,6 +7,7 @@ once); the API lists and revokes them and never shows a secret or its hash.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -16,9 +17,10 @@ from services.api.key import service
 from services.api.key.schemas import AssignmentPage, KeyOut, KeyPage, MeOut
 from services.domain.access import policy
 from services.domain.access import service as keys
+from services.domain.access.cache import PrincipalCache
 from services.domain.access.dependencies import CurrentPrincipal, RequestContext
 from services.domain.access.policy import Action
-from services.kit.db import DbSession
+from services.kit.db import DbSession, after_commit
 from services.kit.idempotency import remember_answer, replayed
 
 router = APIRouter(tags=["keys"])
@@ -39,6 +41,13 @@ async def list_keys(
     return await service.key_page(session, revoked=revoked, cursor=cursor, limit=limit)
 
 
+def forget_keys(cache: PrincipalCache) -> Callable[[], Awaitable[None]]:
+    async def forget() -> None:
+        cache.forget_all()
+
+    return forget
+
+
 @router.post("/v1/keys/{key_id}/revoke", response_model=KeyOut, summary="Revoke an API key")
 async def revoke_key(
     key_id: uuid.UUID, request: Request, session: DbSession, context: RequestContext
@@ -50,6 +59,9 @@ async def revoke_key(
         return replay
     answer = KeyOut.model_validate(await keys.revoke_key(session, context, key_id))
     remember_answer(session, request, context.principal, 200, answer)
+    # Other processes hear of it from Postgres; this one forgets at once, before answering.
+    cache: PrincipalCache = request.app.state.principal_cache
+    after_commit(session, forget_keys(cache))
     return answer
 
 

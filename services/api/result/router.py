@@ -29,6 +29,7 @@ from services.api.result.schemas import (
 )
 from services.domain.access import policy
 from services.domain.access.dependencies import CurrentPrincipal, MaybePrincipal
+from services.domain.access.principal import Principal
 from services.kit.db import DbSession
 from services.kit.http import json_response
 from services.kit.results_cache import ResultsCache
@@ -40,6 +41,12 @@ router = APIRouter(tags=["results"])
 def cache(request: Request) -> ResultsCache:
     results_cache: ResultsCache = request.app.state.results_cache
     return results_cache
+
+
+def anonymous(request: Request, principal: Principal | None) -> Request | None:
+    """The request, if its caller is anonymous: a cached answer's key then says all the answer
+    depends on, and the same path and query may be answered before routing."""
+    return request if principal is None else None
 
 
 def build_session(request: Request) -> AsyncSession:
@@ -136,7 +143,9 @@ async def get_summary(
     # Visibility is checked when building; a state change bumps the version, so a cached
     # answer never outlives the visibility it was built under.
     key = ("summary", assessment_id, principal.audit_id if principal else None)
-    return await cache(request).respond(key, build, scope=lambda summary: summary.framework)
+    return await cache(request).respond(
+        key, build, scope=lambda summary: summary.framework, anonymous=anonymous(request, principal)
+    )
 
 
 TargetQuery = Annotated[
@@ -227,7 +236,9 @@ async def get_ranking(
             return await service.ranking(session, framework, period, province, published_only)
 
     key = ("rankings", framework, period, province, published_only)
-    return await cache(request).respond(key, build, scope=lambda _: framework)
+    return await cache(request).respond(
+        key, build, scope=lambda _: framework, anonymous=anonymous(request, principal)
+    )
 
 
 @router.get(
@@ -286,4 +297,6 @@ async def dashboard(
             return await service.dashboard(session, framework, period, province, published_only)
 
     key = ("dashboard", framework, period, province, published_only)
-    return await cache(request).respond(key, build, scope=lambda _: framework)
+    return await cache(request).respond(
+        key, build, scope=lambda _: framework, anonymous=anonymous(request, principal)
+    )

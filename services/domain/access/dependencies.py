@@ -7,7 +7,8 @@ token (a JWT: three dot-separated parts), verified against the trusted issuers
 
 The key (or the person) is looked up in a session of its own that is closed at once: the
 request's own session takes a connection only when the endpoint needs one, so no connection is
-held while a client is still sending its body.
+held while a client is still sending its body. A live key's principal is kept by the process
+(services.domain.access.cache) until any key changes, so a known key usually costs no query.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.domain.access import service
+from services.domain.access.cache import PrincipalCache
 from services.domain.access.principal import Context, Principal
 from services.kit import ratelimit
 from services.kit.errors import Unauthorized
@@ -44,7 +46,7 @@ async def authenticate(request: Request) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
-        await _count_anonymous(request)
+        await count_anonymous(request)
         raise Unauthorized(
             "Send an API key or a sign-in (OpenID Connect) access token as "
             "'Authorization: Bearer <token>'."
@@ -55,11 +57,10 @@ async def authenticate(request: Request) -> Principal:
     if looks_like_jwt(token):
         principal = await _person(request, sessionmaker, token)
     else:
-        async with sessionmaker() as session:
-            principal = await service.principal_for(session, token)
+        principal = await _key_principal(request, sessionmaker, token)
         if principal is None:
             # A wrong key counts against the caller's address: guessing keys is rate limited.
-            await _count_anonymous(request)
+            await count_anonymous(request)
             raise invalid_token(
                 "the API key is unknown or revoked", "The API key is unknown or revoked."
             )
@@ -68,6 +69,23 @@ async def authenticate(request: Request) -> Principal:
         runtime.queue, f"key:{principal.audit_id}", runtime.settings.rate_limit_per_minute
     )
     request.state.principal = principal
+    return principal
+
+
+async def _key_principal(
+    request: Request, sessionmaker: async_sessionmaker[AsyncSession], secret: str
+) -> Principal | None:
+    """The principal of a live key: from the process's cache while it is trusted, else looked
+    up (and kept, unless the key changed meanwhile)."""
+    cache: PrincipalCache | None = getattr(request.app.state, "principal_cache", None)
+    hashed = service.hash_secret(secret)
+    if cache is not None and (known := cache.get(hashed)) is not None:
+        return known
+    generation = cache.generation if cache is not None else None
+    async with sessionmaker() as session:
+        principal = await service.principal_for(session, secret)
+    if cache is not None and principal is not None:
+        cache.put(hashed, principal, generation)
     return principal
 
 
@@ -82,7 +100,7 @@ async def _person(
             raise InvalidToken("this server trusts no OpenID issuer (API keys only)")
         verified = await verifier.verify(token)
     except InvalidToken as exc:
-        await _count_anonymous(request)
+        await count_anonymous(request)
         raise invalid_token(str(exc)) from None
     async with sessionmaker() as session:
         principal = await service.person_principal(session, verified)
@@ -90,7 +108,12 @@ async def _person(
     return principal
 
 
-async def _count_anonymous(request: Request) -> None:
+async def count_anonymous(request: Request) -> None:
+    """Count the request against its client address's limit, once: a request already counted
+    (before routing, services.kit.results_cache.CachedHits) is not counted again."""
+    if getattr(request.state, "anonymous_counted", False):
+        return
+    request.state.anonymous_counted = True
     runtime = request.app.state.runtime
     address = request.client.host if request.client else "unknown"
     await ratelimit.check(
@@ -119,7 +142,7 @@ async def limit_anonymous(request: Request) -> None:
     if "authorization" in request.headers:
         await authenticate(request)
         return
-    await _count_anonymous(request)
+    await count_anonymous(request)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]

@@ -10,8 +10,10 @@ Machine clients send API keys, stored as SHA-256 only.
 Keys are 256-bit random secrets, so a plain SHA-256 is the right hash (no password stretching
 needed) and makes the lookup one indexed equality.
 
-Every request looks its key up afresh (nothing caches a principal beyond its request), so a
-revoked or rotated-away secret is refused from the next request on. Issuing, revoking and
+A revoked or rotated-away secret is refused from the next request on: each process keeps the
+principals of live keys (services.domain.access.cache), and forgets them all when any key
+changes (a trigger notifies every process after the commit), or asks the database on every
+request while it cannot hear those notifications. Issuing, revoking and
 rotating are audited (entity ``api_key``); the audit rows name the key's prefix, never its
 secret or hash.
 """
