@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from services.domain.recompute import service as recompute
 from services.models import Assessment, AuditEvent, MetricPoint, RecomputeRequest
+from services.scoring.frameworks import registry
 
 MakeKey = Callable[..., Awaitable[dict[str, str]]]
 BSW = [
@@ -80,6 +84,40 @@ async def test_a_push_marks_the_metric_driven_assessment_dirty_in_the_same_trans
     request = await session.get(RecomputeRequest, assessment.id)
     assert request is not None
     assert request.revision == assessment.input_revision == 1
+
+
+async def test_marking_readers_costs_three_statements_however_many_frameworks_read_a_metric(
+    client: httpx.AsyncClient,
+    bsw: dict[str, str],
+    session: AsyncSession,
+    connection: AsyncConnection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shipped = registry()
+    linked = shipped["smartcity-spbe-linked"]
+    twin = dataclasses.replace(linked, id="smartcity-spbe-linked-twin")  # reads the same metrics
+    monkeypatch.setattr(recompute, "registry", lambda: {**shipped, twin.id: twin})
+    on_assessments: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if re.search(r"\bassessment\b", statement):  # the table, not assessment_id
+            on_assessments.append(statement)
+
+    event.listen(connection.sync_connection, "before_cursor_execute", seen)
+    try:
+        response = await push(client, bsw, BSW)
+    finally:
+        event.remove(connection.sync_connection, "before_cursor_execute", seen)
+    assert response.json()["recomputes_requested"] == 2
+    # Create the missing ones, find their ids, bump them and their outbox rows: one statement
+    # each for both frameworks (framework by framework, it was three per framework).
+    assert len(on_assessments) == 3, on_assessments
+    marked = await session.execute(
+        select(Assessment.framework_id, RecomputeRequest.revision)
+        .join(RecomputeRequest, RecomputeRequest.assessment_id == Assessment.id)
+        .where(Assessment.region_code == "32.71", Assessment.period == 2024)
+    )
+    assert sorted(tuple(row) for row in marked) == [(linked.id, 1), (twin.id, 1)]
 
 
 async def test_a_key_for_another_region_gets_403_and_nothing_is_stored(

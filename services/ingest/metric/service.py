@@ -151,10 +151,12 @@ async def mark_affected(
     session: AsyncSession, changes: list[repository.Change], queue: Queue | None
 ) -> int:
     """Assessments of metric-driven frameworks whose region and year got new values."""
+    changed: dict[str, set[tuple[str, int]]] = {}  # metric → (region, year) of its new values
+    for change in changes:
+        changed.setdefault(change.metric, set()).add((change.region_code, change.year))
 
     def reads(framework: Framework) -> set[tuple[str, int]]:
-        used = set(framework.metric_keys)
-        return {(c.region_code, c.year) for c in changes if c.metric in used}
+        return set().union(*(changed.get(key, ()) for key in framework.metric_keys))
 
     return await mark_readers_dirty(session, reads, queue)
 
