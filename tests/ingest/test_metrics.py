@@ -228,6 +228,27 @@ async def test_bad_points_are_rejected_with_index_and_reason(
     assert await stored(session) == 0  # all or nothing
 
 
+async def test_the_body_is_read_as_json_reads_it_and_refused_where_it_breaks(
+    client: httpx.AsyncClient, bsw: dict[str, str], session: AsyncSession
+) -> None:
+    headers = {**bsw, "Content-Type": "application/json"}
+    broken = await client.post("/v1/metrics:batch", content=b'{"points": [', headers=headers)
+    assert broken.status_code == 422
+    assert broken.json()["errors"] == [
+        {"in": "body", "pointer": "/12", "detail": "JSON decode error"}
+    ]
+    # NaN is JSON as Python reads it: one point rejected with its reason, not the whole body.
+    body = b'{"points": [{"region": "32.71", "metric": "integrated_apps", "period": "2024-12",'
+    response = await client.post(
+        "/v1/metrics:batch", content=body + b' "value": NaN}]}', headers=headers
+    )
+    assert response.status_code == 422
+    [rejected] = response.json()["rejected"]
+    assert (rejected["index"], rejected["field"]) == (0, "value")
+    assert "not a finite number" in rejected["reason"]
+    assert await stored(session) == 0
+
+
 async def test_atomic_false_stores_the_good_points_only(
     client: httpx.AsyncClient, bsw: dict[str, str], session: AsyncSession
 ) -> None:
