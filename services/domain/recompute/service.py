@@ -39,7 +39,14 @@ async def mark_dirty(
     ids = sorted(set(assessment_ids))
     if not ids:
         return 0
-    rows = await repository.bump_revisions(session, ids)
+    return _enqueue_fresh(session, await repository.bump_revisions(session, ids), queue)
+
+
+def _enqueue_fresh(
+    session: AsyncSession, rows: list[tuple[uuid.UUID, int, bool]], queue: Queue | None
+) -> int:
+    """After the commit, enqueue a recompute of each bumped assessment that had none pending
+    (``rows``: id, revision, whether its outbox row is new); returns how many were bumped."""
     fresh = [(assessment_id, revision) for assessment_id, revision, new in rows if new]
     if queue is not None and fresh:
 
@@ -66,7 +73,7 @@ async def mark_readers_dirty(
     reads, or of changed results of the frameworks it links to. Only periods a framework is in
     force for: a 2019 metric opens no view of an instrument that starts in 2021. Missing
     assessments are created as the framework's workflow starts them (computed views
-    published). Three statements, however many frameworks read the change."""
+    published). Two statements, however many frameworks read the change."""
     wanted = [
         (framework.id, region, year, str(initial_state(framework)))
         for framework in registry().values()
@@ -75,8 +82,7 @@ async def mark_readers_dirty(
     ]
     if not wanted:
         return 0
-    ids = await repository.ensure_final_assessments_of(session, wanted)
-    return await mark_dirty(session, ids, queue)
+    return _enqueue_fresh(session, await repository.mark_final_assessments(session, wanted), queue)
 
 
 async def mark_followers_dirty(
