@@ -120,6 +120,30 @@ async def test_marking_readers_costs_two_statements_however_many_frameworks_read
     assert sorted(tuple(row) for row in marked) == [(linked.id, 1), (twin.id, 1)]
 
 
+async def test_a_json_batch_looks_up_only_the_regions_it_names(
+    client: httpx.AsyncClient, make_key: MakeKey, connection: AsyncConnection
+) -> None:
+    ministry = await make_key("ministry-admin")
+    asked: list[tuple[str, Any]] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, parameters: Any, *_: object) -> None:
+        if re.search(r"\bFROM region\b", statement):
+            asked.append((" ".join(statement.split()), parameters))
+
+    points = [*BSW, {**BSW[0], "region": "99.99"}]  # Kota Bogor twice, and no such region
+    event.listen(connection.sync_connection, "before_cursor_execute", seen)
+    try:
+        response = await push(client, ministry, points, atomic=False)
+    finally:
+        event.remove(connection.sync_connection, "before_cursor_execute", seen)
+    assert response.status_code == 200, response.text
+    assert response.json()["rejected"][0]["reason"].startswith("unknown region '99.99'")
+    # Not all five hundred codes for two points: one lookup of the two named.
+    [(statement, parameters)] = asked
+    assert "WHERE code = ANY" in statement
+    assert sorted(*parameters) == ["32.71", "99.99"]
+
+
 async def test_a_key_for_another_region_gets_403_and_nothing_is_stored(
     client: httpx.AsyncClient, make_key: MakeKey, session: AsyncSession
 ) -> None:

@@ -108,12 +108,10 @@ async def push_batch(
     principal = context.principal
     policy.require(principal, Action.PUSH_METRICS)
     # Each region once, in the order sent (the 403 names the first the key may not write).
-    service.check_regions(
-        principal,
-        dict.fromkeys(
-            region for point in batch.points if isinstance(region := point.get("region"), str)
-        ),
+    sent_regions = dict.fromkeys(
+        region for point in batch.points if isinstance(region := point.get("region"), str)
     )
+    service.check_regions(principal, sent_regions)
     fingerprint = ""
     if idempotency_key is not None and not dry_run:  # an empty key is refused, not ignored
         fingerprint = request_fingerprint(
@@ -135,6 +133,7 @@ async def push_batch(
         atomic=atomic,
         dry_run=dry_run,
         queue=request.app.state.runtime.queue,
+        sent_regions=sent_regions.keys(),
     )
     _remember(session, context, idempotency_key, fingerprint, summary)
     return _respond(request, summary)
