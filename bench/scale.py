@@ -636,6 +636,7 @@ class Scale(Bench):
                 ]
                 file.write(json.dumps({"points": points}) + "\n")
         await self.s5_reset(rows)
+        cpu_before = process_cpu_seconds(self.server_pid)
         run = subprocess.run(
             [PYTHON, "-m", "bench.client", "ingest", url, self.key, str(path), "1"],
             capture_output=True,
@@ -643,6 +644,7 @@ class Scale(Bench):
             check=True,
             env=self.env,
         )
+        cpu_after = process_cpu_seconds(self.server_pid)
         http = json.loads(run.stdout)
         # The baseline: the endpoint's own import statement (as the endpoint runs it, with
         # sequential scans off for its plan), one transaction per batch, straight on asyncpg.
@@ -700,6 +702,12 @@ class Scale(Bench):
             "batch": 1000,
             "into_table_of": self.results["load"]["metric_points"],
         }
+        if cpu_before is not None and cpu_after is not None:
+            # The server's CPU (user + system, all its threads) per batch of the HTTP push: less
+            # noisy than the rate on a machine shared with other work.
+            self.results["S5"]["server_cpu_ms_per_batch"] = (
+                (cpu_after - cpu_before) * 1000 / len(batches)
+            )
         if profile:
             await self.s5_reset(rows)
             self.results["S5"]["profile"] = self.s5_profile(url, path)
@@ -835,6 +843,15 @@ async def check_indices(
         FROM flat LEFT JOIN result_state s ON s.assessment_id = flat.id
         GROUP BY 1, 2 ORDER BY 1, 2""")
     return [dict(row) for row in rows]
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a process has used so far (Linux /proc), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Spy:
@@ -1025,6 +1042,11 @@ async def main() -> None:
             f"S5 {s5['ratio']:8.3f}  target {s5['target']:<7} {s5['verdict']:<7} "
             f"{s5['http_points_per_s']:,.0f} points/s vs statement "
             f"{s5['direct_statement_rows_per_s']:,.0f} rows/s"
+            + (
+                f", server CPU {s5['server_cpu_ms_per_batch']:.1f} ms per batch"
+                if "server_cpu_ms_per_batch" in s5
+                else ""
+            )
         )
     if "S2" in report:
         print_live(report)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from services.domain.recompute import service as recompute
 from services.models import Assessment, AuditEvent, MetricPoint, RecomputeRequest
+from services.scoring.frameworks import registry
 
 MakeKey = Callable[..., Awaitable[dict[str, str]]]
 BSW = [
@@ -80,6 +84,64 @@ async def test_a_push_marks_the_metric_driven_assessment_dirty_in_the_same_trans
     request = await session.get(RecomputeRequest, assessment.id)
     assert request is not None
     assert request.revision == assessment.input_revision == 1
+
+
+async def test_marking_readers_costs_two_statements_however_many_frameworks_read_a_metric(
+    client: httpx.AsyncClient,
+    bsw: dict[str, str],
+    session: AsyncSession,
+    connection: AsyncConnection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shipped = registry()
+    linked = shipped["smartcity-spbe-linked"]
+    twin = dataclasses.replace(linked, id="smartcity-spbe-linked-twin")  # reads the same metrics
+    monkeypatch.setattr(recompute, "registry", lambda: {**shipped, twin.id: twin})
+    on_assessments: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if re.search(r"\bassessment\b", statement):  # the table, not assessment_id
+            on_assessments.append(statement)
+
+    event.listen(connection.sync_connection, "before_cursor_execute", seen)
+    try:
+        response = await push(client, bsw, BSW)
+    finally:
+        event.remove(connection.sync_connection, "before_cursor_execute", seen)
+    assert response.json()["recomputes_requested"] == 2
+    # Create the missing ones; bump them and their outbox rows: one statement each for both
+    # frameworks (framework by framework, it was three per framework: create, find, bump).
+    assert len(on_assessments) == 2, on_assessments
+    marked = await session.execute(
+        select(Assessment.framework_id, RecomputeRequest.revision)
+        .join(RecomputeRequest, RecomputeRequest.assessment_id == Assessment.id)
+        .where(Assessment.region_code == "32.71", Assessment.period == 2024)
+    )
+    assert sorted(tuple(row) for row in marked) == [(linked.id, 1), (twin.id, 1)]
+
+
+async def test_a_json_batch_looks_up_only_the_regions_it_names(
+    client: httpx.AsyncClient, make_key: MakeKey, connection: AsyncConnection
+) -> None:
+    ministry = await make_key("ministry-admin")
+    asked: list[tuple[str, Any]] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, parameters: Any, *_: object) -> None:
+        if re.search(r"\bFROM region\b", statement):
+            asked.append((" ".join(statement.split()), parameters))
+
+    points = [*BSW, {**BSW[0], "region": "99.99"}]  # Kota Bogor twice, and no such region
+    event.listen(connection.sync_connection, "before_cursor_execute", seen)
+    try:
+        response = await push(client, ministry, points, atomic=False)
+    finally:
+        event.remove(connection.sync_connection, "before_cursor_execute", seen)
+    assert response.status_code == 200, response.text
+    assert response.json()["rejected"][0]["reason"].startswith("unknown region '99.99'")
+    # Not all five hundred codes for two points: one lookup of the two named.
+    [(statement, parameters)] = asked
+    assert "WHERE code = ANY" in statement
+    assert sorted(*parameters) == ["32.71", "99.99"]
 
 
 async def test_a_key_for_another_region_gets_403_and_nothing_is_stored(
@@ -188,6 +250,27 @@ async def test_bad_points_are_rejected_with_index_and_reason(
     assert (rejected["index"], rejected["field"]) == (1, field)
     assert rejected["reason"].startswith(reason), rejected["reason"]
     assert await stored(session) == 0  # all or nothing
+
+
+async def test_the_body_is_read_as_json_reads_it_and_refused_where_it_breaks(
+    client: httpx.AsyncClient, bsw: dict[str, str], session: AsyncSession
+) -> None:
+    headers = {**bsw, "Content-Type": "application/json"}
+    broken = await client.post("/v1/metrics:batch", content=b'{"points": [', headers=headers)
+    assert broken.status_code == 422
+    assert broken.json()["errors"] == [
+        {"in": "body", "pointer": "/12", "detail": "JSON decode error"}
+    ]
+    # NaN is JSON as Python reads it: one point rejected with its reason, not the whole body.
+    body = b'{"points": [{"region": "32.71", "metric": "integrated_apps", "period": "2024-12",'
+    response = await client.post(
+        "/v1/metrics:batch", content=body + b' "value": NaN}]}', headers=headers
+    )
+    assert response.status_code == 422
+    [rejected] = response.json()["rejected"]
+    assert (rejected["index"], rejected["field"]) == (0, "value")
+    assert "not a finite number" in rejected["reason"]
+    assert await stored(session) == 0
 
 
 async def test_atomic_false_stores_the_good_points_only(

@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.models import Assessment, RecomputeRun
 
-_MARK = text(
-    """
+# Bump the revisions of the assessments ``{locked}`` selects and upsert their outbox rows.
+_BUMP = """
     WITH locked AS (  -- lock in id order, so concurrent batches cannot deadlock
-        SELECT id FROM assessment WHERE id = ANY(:ids) ORDER BY id FOR UPDATE
+        {locked} ORDER BY a.id FOR UPDATE OF a
     ), bumped AS (
         UPDATE assessment SET input_revision = input_revision + 1
         FROM locked WHERE assessment.id = locked.id
@@ -24,14 +24,31 @@ _MARK = text(
     ON CONFLICT (assessment_id) DO UPDATE SET revision = excluded.revision
     RETURNING assessment_id, revision, (xmax = 0) AS fresh
     """
+_MARK = text(_BUMP.format(locked="SELECT a.id FROM assessment a WHERE a.id = ANY(:ids)"))
+# The same for official final-stage assessments named by key. A statement after the insert
+# that creates them, so it sees what a concurrent push (which that insert waited for) created.
+_MARK_FINAL = text(
+    _BUMP.format(
+        locked="""SELECT a.id
+        FROM unnest(CAST(:frameworks AS text[]), CAST(:regions AS text[]),
+                    CAST(:years AS int[])) AS t(f, r, y)
+        JOIN assessment a
+          ON a.region_code = t.r AND a.framework_id = t.f AND a.period = t.y
+             AND a.stage = 'final' AND a.agency_id IS NULL"""
+    )
 )
 
-_ENSURE = text(
+# The official final-stage assessments of some frameworks, regions and years, created where
+# missing, each in its framework's starting state. Inserted in key order,
+# so two pushes creating the same assessments wait for each other rather than deadlock.
+_ENSURE_MANY = text(
     """
     INSERT INTO assessment (id, region_code, framework_id, period, stage, state,
                             input_revision, created_at)
-    SELECT gen_random_uuid(), r, :framework_id, y, 'final', :state, 0, now()
-    FROM unnest(CAST(:regions AS text[]), CAST(:years AS int[])) AS t(r, y)
+    SELECT gen_random_uuid(), r, f, y, 'final', s, 0, now()
+    FROM unnest(CAST(:frameworks AS text[]), CAST(:regions AS text[]), CAST(:years AS int[]),
+                CAST(:states AS text[])) AS t(f, r, y, s)
+    ORDER BY r, f, y
     ON CONFLICT (region_code, framework_id, period, stage) WHERE agency_id IS NULL DO NOTHING
     """
 )
@@ -46,26 +63,20 @@ async def bump_revisions(
     return [(row.assessment_id, row.revision, bool(row.fresh)) for row in rows]
 
 
-async def ensure_final_assessments(
-    session: AsyncSession, framework_id: str, region_years: set[tuple[str, int]], state: str
-) -> list[uuid.UUID]:
-    """The official final-stage assessments of ``framework_id`` for these regions and years,
-    created in ``state`` where missing (an agency's internal assessment is never one)."""
-    regions = [region for region, _ in region_years]
-    years = [year for _, year in region_years]
-    await session.execute(
-        _ENSURE, {"framework_id": framework_id, "regions": regions, "years": years, "state": state}
-    )
-    found = await session.execute(
-        select(Assessment.id, Assessment.region_code, Assessment.period).where(
-            Assessment.framework_id == framework_id,
-            Assessment.stage == "final",
-            Assessment.agency_id.is_(None),
-            Assessment.region_code.in_(set(regions)),
-            Assessment.period.in_(set(years)),
-        )
-    )
-    return [row.id for row in found if (row.region_code, row.period) in region_years]
+async def mark_final_assessments(
+    session: AsyncSession, wanted: Sequence[tuple[str, str, int, str]]
+) -> list[tuple[uuid.UUID, int, bool]]:
+    """:func:`bump_revisions` for official final-stage assessments named by key, created
+    where missing (an agency's internal assessment is never one): two statements. ``wanted``
+    is (framework id, region code, year, the state a new one starts in) for each."""
+    keys = {
+        "frameworks": [framework for framework, _, _, _ in wanted],
+        "regions": [region for _, region, _, _ in wanted],
+        "years": [year for _, _, year, _ in wanted],
+    }
+    await session.execute(_ENSURE_MANY, {**keys, "states": [s for _, _, _, s in wanted]})
+    rows = await session.execute(_MARK_FINAL, keys)
+    return [(row.assessment_id, row.revision, bool(row.fresh)) for row in rows]
 
 
 def run_scope(

@@ -39,7 +39,14 @@ async def mark_dirty(
     ids = sorted(set(assessment_ids))
     if not ids:
         return 0
-    rows = await repository.bump_revisions(session, ids)
+    return _enqueue_fresh(session, await repository.bump_revisions(session, ids), queue)
+
+
+def _enqueue_fresh(
+    session: AsyncSession, rows: list[tuple[uuid.UUID, int, bool]], queue: Queue | None
+) -> int:
+    """After the commit, enqueue a recompute of each bumped assessment that had none pending
+    (``rows``: id, revision, whether its outbox row is new); returns how many were bumped."""
     fresh = [(assessment_id, revision) for assessment_id, revision, new in rows if new]
     if queue is not None and fresh:
 
@@ -55,27 +62,6 @@ async def mark_dirty(
     return len(rows)
 
 
-async def mark_region_years_dirty(
-    session: AsyncSession,
-    framework: Framework,
-    region_years: set[tuple[str, int]],
-    queue: Queue | None,
-) -> int:
-    """Mark the assessments of ``framework`` for these regions and years dirty, creating them
-    where missing (as the framework's workflow starts them: computed views published);
-    returns how many were marked. Only periods the framework is in force for: a 2019 metric
-    opens no view of an instrument that starts in 2021."""
-    region_years = {
-        (region, year) for region, year in region_years if framework.in_force.covers(year)
-    }
-    if not region_years:
-        return 0
-    ids = await repository.ensure_final_assessments(
-        session, framework.id, region_years, initial_state(framework)
-    )
-    return await mark_dirty(session, ids, queue)
-
-
 async def mark_readers_dirty(
     session: AsyncSession,
     reads: Callable[[Framework], set[tuple[str, int]]],
@@ -84,11 +70,19 @@ async def mark_readers_dirty(
     """For every framework, mark dirty the regions and years whose inputs changed for it.
 
     ``reads(framework)`` names them: the regions and years of new metric values the framework
-    reads, or of changed results of the frameworks it links to."""
-    marked = 0
-    for framework in registry().values():
-        marked += await mark_region_years_dirty(session, framework, reads(framework), queue)
-    return marked
+    reads, or of changed results of the frameworks it links to. Only periods a framework is in
+    force for: a 2019 metric opens no view of an instrument that starts in 2021. Missing
+    assessments are created as the framework's workflow starts them (computed views
+    published). Two statements, however many frameworks read the change."""
+    wanted = [
+        (framework.id, region, year, str(initial_state(framework)))
+        for framework in registry().values()
+        for region, year in sorted(reads(framework))
+        if framework.in_force.covers(year)
+    ]
+    if not wanted:
+        return 0
+    return _enqueue_fresh(session, await repository.mark_final_assessments(session, wanted), queue)
 
 
 async def mark_followers_dirty(

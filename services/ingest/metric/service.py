@@ -9,7 +9,7 @@ is all-or-nothing: any rejection stores nothing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,8 +92,11 @@ async def import_points(
     atomic: bool,
     dry_run: bool,
     queue: Queue | None,
+    sent_regions: Collection[str] | None = None,
 ) -> ImportSummary:
     """Import ``points`` (index, raw point); the caller commits, or rolls back on error.
+    ``sent_regions``, when the caller knows them up front (a JSON batch), are every region code
+    the points name: only those are looked up, not the whole list.
 
     Regions are authorised point by point as they stream in: a foreign region raises
     :class:`Forbidden`, which rolls the whole request back. Every update is audited under the
@@ -102,7 +105,11 @@ async def import_points(
     principal = context.principal
     policy.require(principal, Action.PUSH_METRICS)
     summary = ImportSummary(dry_run=dry_run, atomic=atomic)
-    known_regions = await regions.codes(session)
+    known_regions = (
+        await regions.codes(session)
+        if sent_regions is None
+        else await regions.existing(session, list(sent_regions))
+    )
     metrics = catalogue()
     today = today_wib()
     rows: list[StagedRow] = []
@@ -151,10 +158,12 @@ async def mark_affected(
     session: AsyncSession, changes: list[repository.Change], queue: Queue | None
 ) -> int:
     """Assessments of metric-driven frameworks whose region and year got new values."""
+    changed: dict[str, set[tuple[str, int]]] = {}  # metric → (region, year) of its new values
+    for change in changes:
+        changed.setdefault(change.metric, set()).add((change.region_code, change.year))
 
     def reads(framework: Framework) -> set[tuple[str, int]]:
-        used = set(framework.metric_keys)
-        return {(c.region_code, c.year) for c in changes if c.metric in used}
+        return set().union(*(changed.get(key, ()) for key in framework.metric_keys))
 
     return await mark_readers_dirty(session, reads, queue)
 

@@ -79,7 +79,11 @@ def validate_point(
     unit = raw.get("unit")
     if unit is not None and unit != definition.unit:
         return Rejection(index, "unit", f"{key} is measured in {definition.unit!r}, not {unit!r}")
-    period = _period(raw, definition)
+    text = raw.get("period")
+    if isinstance(text, str) and raw.get("timestamp") is None:  # most points: a period label
+        period = _calendar_period(text, definition.grain, definition.key)
+    else:
+        period = _period(raw, definition)
     if isinstance(period, str):
         return Rejection(index, "period", period)
     label, start = period
@@ -141,8 +145,10 @@ def _calendar_period(text: str, grain: str, key: str) -> tuple[str, date] | str:
 
 
 def _value(raw: Any, definition: MetricDefinition) -> Decimal | str:
-    if type(raw) is int:  # the common case, exact and whole
+    if type(raw) is int:  # the common case, exact and whole (so any type's)
         value = Decimal(raw)
+        if definition.min <= value <= definition.max:
+            return value
     elif isinstance(raw, bool) or not isinstance(raw, int | float | str | Decimal):
         return f"value {raw!r} is not a number"
     else:
