@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
@@ -34,6 +35,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from services.kit import ratelimit
 from services.kit.embedded import EmbeddedServers
 from services.kit.queue import Queue
 from services.kit.runtime import Runtime
@@ -310,3 +312,12 @@ def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provider
         yield provider
     finally:
         provider.stop()
+
+
+async def fresh_rate_window(needed_seconds: float = 15.0) -> None:
+    """Wait, if need be, until the rate limit's current one-minute window has at least
+    ``needed_seconds`` left: a test counting requests against a limit must not see its count
+    reset halfway by the window's turn (services.kit.ratelimit)."""
+    left = ratelimit.WINDOW_SECONDS - time.time() % ratelimit.WINDOW_SECONDS
+    if left < needed_seconds:
+        await asyncio.sleep(left + 0.05)

@@ -53,7 +53,11 @@ from services.scoring.engine.numbers import decimal_text
 from services.scoring.frameworks import link_sources, registry
 
 log = logging.getLogger(__name__)
-RUN_BATCH = 100
+# Assessments per batch (one transaction). A run keeps two batches in memory at a time (one
+# written while the next is scored), so 50 holds what one batch of 100 did before the
+# pipeline: `make bench` P5 (peak RSS at 514 regions ÷ at 50) was 1.11–1.12 with 100, 1.06
+# with 50; S1's recompute took about 7% longer with 50 (docs/benchmarks.md).
+RUN_BATCH = 50
 # Batches per run step: a step stays a short, retryable job (a second or two of work on a
 # national run) and has batches enough to pipeline (see run_step).
 STEP_BATCHES = 10
@@ -148,7 +152,9 @@ class _Prepared:
     due: list[Assessment]
     rows: repository.ResultText
     result_states: list[dict[str, Any]]
-    changed: list[tuple[Assessment, Result]]
+    # Assessments whose index changed, with the new index and predicate: only what the
+    # webhooks say, not the result trees (a run keeps two batches in memory at a time).
+    changed: list[tuple[Assessment, Decimal | None, str | None]]
     outcomes: dict[uuid.UUID, Recomputed]
 
 
@@ -191,7 +197,7 @@ async def _prepare(
     details: dict[tuple[Any, ...], str] = {}
     heads: dict[str, dict[str, tuple[str, str]]] = {}
     result_states: list[dict[str, Any]] = []
-    changed: list[tuple[Assessment, Result]] = []
+    changed: list[tuple[Assessment, Decimal | None, str | None]] = []
     alone_memo: dict[Hashable, tuple[Decimal | None, str | None]] = {}
     for position, assessment in enumerate(due):
         if position % _YIELD_EVERY == _YIELD_EVERY - 1:
@@ -233,7 +239,7 @@ async def _prepare(
         )
         state = states.get(assessment.id)
         if state is None or state.index_value != index:
-            changed.append((assessment, result))
+            changed.append((assessment, index, result.index.predicate))
         outcomes[assessment.id] = Recomputed("computed", revision, index, assessment.framework_id)
     return _Prepared(assessments, states, due, rows, result_states, changed, outcomes)
 
@@ -247,7 +253,7 @@ async def _write(
     await repository.replace_results(
         session, [a.id for a in due], prepared.rows, prepared.result_states
     )
-    await mark_followers_dirty(session, [assessment for assessment, _ in changed], queue)
+    await mark_followers_dirty(session, [assessment for assessment, _, _ in changed], queue)
     await webhooks.emit_many(
         session,
         "result.changed",
@@ -257,15 +263,15 @@ async def _write(
                 "region": assessment.region_code,
                 "framework": assessment.framework_id,
                 "period": assessment.period,
-                "index": decimal_text(result.index.value),
+                "index": decimal_text(index),
                 "previous_index": decimal_text(states[assessment.id].index_value)
                 if assessment.id in states
                 else None,
-                "predicate": result.index.predicate,
+                "predicate": predicate,
                 "input_revision": assessment.input_revision,
             }
             | webhooks.internal_marker(assessment)
-            for assessment, result in changed
+            for assessment, index, predicate in changed
         ],
         queue,
     )

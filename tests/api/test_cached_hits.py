@@ -20,6 +20,7 @@ from services.kit.runtime import Runtime
 from services.main import create_app
 from services.models import Assessment, AssessmentState, Role
 from tests.api.test_results_cache import RANKING, elsewhere, set_bogor, until
+from tests.conftest import fresh_rate_window
 
 pytestmark = pytest.mark.slow
 
@@ -144,6 +145,7 @@ async def test_reads_answered_before_routing_count_against_the_anonymous_limit_o
 ) -> None:
     await demo.load(live)
     async with gateway(live, anonymous_rate_limit_per_minute=4) as (client, cache):
+        await fresh_rate_window()
         answers = [(await client.get("/v1/rankings", params=RANKING)) for _ in range(6)]
         assert [a.status_code for a in answers] == [200, 200, 200, 200, 429, 429]
         assert cache.early_hits == 3

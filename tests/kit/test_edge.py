@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.models import Assessment, EvidenceItem, MetricPoint
+from tests.conftest import fresh_rate_window
 from tests.evidence_store import EvidenceStore
 
 MakeKey = Callable[..., Awaitable[dict[str, str]]]
@@ -156,6 +157,7 @@ async def test_rate_limits_answer_429_with_retry_after(
     client_for: ClientFor, ministry: dict[str, str]
 ) -> None:
     async with client_for(rate_limit_per_minute=3, anonymous_rate_limit_per_minute=2) as client:
+        await fresh_rate_window()
         statuses = [
             (await client.get("/v1/metrics", headers=ministry)).status_code for _ in range(4)
         ]
@@ -243,6 +245,7 @@ async def test_a_wrong_key_is_401_everywhere_and_guessing_is_rate_limited(
     client_for: ClientFor,
 ) -> None:
     async with client_for(anonymous_rate_limit_per_minute=3) as client:
+        await fresh_rate_window()
         wrong = {"Authorization": "Bearer not-a-key"}
         statuses = [(await client.get("/v1/frameworks", headers=wrong)).status_code]
         statuses += [(await client.get("/v1/metrics", headers=wrong)).status_code for _ in range(3)]
